@@ -1,0 +1,66 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests._engine_toy import CONFIG, run
+from wsseg.engine import CHECKPOINT, TrainConfig, load_checkpoint
+from wsseg.errors import BadInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    a = _weights(run(tmp_path / "a"))
+    b = _weights(run(tmp_path / "b"))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_checkpoint_every_epoch_and_history(tmp_path: Path) -> None:
+    run(tmp_path)
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    assert state["epoch"] == CONFIG.epochs - 1
+    assert len(state["history"]) == CONFIG.epochs
+    assert (tmp_path / "config.json").is_file()
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
+    reference = _weights(run(tmp_path / "ref"))
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests._engine_toy", str(killed), "0.05"], cwd=ROOT, env=env)
+    deadline = time.time() + 60
+    try:
+        # Kill once the first epoch's checkpoint is on disk, in the middle of a later epoch.
+        while not (killed / CHECKPOINT).exists():
+            assert proc.poll() is None, "the training process ended before it could be killed"
+            assert time.time() < deadline
+            time.sleep(0.02)
+        time.sleep(0.12)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    epoch_at_kill = load_checkpoint(killed / CHECKPOINT)["epoch"]
+    assert epoch_at_kill < CONFIG.epochs - 1
+    resumed = _weights(run(killed, resume=True))
+    assert all(torch.allclose(x.float(), y.float(), atol=1e-6) for x, y in zip(reference, resumed, strict=True))
+
+
+def test_bad_config_and_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(BadInputError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BadInputError, match="not a readable"):
+        load_checkpoint(tmp_path / "junk.pt")

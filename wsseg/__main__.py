@@ -1,0 +1,5 @@
+import sys
+
+from wsseg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""Command line: ``python -m wsseg COMMAND`` (also installed as ``wsseg``).
+
+Each command is a small function taking the parsed arguments; the work itself lives in the stage modules.
+Errors meant for the user (``WssegError``) are printed as one line and exit with status 2, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from wsseg.errors import WssegError
+
+DEFAULT_DEMO = Path("projects/demo")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from wsseg.demo import create_demo_project
+
+    project = create_demo_project(args.project, n_images=args.images, seed=args.seed)
+    print(f"demo project ready: {project.root.resolve()} ({project.count_images()} images)")
+
+
+def _cmd_import(args: argparse.Namespace) -> None:
+    from wsseg.importer import import_source
+    from wsseg.store import Project
+
+    project = Project.create(args.project)
+    report = import_source(project, args.source, split=args.split, progress=True)
+    print(f"imported {len(report.imported)} image(s) into {project.root}")
+    for problem in report.problems:
+        print(f"refused {problem.source}: {problem.message}")
+    if report.skipped_duplicates:
+        print(f"skipped {len(report.skipped_duplicates)} image(s) already in the project (same content)")
+
+
+def _cmd_train_classifier(args: argparse.Namespace) -> None:
+    from wsseg.stages.train_classifier import run_from_args
+
+    run_from_args(args)
+
+
+def _cmd_peaks(args: argparse.Namespace) -> None:
+    from wsseg.stages.make_peaks import run_from_args
+
+    run_from_args(args)
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from wsseg.bench import run_from_args
+
+    run_from_args(args)
+
+
+def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-classifier",
+        help="train the classifier with class response maps on the project's tags",
+        description="Train the tag classifier (backbone + 1x1 conv to class response maps, peak stimulation). "
+        "Checkpoints every epoch to the project's checkpoints/; --resume continues a killed run. "
+        "Runs unchanged under torchrun --nproc_per_node=N.",
+    )
+    p.add_argument("--project", type=Path, required=True, help="project folder")
+    p.add_argument("--backbone", default="small", help="small | resnet18 | resnet50 | mobilenet_v3 (default small)")
+    p.add_argument("--weights", default=None, help="'imagenet' (torchvision weights API) or a weights file path")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--no-peaks", action="store_true", help="global average pooling instead of peak stimulation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="classifier", help="run name: checkpoints/<name>/")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.set_defaults(func=_cmd_train_classifier)
+
+
+def _add_peaks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "peaks",
+        help="write CRMs, peaks and peak response maps of every image to the project",
+        description="Run the trained classifier over the project's images; store CRMs and PRMs as .npz under "
+        "artifacts/peaks/<run>/ and the peaks in the database.",
+    )
+    p.add_argument("--project", type=Path, required=True)
+    p.add_argument("--name", default="classifier", help="classifier run name (checkpoints/<name>/)")
+    p.add_argument("--prm", default="peak_backprop", help="peak_backprop | input_gradient")
+    p.add_argument("--peak-threshold", type=float, default=None, help="ignore peaks below this value")
+    p.add_argument("--class-threshold", type=float, default=0.0, help="ignore classes whose score is below")
+    p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
+    p.set_defaults(func=_cmd_peaks)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="train and evaluate each built stage on a dataset; write report.json and report.md",
+        description="Benchmark: trains and measures each stage built so far. --quick finishes in minutes and "
+        "still trains for real; the full run is what the targets refer to.",
+    )
+    p.add_argument("--dataset", default="shapes", choices=["shapes", "nuclei", "camvid"])
+    p.add_argument("--quick", action="store_true", help="small data and short training (a few minutes)")
+    p.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for report.json / report.md")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", type=Path, default=None, help="real datasets folder (default ../shared/data)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsseg",
+        description="Weakly-supervised segmentation from image-level tags: see every step, correct, retrain.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="create the demo project (synthetic shapes) and print where it is",
+        description="Generate the synthetic 'shapes' dataset and import it into a project folder. "
+        "Does nothing when the project already holds images.",
+    )
+    p.add_argument("--project", type=Path, default=DEFAULT_DEMO, help=f"project folder (default {DEFAULT_DEMO})")
+    p.add_argument("--images", type=int, default=200, help="number of images (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "import",
+        help="import a tagged folder, a zip of one, or a COCO JSON into a project",
+        description="SOURCE is a folder with images/ and tags.csv (filename,tags; tags separated by ';'), "
+        "a .zip of such a folder, or a COCO instance JSON (its images are looked up beside it or in "
+        "its images/ folder; its masks are kept for evaluation only). The project is created if new. "
+        "Bad files are reported by name and skipped; everything else is imported.",
+    )
+    p.add_argument("source", type=Path)
+    p.add_argument("--project", type=Path, required=True)
+    p.add_argument("--split", default="train", help="split name stored with the images (default train)")
+    p.set_defaults(func=_cmd_import)
+
+    _add_train_classifier(sub)
+    _add_peaks(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except WssegError as error:
+        print(f"wsseg {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wsseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
