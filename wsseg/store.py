@@ -170,8 +170,12 @@ def safe_filename(name: str) -> str:
     """
     base = Path(name.replace("\\", "/")).name
     base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    base = _SAFE_NAME.sub("_", base).strip("._")
-    return base or "image"
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    stem = _SAFE_NAME.sub("_", stem).strip("._") or "image"
+    suffix = _SAFE_NAME.sub("", suffix).lower()
+    return f"{stem}.{suffix}" if suffix else stem
 
 
 class Project:
