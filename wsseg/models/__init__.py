@@ -1,0 +1,6 @@
+"""Models: backbones (``backbones.py``) and the peak classifier producing class response maps."""
+
+from wsseg.models.backbones import BACKBONES, build_backbone
+from wsseg.models.classifier import ClassifierConfig, PeakClassifier, normalize
+
+__all__ = ["BACKBONES", "ClassifierConfig", "PeakClassifier", "build_backbone", "normalize"]

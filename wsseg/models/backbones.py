@@ -1,0 +1,237 @@
+"""Backbones: an image batch in, one feature map out.
+
+Every backbone is an ``nn.Module`` with
+
+- ``body``: an ``nn.Sequential`` holding all its layers in order, so that other code (the peak
+  backpropagation of ``wsseg.prm``) can walk them without hooks;
+- ``out_channels``: channels of the feature map;
+- ``stride``: output stride (input pixels per feature-map cell along each axis).
+
+``forward(images: float32 Bx3xHxW, normalised with ``wsseg.models.classifier.normalize``)``
+returns ``float32 B x out_channels x ceil(H/stride) x ceil(W/stride)``.
+
+Weights (argument ``weights`` of every factory):
+
+- ``None``: random initialisation (what everything in this project uses: no downloads here);
+- ``"imagenet"``: torchvision's weights API (for example ``ResNet18_Weights.IMAGENET1K_V1``). This
+  downloads the file into torchvision's cache on first use and fails offline;
+- a path to a local file: a state dict saved with ``torch.save`` (of the full torchvision model,
+  for example ``torchvision.models.resnet18().state_dict()``; its classifier keys are ignored, or
+  of the ``small`` backbone itself), loaded with ``torch.load(path, weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from wsseg.errors import BadInputError
+
+WeightsArg = str | Path | None
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class SmallCNN(nn.Module):
+    """From-scratch CNN for CPU work and tests: output stride 8, receptive field 139 px.
+
+    Eight 3x3 conv + BatchNorm + ReLU layers: two per stride 2, 4 and 8, then two dilated ones
+    (dilation 2 and 4) at stride 8, which widen the receptive field to 139 input pixels (enough
+    to see a whole 50 px object and its surroundings in a 160x160 image). With ``width=32``:
+    128 output channels, about 0.58 M parameters.
+    """
+
+    stride = 8
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        if width < 1:
+            raise BadInputError("width", f"must be a positive integer, got {width}")
+        w1, w2, w3 = width, 2 * width, 4 * width
+        layers = [
+            *_conv_bn_relu(3, w1, stride=2),
+            *_conv_bn_relu(w1, w1),
+            *_conv_bn_relu(w1, w2, stride=2),
+            *_conv_bn_relu(w2, w2),
+            *_conv_bn_relu(w2, w3, stride=2),
+            *_conv_bn_relu(w3, w3),
+            *_conv_bn_relu(w3, w3, dilation=2),
+            *_conv_bn_relu(w3, w3, dilation=4),
+        ]
+        self.body = nn.Sequential(*layers)
+        self.out_channels = w3
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+class TorchvisionBackbone(nn.Module):
+    """A torchvision network cut before its classifier; ``body`` keeps torchvision's layer names."""
+
+    def __init__(self, body: nn.Sequential, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.body = body
+        self.out_channels = out_channels
+        self.stride = stride
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise BadInputError(str(path), "weights file not found (expected a state dict saved with torch.save)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or non-tensor file
+        raise BadInputError(str(path), f"cannot be read as a PyTorch weights file ({exc})") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BadInputError(str(path), "expected a state dict (a mapping from parameter names to tensors)")
+    return state
+
+
+def _load_weights_file(model: nn.Module, path: Path, ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """Copy a state dict file into ``model``; keys starting with ``ignore_prefixes`` may be absent."""
+    state = _read_state_dict(path)
+    own = model.state_dict()
+    needed = [k for k in own if not k.startswith(ignore_prefixes)]
+    missing = [k for k in needed if k not in state]
+    wrong = [k for k in needed if k in state and state[k].shape != own[k].shape]
+    if missing or wrong:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing keys (first: {missing[:3]})")
+        if wrong:
+            k = wrong[0]
+            details.append(
+                f"{len(wrong)} shape mismatches (first: {k} {tuple(state[k].shape)} != {tuple(own[k].shape)})"
+            )
+        raise BadInputError(
+            str(path), f"weights do not fit this backbone ({type(model).__name__}): " + "; ".join(details)
+        )
+    model.load_state_dict({k: state[k] for k in needed}, strict=False)
+
+
+def _resolve(weights: WeightsArg, enum_cls: type) -> tuple[object | None, Path | None]:
+    """Return (torchvision weights enum or None, local path or None)."""
+    if weights is None:
+        return None, None
+    if isinstance(weights, str) and weights == "imagenet":
+        return enum_cls.IMAGENET1K_V1, None  # type: ignore[attr-defined]
+    return None, Path(weights)
+
+
+def _build_tv(
+    name: str, builder: Callable[..., nn.Module], enum_cls: type, weights: WeightsArg, **kw
+) -> nn.Module:
+    tv_weights, path = _resolve(weights, enum_cls)
+    try:
+        model = builder(weights=tv_weights, **kw)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        raise BadInputError(
+            f"weights={weights!r}",
+            f"could not get torchvision's ImageNet weights for {name} ({exc}); they are downloaded on "
+            "first use, so offline pass a local weights file path instead",
+        ) from exc
+    if path is not None:
+        _load_weights_file(model, path, ignore_prefixes=("fc.", "classifier."))
+    return model
+
+
+def _dilate_basic_layer(layer: nn.Sequential, dilation_in: int, dilation: int) -> None:
+    """Turn a stride-2 ResNet BasicBlock stage into a stride-1 stage with dilated 3x3 convs.
+
+    Same scheme as torchvision's ``replace_stride_with_dilation`` for Bottleneck (which its
+    BasicBlock refuses): the first block keeps the previous dilation on its first conv, every
+    other 3x3 conv of the stage uses ``dilation``.
+    """
+    for i, block in enumerate(layer):
+        for conv, d in ((block.conv1, dilation_in if i == 0 else dilation), (block.conv2, dilation)):
+            conv.stride, conv.dilation, conv.padding = (1, 1), (d, d), (d, d)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+
+
+_RESNET_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def resnet18(weights: WeightsArg = None) -> TorchvisionBackbone:
+    """torchvision ResNet-18 without pooling/fc, output stride 8 (layer3/4 dilated 2/4), 512 channels."""
+    model = _build_tv("resnet18", torchvision.models.resnet18, torchvision.models.ResNet18_Weights, weights)
+    _dilate_basic_layer(model.layer3, 1, 2)
+    _dilate_basic_layer(model.layer4, 2, 4)
+    body = nn.Sequential(OrderedDict((n, getattr(model, n)) for n in _RESNET_LAYERS))
+    return TorchvisionBackbone(body, out_channels=512, stride=8)
+
+
+def resnet50(weights: WeightsArg = None) -> TorchvisionBackbone:
+    """torchvision ResNet-50 without pooling/fc, output stride 8, 2048 channels.
+
+    Built with ``replace_stride_with_dilation=[False, True, True]``: layer3 and layer4 keep stride 1
+    and use dilation 2 and 4 instead, so the ImageNet weights still apply.
+    """
+    model = _build_tv(
+        "resnet50",
+        torchvision.models.resnet50,
+        torchvision.models.ResNet50_Weights,
+        weights,
+        replace_stride_with_dilation=[False, True, True],
+    )
+    body = nn.Sequential(OrderedDict((n, getattr(model, n)) for n in _RESNET_LAYERS))
+    return TorchvisionBackbone(body, out_channels=2048, stride=8)
+
+
+def mobilenet_v3(weights: WeightsArg = None) -> TorchvisionBackbone:
+    """torchvision MobileNetV3-Large features, output stride 16 (last stage dilated), 960 channels."""
+    model = _build_tv(
+        "mobilenet_v3",
+        torchvision.models.mobilenet_v3_large,
+        torchvision.models.MobileNet_V3_Large_Weights,
+        weights,
+        dilated=True,
+    )
+    body = nn.Sequential(OrderedDict([("features", model.features)]))
+    return TorchvisionBackbone(body, out_channels=960, stride=16)
+
+
+def small(weights: WeightsArg = None, width: int = 32) -> SmallCNN:
+    """The from-scratch ``SmallCNN``; ``weights`` may be None or a path to its own state dict."""
+    model = SmallCNN(width=width)
+    if weights is not None:
+        if isinstance(weights, str) and weights == "imagenet":
+            raise BadInputError(
+                "weights='imagenet'", "the small backbone has no ImageNet weights; use None or a file"
+            )
+        _load_weights_file(model, Path(weights))
+    return model
+
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "small": small,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "mobilenet_v3": mobilenet_v3,
+}
+
+
+def build_backbone(name: str, weights: WeightsArg = None, **kwargs: object) -> nn.Module:
+    """Build ``BACKBONES[name](weights, **kwargs)``; unknown names raise ``BadInputError``."""
+    if name not in BACKBONES:
+        raise BadInputError(f"backbone={name!r}", f"unknown backbone; expected one of {sorted(BACKBONES)}")
+    return BACKBONES[name](weights, **kwargs)

@@ -1,0 +1,153 @@
+"""Classifier with class response maps (CRMs) and the peak stimulation layer (PRM, step 1-2).
+
+backbone -> dropout -> 1x1 conv -> C class response maps -> PSL (or global average pooling) -> C scores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsseg.errors import BadInputError
+from wsseg.models.backbones import BACKBONES, build_backbone
+from wsseg.peaks import PeakConfig, global_average_pooling, peak_stimulation
+
+#: Per-channel RGB mean and standard deviation of ImageNet on [0, 1] images (torchvision's values).
+#: Used for every backbone, pretrained or not, so checkpoints and weights stay interchangeable.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 RGB images, BxHxWx3 (or one HxWx3), numpy or tensor -> float32 Bx3xHxW.
+
+    Each value becomes ``(v / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]``, roughly in [-2.1, 2.7].
+    """
+    t = torch.as_tensor(images)
+    if t.dtype != torch.uint8:
+        raise BadInputError("images", f"expected uint8 pixels, got dtype {t.dtype}")
+    if t.ndim == 3:
+        t = t[None]
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise BadInputError("images", f"expected BxHxWx3 or HxWx3 RGB, got shape {tuple(t.shape)}")
+    x = t.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Settings of ``PeakClassifier``.
+
+    num_classes: int >= 1, number of tags (no background class).
+    backbone: a key of ``wsseg.models.backbones.BACKBONES``; PRM used ResNet-50, "small" is the
+        from-scratch CPU network.
+    weights: None (random init), "imagenet" (torchvision download, not available offline) or a
+        path to a local weights file.
+    peak_stimulation: True for PRM's PSL, False for global average pooling (plain CAM).
+    peaks: settings of the PSL.
+    dropout: probability in [0, 1) of dropping feature-map activations before the 1x1 conv.
+    small_width: channel width of the "small" backbone (ignored by the others).
+    """
+
+    num_classes: int
+    backbone: str = "resnet50"
+    weights: str | None = None
+    peak_stimulation: bool = True
+    peaks: PeakConfig = field(default_factory=PeakConfig)
+    dropout: float = 0.0
+    small_width: int = 32
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.num_classes, bool)
+            or not isinstance(self.num_classes, int)
+            or self.num_classes < 1
+        ):
+            raise BadInputError("num_classes", f"must be an integer >= 1, got {self.num_classes!r}")
+        if self.backbone not in BACKBONES:
+            raise BadInputError(
+                "backbone", f"unknown backbone {self.backbone!r}; expected one of {sorted(BACKBONES)}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise BadInputError("dropout", f"must be in [0, 1), got {self.dropout!r}")
+
+
+class PeakClassifier(nn.Module):
+    """backbone -> 1x1 conv -> CRMs -> PSL / GAP.
+
+    ``layers()`` gives the same computation as a flat ``nn.Sequential`` (images -> raw CRMs), so
+    that the peak backpropagation can walk it without hooks.
+    """
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        kwargs = {"width": config.small_width} if config.backbone == "small" else {}
+        self.backbone = build_backbone(config.backbone, config.weights, **kwargs)
+        self.stride: int = self.backbone.stride
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Conv2d(self.backbone.out_channels, config.num_classes, kernel_size=1)
+
+    def layers(self) -> nn.Sequential:
+        """The network up to the raw CRMs as one flat sequence of (shared) modules."""
+        return nn.Sequential(*self.backbone.body, self.dropout, self.head)
+
+    def class_response_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """float Bx3xHxW normalised images -> float BxCxhxw raw CRMs (h = ceil(H / stride))."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise BadInputError("images", f"expected a float Bx3xHxW batch, got shape {tuple(images.shape)}")
+        return self.head(self.dropout(self.backbone(images)))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """float Bx3xHxW normalised images -> dict.
+
+        ``crm``: float BxCxhxw raw CRMs; ``logits``: float BxC class scores (PSL or GAP). With the
+        PSL on, also ``crm_up`` (float BxCx(h*f)x(w*f) upsampled CRMs) and ``peaks`` (bool, same
+        shape, the peaks that made each score).
+        """
+        crm = self.class_response_maps(images)
+        if self.config.peak_stimulation:
+            out = peak_stimulation(crm, self.config.peaks)
+        else:
+            out = global_average_pooling(crm)
+        return {"crm": crm, **out}
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Multilabel soft margin loss of ``outputs["logits"]`` against float/int BxC {0, 1} tags."""
+        logits = outputs["logits"]
+        if targets.shape != logits.shape:
+            raise BadInputError(
+                "targets", f"expected shape {tuple(logits.shape)}, got {tuple(targets.shape)}"
+            )
+        return {"classification": F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))}
+
+
+def _best_time(fn, n_repeat: int) -> float:
+    times = []
+    for _ in range(n_repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure_psl_speed(model: PeakClassifier, images: torch.Tensor, n_repeat: int = 5) -> float:
+    """Ratio (forward with the PSL) / (forward with global average pooling), eval mode, no grad."""
+    was_training = model.training
+    model.eval()
+    cfg = model.config.peaks
+    try:
+        with torch.no_grad():
+            model.class_response_maps(images)  # warm-up
+            plain = _best_time(lambda: global_average_pooling(model.class_response_maps(images)), n_repeat)
+            psl = _best_time(lambda: peak_stimulation(model.class_response_maps(images), cfg), n_repeat)
+    finally:
+        model.train(was_training)
+    return psl / plain
