@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def is_image_name(name: str) -> bool:
 def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tuple[int, int]:
     """(width, height) read from the header only; BadInputError if it is not an image."""
     label = _label(source, name)
-    with _open(source, label) as img:
+    with _open(source, label, max_pixels=1 << 62) as img:
         return img.size
 
 
@@ -57,12 +58,7 @@ def read_image(
     ``max_pixels`` pixels (checked before decoding).
     """
     label = _label(source, name)
-    with _open(source, label) as img:
-        width, height = img.size
-        if width * height > max_pixels:
-            raise BadInputError(
-                label, f"{width}x{height} pixels is over the limit of {max_pixels:,} pixels; resize it first"
-            )
+    with _open(source, label, max_pixels) as img:
         try:
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -77,8 +73,8 @@ def _label(source: str | os.PathLike | bytes, name: str | None) -> str:
     return "<bytes>" if isinstance(source, bytes | bytearray) else str(source)
 
 
-def _open(source: str | os.PathLike | bytes, label: str) -> Image.Image:
-    """Open lazily (header only). PIL's own bomb check is silenced: callers compare against their limit."""
+def _open(source: str | os.PathLike | bytes, label: str, max_pixels: int) -> Image.Image:
+    """Open lazily (header only) and check the pixel count against ``max_pixels``."""
     if isinstance(source, bytes | bytearray):
         stream: io.BytesIO | Path = io.BytesIO(source)
     else:
@@ -87,15 +83,42 @@ def _open(source: str | os.PathLike | bytes, label: str) -> Image.Image:
             raise BadInputError(label, "file not found")
     try:
         with warnings.catch_warnings():
+            # PIL warns above its own limit and refuses twice above it; our limit is checked below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(stream)
+            img = Image.open(stream)
     except Image.DecompressionBombError as exc:
-        raise BadInputError(label, f"image is far too large ({exc})") from None
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "the image"
+        raise BadInputError(
+            label, f"{size} is over the limit of {max_pixels:,} pixels; resize it first"
+        ) from None
     except (UnidentifiedImageError, ValueError):
+        if _has_image_signature(source):
+            raise BadInputError(label, "corrupt or truncated image (its header cannot be read)") from None
         kinds = ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
         raise BadInputError(label, f"not an image (expected one of: {kinds})") from None
     except (OSError, SyntaxError, EOFError) as exc:
         raise BadInputError(label, f"corrupt or truncated image ({exc})") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise BadInputError(
+            label, f"{width}x{height} pixels is over the limit of {max_pixels:,} pixels; resize it first"
+        )
+    return img
+
+
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(source: str | os.PathLike | bytes) -> bool:
+    """Whether the first bytes are those of a known image format (so a failure means corruption)."""
+    if isinstance(source, bytes | bytearray):
+        head = bytes(source[:16])
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(16)
+    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -169,12 +169,12 @@ def _read_zip(archive: zipfile.ZipFile, label: str, max_pixels: int, limits: Zip
     safe: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         name = info.filename
-        if info.is_dir() or _hidden(name):
+        if info.is_dir():
             continue
         reason = _unsafe_reason(info, limits)
         if reason:
             problems.append(Problem(name, f"{reason}; skipped"))
-        else:
+        elif not _hidden(name):
             safe[name] = info
 
     prefix = _zip_prefix(safe)
@@ -292,7 +292,10 @@ def _assemble(
             continue
         first_line[filename] = line
         if filename not in files:
-            hint = f" (did you mean {lower[filename.lower()]}?)" if filename.lower() in lower else ""
+            hint = ""
+            if filename.lower() in lower:
+                hint = f" (did you mean {lower[filename.lower()]}?)"
+                mentioned.add(lower[filename.lower()])
             msg = f"line {line}: {IMAGES_DIR}/{filename} does not exist{hint}; row skipped"
             problems.append(Problem(CSV_NAME, msg))
             continue
