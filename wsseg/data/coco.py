@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ class CocoInstance:
     @property
     def mask(self) -> np.ndarray:
         """HxW bool."""
-        return mask_utils.decode(self.rle).astype(bool)
+        return decode_rle(self.rle)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,10 @@ def encode_mask(mask: np.ndarray) -> dict:
 
 def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
     """Compressed RLE (counts str or bytes) or uncompressed RLE (counts list) -> HxW bool."""
-    return mask_utils.decode(_compressed(rle)).astype(bool)
+    with warnings.catch_warnings():
+        # pycocotools' Cython decoder trips numpy 2's __array__(copy=...) deprecation; harmless.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(_compressed(rle)).astype(bool)
 
 
 def _compressed(rle: Mapping[str, Any]) -> dict:
@@ -124,7 +128,7 @@ def read_coco(json_path: str | os.PathLike, image_dir: str | os.PathLike | None 
         raise BadInputError(str(json_path), "expected a COCO object with an 'images' list")
     problems: list[Problem] = []
     categories = _read_categories(doc.get("categories", []), name, problems)
-    images = _read_images(doc["images"], name, image_dir, problems)
+    images, dropped = _read_images(doc["images"], name, image_dir, problems)
     by_id = {img.id: img for img in images}
     instances: dict[int, list[CocoInstance]] = {img.id: [] for img in images}
     annotations = doc.get("annotations", [])
@@ -132,6 +136,8 @@ def read_coco(json_path: str | os.PathLike, image_dir: str | os.PathLike | None 
         problems.append(Problem(name, "'annotations' is not a list; no annotation read"))
         annotations = []
     for k, ann in enumerate(annotations):
+        if isinstance(ann, dict) and _hashable(ann.get("image_id")) and ann.get("image_id") in dropped:
+            continue  # its image was dropped, and reported
         where = f"annotation {ann.get('id', f'#{k}') if isinstance(ann, dict) else f'#{k}'}"
         try:
             inst = _read_annotation(ann, by_id, categories, k)
@@ -157,20 +163,31 @@ def _read_categories(entries: Any, name: str, problems: list[Problem]) -> dict[i
     return categories
 
 
-def _read_images(entries: list, name: str, image_dir: Any, problems: list[Problem]) -> list[CocoImage]:
+def _hashable(value: Any) -> bool:
+    return isinstance(value, int | str | float | None)
+
+
+def _read_images(
+    entries: list, name: str, image_dir: Any, problems: list[Problem]
+) -> tuple[list[CocoImage], set[Any]]:
+    """The good images, and the ids of dropped ones (their annotations are dropped without a word)."""
     images: list[CocoImage] = []
     seen: set[int] = set()
+    dropped: set[Any] = set()
     for k, img in enumerate(entries):
         keys = ("id", "file_name", "width", "height")
         missing = [key for key in keys if not isinstance(img, dict) or key not in img]
-        if missing:
-            problems.append(Problem(name, f"image #{k}: missing {', '.join(missing)}; dropped"))
-            continue
-        ok = isinstance(img["id"], int) and all(isinstance(img[s], int) and img[s] > 0 for s in keys[2:])
+        ok = not missing and isinstance(img["id"], int)
+        ok = ok and all(isinstance(img[s], int) and img[s] > 0 for s in keys[2:])
         if not ok:
-            problems.append(
-                Problem(name, f"image #{k}: expected an int id and positive int width/height; dropped")
+            if isinstance(img, dict) and _hashable(img.get("id")) and img.get("id") not in seen:
+                dropped.add(img.get("id"))
+            expected = (
+                f"missing {', '.join(missing)}"
+                if missing
+                else "expected an int id and positive int width/height"
             )
+            problems.append(Problem(name, f"image #{k}: {expected}; dropped with its annotations"))
             continue
         if img["id"] in seen:
             problems.append(Problem(name, f"image id {img['id']} appears twice; kept the first"))
@@ -180,10 +197,11 @@ def _read_images(entries: list, name: str, image_dir: Any, problems: list[Proble
             path = Path(image_dir) / str(img["file_name"])
             if not path.is_file():
                 problems.append(Problem(str(path), f"image {img['id']} of {name} not found; dropped"))
+                dropped.add(img["id"])
                 continue
         seen.add(img["id"])
         images.append(CocoImage(img["id"], str(img["file_name"]), img["width"], img["height"], path))
-    return images
+    return images, dropped
 
 
 def _read_annotation(
