@@ -148,7 +148,9 @@ class ShapesSample:
     masks: NxHxW bool, the visible part of each instance (disjoint). labels: N int64 indices into
     ``config.classes``. colors: Nx3 uint8, each instance's colour in ``clean_image``. centers: Nx2
     float64, x, y of each mask's centroid. tags: sorted class names present. distractor_masks: MxHxW
-    bool, visible parts of the distractors (disjoint from ``masks``).
+    bool, visible parts of the distractors (disjoint from ``masks``). visible: N float64 in
+    [min_visible, 1], the fraction of each instance's whole shape left visible by occluders and the
+    image border.
     """
 
     index: int
@@ -160,6 +162,7 @@ class ShapesSample:
     centers: np.ndarray
     tags: tuple[str, ...]
     distractor_masks: np.ndarray
+    visible: np.ndarray
 
     @property
     def boxes(self) -> np.ndarray:
@@ -366,6 +369,7 @@ def generate(config: ShapesConfig, index: int) -> ShapesSample:
         centers=centers.reshape(-1, 2),
         tags=tuple(sorted({config.classes[i] for i in labels})),
         distractor_masks=np.asarray(distractors, bool).reshape(-1, h, w),
+        visible=np.asarray([o.visible / o.full_area for o in placed if o.label >= 0], np.float64),
     )
 
 
