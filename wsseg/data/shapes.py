@@ -242,10 +242,13 @@ def _background(config: ShapesConfig, rng: np.random.Generator) -> np.ndarray:
     base = _random_colour(rng, (0.0, 0.8), (0.2, 0.9)).astype(np.float32)
     if config.background == "plain":
         return np.broadcast_to(base, (h, w, 3)).astype(np.uint8)
-    image = np.broadcast_to(base, (h, w, 3)).astype(np.float32)
-    for cells, amplitude in ((4, 40.0), (12, 18.0), (40, 8.0)):
+    # smoothed noise at three scales, summed on a 40x40 grid, then one upsampling to the image size
+    fine = 40
+    texture = base + rng.normal(0, 8.0, (fine, fine, 3)).astype(np.float32)
+    for cells, amplitude in ((4, 40.0), (12, 18.0)):
         noise = rng.normal(0, amplitude, (cells, cells, 3)).astype(np.float32)
-        image += cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
+        texture += cv2.resize(noise, (fine, fine), interpolation=cv2.INTER_CUBIC)
+    image = cv2.resize(texture, (w, h), interpolation=cv2.INTER_CUBIC)
     image = np.clip(image, 0, 255).astype(np.uint8)
     for _ in range(rng.integers(config.blobs[0], config.blobs[1] + 1)):
         layer = image.copy()
@@ -380,12 +383,16 @@ def _degrade(config: ShapesConfig, rng: np.random.Generator, clean: np.ndarray) 
     h, w = clean.shape[:2]
     theta = rng.uniform(0, 2 * math.pi)
     strength = rng.uniform(0, config.illumination)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    ramp = (xs - w / 2) * math.cos(theta) + (ys - h / 2) * math.sin(theta)
-    gain = 1 + strength * ramp / max(float(np.abs(ramp).max()), 1.0)
+    along_x = (np.arange(w, dtype=np.float32) - w / 2) * math.cos(theta)
+    along_y = (np.arange(h, dtype=np.float32) - h / 2) * math.sin(theta)
+    ramp = along_y[:, None] + along_x[None, :]
+    gain = 1 + (strength / max(float(np.abs(ramp).max()), 1.0)) * ramp
     sigma = rng.uniform(0.5, 1.0) * config.noise_std
-    noisy = clean.astype(np.float32) * gain[:, :, None] + rng.normal(0, sigma, clean.shape).astype(np.float32)
-    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    noisy = rng.standard_normal(clean.shape, dtype=np.float32)
+    noisy *= sigma
+    noisy += clean * gain[:, :, None]
+    np.rint(noisy, out=noisy)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- dataset on disk

@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import cv2
 import numpy as np
 
 from wsseg.data.images import DEFAULT_MAX_PIXELS, is_image_name, read_image
 from wsseg.errors import BadInputError
-from wsseg.fileio import write_bytes, write_png
+from wsseg.fileio import write_bytes
 
 CSV_NAME = "tags.csv"
 IMAGES_DIR = "images"
@@ -423,7 +424,20 @@ def write_tagged_folder(
         bad = [t for t in tags if TAG_SEPARATOR in t or not t.strip()]
         if bad:
             raise BadInputError(filename, f"tags {bad!r} are empty or contain '{TAG_SEPARATOR}'")
-        write_png(root / IMAGES_DIR / rel, image)
+        write_bytes(root / IMAGES_DIR / rel, _encode_png(image, filename))
         writer.writerow([rel.as_posix(), TAG_SEPARATOR.join(sorted(set(tags)))])
     write_bytes(root / CSV_NAME, buffer.getvalue().encode("utf-8"))
     return root
+
+
+def _encode_png(image: np.ndarray, filename: str) -> bytes:
+    """HxW or HxWx3 uint8 RGB -> PNG bytes (fast zlib level: images are written in bulk)."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise BadInputError(
+            filename, f"expected an HxW or HxWx3 uint8 image, got {image.dtype} {image.shape}"
+        )
+    pixels = image[:, :, ::-1] if image.ndim == 3 else image
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(pixels), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise BadInputError(filename, "could not be encoded as PNG")
+    return buffer.tobytes()
