@@ -310,6 +310,9 @@ def _assemble(
         except BadInputError as exc:
             problems.append(Problem(source, f"{exc.problem}; skipped"))
             continue
+        except OSError as exc:
+            problems.append(Problem(source, f"cannot be read ({exc.strerror or exc}); skipped"))
+            continue
         items.append(TaggedImage(filename, tags, width=array.shape[1], height=array.shape[0]))
 
     for name in files:
