@@ -16,8 +16,8 @@ pixel ``(u + 0.5) * s / f - 0.5``. With ``f = s`` this is exactly pixel ``u``; w
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from wsseg.errors import BadInputError
 
 FILTERS = ("median", "mean", "none")
+T = TypeVar("T", float, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,8 @@ def global_average_pooling(crm: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"logits": crm.mean(dim=(2, 3))}
 
 
-def map_to_image(coord: float, stride: int, upsample: int) -> float:
-    """Input-pixel coordinate of upsampled-map coordinate ``coord`` (see the module docstring)."""
+def map_to_image(coord: T, stride: int, upsample: int) -> T:
+    """Input-pixel coordinate of upsampled-map coordinate ``coord`` (float or tensor; see the module docstring)."""
     return (coord + 0.5) * stride / upsample - 0.5
 
 
@@ -212,13 +213,10 @@ def find_peaks(
     cls, my, mx = torch.nonzero(keep, as_tuple=True)
     values = out["crm_up"][0][cls, my, mx]
     order = torch.argsort(values, descending=True)
-    h_max = image_size[0] - 1 if image_size else None
-    w_max = image_size[1] - 1 if image_size else None
-    peaks = []
-    for i in order.tolist():
-        y = math.floor(map_to_image(float(my[i]), stride, cfg.upsample) + 0.5)
-        x = math.floor(map_to_image(float(mx[i]), stride, cfg.upsample) + 0.5)
-        y = max(0, y if h_max is None else min(y, h_max))
-        x = max(0, x if w_max is None else min(x, w_max))
-        peaks.append(Peak(int(cls[i]), y, x, float(values[i]), int(my[i]), int(mx[i])))
-    return peaks
+    cls, my, mx, values = cls[order], my[order], mx[order], values[order]
+    ys = torch.floor(map_to_image(my.double(), stride, cfg.upsample) + 0.5).long().clamp(min=0)
+    xs = torch.floor(map_to_image(mx.double(), stride, cfg.upsample) + 0.5).long().clamp(min=0)
+    if image_size is not None:
+        ys, xs = ys.clamp(max=image_size[0] - 1), xs.clamp(max=image_size[1] - 1)
+    rows = zip(cls.tolist(), ys.tolist(), xs.tolist(), values.tolist(), my.tolist(), mx.tolist(), strict=True)
+    return [Peak(*row) for row in rows]

@@ -1,0 +1,538 @@
+"""Peak response maps (PRM, step 3): for each class peak, the input evidence for that one instance.
+
+Two methods, in ``METHODS``:
+
+``"excitation"`` (PRM's peak backpropagation). Relevance goes top-down from the peak; at every
+linear layer (a conv with its BatchNorm folded in, or the sum of a residual block) a parent's
+relevance is split among its children in proportion to ``a_i * w+_ij``: the child's bottom-up
+activation ``a_i`` (shifted to be >= 0) times the positive part of the weight:
+
+    R_i = sum_j  a_i * w+_ij / z_j * R_j,    z_j = sum_i a_i * w+_ij.
+
+Element-wise layers (ReLU, Hardswish, the squeeze-excitation gate) pass relevance through, and max
+pooling gives it to the winner. In matrix form ``R_in = a * (W+^T (R_out / z))``: the gradient of
+``(W+ a) . s`` with respect to ``a`` for the constant ``s = R_out / z``, multiplied by ``a``, i.e.
+a normalised gradient x input. The per-peak reference (``excitation_crm``) uses only autograd: one
+modified forward whose values are the network's own activations but whose graph at each linear
+layer is
+
+    carrier_in  -> a + (carrier_in - a) * a     (gradient scaled by a; value a)
+                -> h = conv(., W+)              (value z)
+                -> y + (h - z) / z              (gradient divided by z; value y, the real output)
+
+and element-wise layers are applied as ``f(x) + (carrier - x)`` (value f(x), gradient 1). Autograd
+then returns exactly the relevance above at the input image (the gradient "is" the relevance).
+The bilinear upsampling between the CRM and the peak is passed by its ordinary gradient; biases
+take no relevance, as in excitation backprop. The relevance reaching the input, summed over RGB,
+is the PRM.
+
+``"gradient"``: the gradient of the peak value with respect to the input image, summed over RGB
+(what WISE's code uses).
+
+Both maps are clamped at 0 and normalised to sum 1 (a map that is all zero becomes uniform).
+
+Batching (``peak_response_maps``): both backward passes are linear in the seed placed at the
+peak, so all K peaks of an image take one forward and one backward of a batch of K one-hot seeds.
+``torch.autograd.grad(..., is_grads_batched=True)`` does this with vmap but falls back to a slow
+loop for convolutions on the CPU, so the batched pass records, during its forward, the adjoint of
+each layer (``conv2d_input`` of the positive or real folded weights, max-pool index scatter,
+activation derivatives) and applies them to the K seeds at once. ``peak_response_maps_naive`` runs
+the autograd formulations above once per peak; the tests check that both agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.mobilenetv3 import InvertedResidual
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.ops.misc import SqueezeExcitation
+
+from wsseg.errors import BadInputError
+from wsseg.models.classifier import PeakClassifier
+from wsseg.peaks import Peak, PeakConfig, find_peaks, peak_stimulation, upsample_crm
+
+Back = Callable[[torch.Tensor], torch.Tensor]
+
+_EPS = 1e-9
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid, nn.GELU, nn.LeakyReLU)
+
+
+@dataclass(frozen=True)
+class PRMConfig:
+    """Settings of the peak response maps.
+
+    method: a key of ``METHODS``: "excitation" (PRM's peak backpropagation) or "gradient" (WISE).
+    class_threshold: classes whose score (the model's logit) is below it get no PRM; 0 is a
+        probability of 0.5. None: every class.
+    peak_threshold: peaks whose CRM value is below it get no PRM (on top of the PSL filter). None: no limit.
+    max_peaks: at most this many peaks per image, the strongest. None: no limit.
+    peaks: the peak search settings; None uses the model's own (``model.config.peaks``).
+    """
+
+    method: str = "excitation"
+    class_threshold: float | None = 0.0
+    peak_threshold: float | None = None
+    max_peaks: int | None = None
+    peaks: PeakConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise BadInputError("method", f"expected one of {sorted(METHODS)}, got {self.method!r}")
+        if self.max_peaks is not None and self.max_peaks < 1:
+            raise BadInputError("max_peaks", f"must be None or >= 1, got {self.max_peaks!r}")
+
+
+@dataclass(frozen=True)
+class PRMResult:
+    """Peak response maps of one image.
+
+    peaks: the K peaks, strongest first (``Peak`` gives input-pixel and upsampled-map coordinates).
+    maps: float32 KxHxW, at input resolution, >= 0, each summing to 1; ``maps[k]`` belongs to ``peaks[k]``.
+    class_scores: float32 C, the model's class scores (logits) for the image.
+    crm: float32 Cxhxw, the raw class response maps.
+    """
+
+    peaks: tuple[Peak, ...]
+    maps: np.ndarray
+    class_scores: np.ndarray
+    crm: np.ndarray
+
+
+# ---------------------------------------------------------------- autograd formulations (per peak)
+
+
+def _relay(carrier: torch.Tensor) -> torch.Tensor:
+    """Value: the activation shifted to be >= 0; gradient: multiplied by that value."""
+    a = carrier.detach()
+    a = a - a.amin(dim=tuple(range(1, a.ndim)), keepdim=True).clamp(max=0)
+    return a + (carrier - carrier.detach()) * a
+
+
+def _node(value: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Value: ``value`` (the real layer output); gradient: divided by ``z`` (the value of h)."""
+    z = h.detach()
+    return value.detach() + (h - z) / z.clamp(min=_EPS)
+
+
+def _through(value: torch.Tensor, carrier: torch.Tensor) -> torch.Tensor:
+    """Value: ``value``; gradient: passed unchanged to ``carrier``."""
+    return value.detach() + (carrier - carrier.detach())
+
+
+def _conv_terms(
+    conv: nn.Conv2d, bn: nn.BatchNorm2d | None, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(real output of conv+bn, its positive-weight term on the relayed input)."""
+    value = conv(x.detach())
+    weight = conv.weight
+    if bn is not None:
+        value = bn(value)
+        weight = weight * (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(-1, 1, 1, 1)
+    h = F.conv2d(_relay(x), weight.clamp(min=0), None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return value, h
+
+
+def _excite_sequence(modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    i = 0
+    while i < len(modules):
+        m = modules[i]
+        if isinstance(m, nn.Conv2d):
+            bn = (
+                modules[i + 1]
+                if i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d)
+                else None
+            )
+            x = _node(*_conv_terms(m, bn, x))
+            i += 2 if bn is not None else 1
+        else:
+            x = _excite(m, x)
+            i += 1
+    return x
+
+
+def _residual(
+    value: torch.Tensor, h: torch.Tensor, shortcut: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """Linear node ``branch + shortcut``: relevance split between both in one normalisation."""
+    return _node(value + shortcut[0], h + shortcut[1])
+
+
+def _excite(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(m, nn.Sequential):
+        return _excite_sequence(list(m), x)
+    if isinstance(m, BasicBlock | Bottleneck):
+        convs = [(m.conv1, m.bn1), (m.conv2, m.bn2)] + (
+            [(m.conv3, m.bn3)] if isinstance(m, Bottleneck) else []
+        )
+        out = x
+        for conv, bn in convs[:-1]:
+            node = _node(*_conv_terms(conv, bn, out))
+            out = _through(F.relu(node), node)
+        value, h = _conv_terms(*convs[-1], out)
+        shortcut = (
+            _conv_terms(m.downsample[0], m.downsample[1], x)
+            if m.downsample is not None
+            else (x.detach(), _relay(x))
+        )
+        summed = _residual(value, h, shortcut)
+        return _through(F.relu(summed), summed)
+    if isinstance(m, InvertedResidual):
+        if not m.use_res_connect:
+            return _excite_sequence(list(m.block), x)
+        out = _excite_sequence(list(m.block)[:-1], x)
+        project = m.block[-1]
+        value, h = _conv_terms(project[0], project[1], out)
+        return _residual(value, h, (x.detach(), _relay(x)))
+    if isinstance(m, (SqueezeExcitation, *_ELEMENTWISE)):
+        return _through(m(x.detach().clone()), x)
+    if isinstance(m, nn.MaxPool2d):
+        return m(x)
+    if isinstance(m, nn.Dropout | nn.Identity):
+        return x
+    raise NotImplementedError(f"peak backpropagation does not handle {type(m).__name__} layers")
+
+
+def excitation_crm(model: PeakClassifier, image: torch.Tensor) -> torch.Tensor:
+    """Raw CRMs (float 1xCxhxw, the model's values) whose gradient w.r.t. ``image`` is PRM's relevance."""
+    return _excite_sequence(list(model.layers()), image)
+
+
+def gradient_crm(model: PeakClassifier, image: torch.Tensor) -> torch.Tensor:
+    """Raw CRMs (float 1xCxhxw) by the plain forward: their gradient is the input gradient."""
+    return model.class_response_maps(image)
+
+
+METHODS: dict[str, Callable[[PeakClassifier, torch.Tensor], torch.Tensor]] = {
+    "excitation": excitation_crm,
+    "gradient": gradient_crm,
+}
+
+
+# ---------------------------------------------------------------- batched backward
+
+
+def _shifted(x: torch.Tensor) -> torch.Tensor:
+    return x - x.amin(dim=tuple(range(1, x.ndim)), keepdim=True).clamp(max=0)
+
+
+def _derivative(f: nn.Module, pre: torch.Tensor) -> torch.Tensor:
+    """Element-wise derivative of activation ``f`` at ``pre`` (same shape)."""
+    with torch.enable_grad():
+        x = pre.detach().clone().requires_grad_(True)
+        (d,) = torch.autograd.grad(f(x.clone()).sum(), x)
+    return d
+
+
+def _conv_adjoint(conv: nn.Conv2d, weight: torch.Tensor, r: torch.Tensor, in_hw: torch.Size) -> torch.Tensor:
+    """Adjoint of ``conv`` (with ``weight``, no bias) applied to a batch of output seeds ``r``."""
+    if isinstance(conv.padding, str):
+        shape = (r.shape[0], weight.shape[1] * conv.groups, *in_hw)
+        return torch.nn.grad.conv2d_input(
+            shape, weight, r, conv.stride, conv.padding, conv.dilation, conv.groups
+        )
+    extra = [
+        in_hw[i]
+        - (
+            (r.shape[2 + i] - 1) * conv.stride[i]
+            - 2 * conv.padding[i]
+            + conv.dilation[i] * (weight.shape[2 + i] - 1)
+            + 1
+        )
+        for i in (0, 1)
+    ]
+    return F.conv_transpose2d(r, weight, None, conv.stride, conv.padding, extra, conv.groups, conv.dilation)
+
+
+def _conv_term(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, x: torch.Tensor, excite: bool):
+    """(real output, z term or None, adjoint) of conv+bn applied to ``x``."""
+    value, weight = conv(x), conv.weight
+    if bn is not None:
+        value = bn(value)
+        weight = weight * (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(-1, 1, 1, 1)
+    a, z = None, None
+    if excite:
+        a, weight = _shifted(x), weight.clamp(min=0)
+        z = F.conv2d(a, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    def back(r: torch.Tensor) -> torch.Tensor:
+        g = _conv_adjoint(conv, weight, r, x.shape[-2:])
+        return g * a if a is not None else g
+
+    return value, z, back
+
+
+def _identity_term(x: torch.Tensor, excite: bool):
+    a = _shifted(x) if excite else None
+    return x, a, (lambda r: r * a) if a is not None else (lambda r: r)
+
+
+def _sum_node(terms: list, excite: bool) -> tuple[torch.Tensor, Callable[[torch.Tensor], list[torch.Tensor]]]:
+    """Linear node summing ``terms``; its adjoint returns one relevance per term."""
+    value = sum(t[0] for t in terms)
+    if not excite:
+        return value, lambda r: [t[2](r) for t in terms]
+    z = sum(t[1] for t in terms).clamp(min=_EPS)
+    return value, lambda r: [t[2](r / z) for t in terms]
+
+
+def _walk_sequence(modules: list[nn.Module], x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Back]:
+    backs: list[Back] = []
+    i = 0
+    while i < len(modules):
+        m = modules[i]
+        if isinstance(m, nn.Conv2d):
+            bn = (
+                modules[i + 1]
+                if i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d)
+                else None
+            )
+            x, node_back = _sum_node([_conv_term(m, bn, x, excite)], excite)
+            backs.append(lambda r, nb=node_back: nb(r)[0])
+            i += 2 if bn is not None else 1
+        else:
+            x, b = _walk(m, x, excite)
+            backs.append(b)
+            i += 1
+
+    def back(r: torch.Tensor) -> torch.Tensor:
+        for b in reversed(backs):
+            r = b(r)
+        return r
+
+    return x, back
+
+
+def _walk_block(m: BasicBlock | Bottleneck, x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Back]:
+    convs = [(m.conv1, m.bn1), (m.conv2, m.bn2)] + ([(m.conv3, m.bn3)] if isinstance(m, Bottleneck) else [])
+    inner = [layer for conv, bn in convs[:-1] for layer in (conv, bn, m.relu)]
+    out, inner_back = _walk_sequence(inner, x, excite)
+    short = _conv_term(m.downsample[0], m.downsample[1], x, excite) if m.downsample is not None else None
+    summed, node_back = _sum_node(
+        [_conv_term(*convs[-1], out, excite), short or _identity_term(x, excite)], excite
+    )
+    y, relu_back = _walk(m.relu, summed, excite)
+
+    def back(r: torch.Tensor) -> torch.Tensor:
+        r_branch, r_short = node_back(relu_back(r))
+        return inner_back(r_branch) + r_short
+
+    return y, back
+
+
+def _walk_inverted_residual(m: InvertedResidual, x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Back]:
+    if not m.use_res_connect:
+        return _walk_sequence(list(m.block), x, excite)
+    out, inner_back = _walk_sequence(list(m.block)[:-1], x, excite)
+    project = m.block[-1]
+    y, node_back = _sum_node(
+        [_conv_term(project[0], project[1], out, excite), _identity_term(x, excite)], excite
+    )
+
+    def back(r: torch.Tensor) -> torch.Tensor:
+        r_branch, r_short = node_back(r)
+        return inner_back(r_branch) + r_short
+
+    return y, back
+
+
+def _walk_squeeze_excitation(
+    m: SqueezeExcitation, x: torch.Tensor, excite: bool
+) -> tuple[torch.Tensor, Back]:
+    pre1 = m.fc1(m.avgpool(x))
+    pre2 = m.fc2(m.activation(pre1.clone()))
+    scale = m.scale_activation(pre2.clone())
+    if excite:
+        return scale * x, lambda r: r
+    d1, d2 = _derivative(m.activation, pre1), _derivative(m.scale_activation, pre2)
+
+    def back(r: torch.Tensor) -> torch.Tensor:
+        k = r.shape[0]
+        g = (r * x).sum(dim=(2, 3), keepdim=True) * d2
+        g = torch.nn.grad.conv2d_input((k, *pre1.shape[1:]), m.fc2.weight, g) * d1
+        g = torch.nn.grad.conv2d_input((k, x.shape[1], 1, 1), m.fc1.weight, g)
+        return r * scale + g / (x.shape[2] * x.shape[3])
+
+    return scale * x, back
+
+
+def _walk(m: nn.Module, x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Back]:
+    """Forward ``m`` on the batch-1 ``x``; return its output and the adjoint for a batch of seeds."""
+    if isinstance(m, nn.Sequential):
+        return _walk_sequence(list(m), x, excite)
+    if isinstance(m, BasicBlock | Bottleneck):
+        return _walk_block(m, x, excite)
+    if isinstance(m, InvertedResidual):
+        return _walk_inverted_residual(m, x, excite)
+    if isinstance(m, SqueezeExcitation):
+        return _walk_squeeze_excitation(m, x, excite)
+    if isinstance(m, _ELEMENTWISE):
+        y = F.relu(x) if isinstance(m, nn.ReLU) else m(x.clone())
+        if excite:
+            return y, lambda r: r
+        d = _derivative(m, x)
+        return y, lambda r: r * d
+    if isinstance(m, nn.MaxPool2d):
+        y, idx = F.max_pool2d(
+            x, m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode, return_indices=True
+        )
+
+        def back(r: torch.Tensor) -> torch.Tensor:
+            k, c = r.shape[:2]
+            out = r.new_zeros((k, c, x.shape[2] * x.shape[3]))
+            out.scatter_add_(2, idx.flatten(2).expand(k, -1, -1), r.flatten(2))
+            return out.view(k, c, *x.shape[2:])
+
+        return y, back
+    if isinstance(m, nn.Dropout | nn.Identity):
+        return x, lambda r: r
+    raise NotImplementedError(f"peak backpropagation does not handle {type(m).__name__} layers")
+
+
+# ---------------------------------------------------------------- peak response maps
+
+
+def _check_image(image: torch.Tensor) -> torch.Tensor:
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4 or image.shape[:2] != (1, 3) or not image.is_floating_point():
+        raise BadInputError("image", f"expected one normalised float 3xHxW image, got {tuple(image.shape)}")
+    return image.detach()
+
+
+def _finish(relevance: torch.Tensor) -> torch.Tensor:
+    """float Kx3xHxW input relevance -> float32 KxHxW maps >= 0 summing to 1."""
+    maps = relevance.sum(dim=1).clamp(min=0).float()
+    total = maps.sum(dim=(1, 2), keepdim=True)
+    uniform = torch.full_like(maps, 1.0 / maps[0].numel()) if len(maps) else maps
+    return torch.where(total > 0, maps / total.clamp(min=1e-30), uniform)
+
+
+def _select_peaks(
+    model: PeakClassifier, crm: torch.Tensor, image_size: tuple[int, int], cfg: PRMConfig
+) -> tuple[tuple[Peak, ...], torch.Tensor, PeakConfig]:
+    """Peaks of the float 1xCxhxw ``crm`` kept by ``cfg``, the class scores (float C) and the peak settings."""
+    crm = crm.detach()
+    if model.config.peak_stimulation:
+        scores = peak_stimulation(crm, model.config.peaks)["logits"][0]
+    else:
+        scores = crm.mean(dim=(2, 3))[0]
+    peak_cfg = cfg.peaks or model.config.peaks
+    peaks = find_peaks(
+        crm[0],
+        peak_cfg,
+        class_threshold=cfg.class_threshold,
+        peak_threshold=cfg.peak_threshold,
+        stride=model.stride,
+        image_size=image_size,
+        class_scores=scores,
+    )
+    return tuple(peaks[: cfg.max_peaks] if cfg.max_peaks else peaks), scores, peak_cfg
+
+
+def _result(
+    peaks: tuple[Peak, ...], maps: torch.Tensor, scores: torch.Tensor, crm: torch.Tensor
+) -> PRMResult:
+    return PRMResult(
+        peaks=peaks,
+        maps=maps.detach().cpu().numpy(),
+        class_scores=scores.float().cpu().numpy(),
+        crm=crm.detach()[0].float().cpu().numpy(),
+    )
+
+
+class _EvalMode:
+    """Context manager: the model in eval mode inside, its previous mode restored after."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
+
+
+def peak_response_maps(model: PeakClassifier, image: torch.Tensor, cfg: PRMConfig | None = None) -> PRMResult:
+    """PRMs of every kept peak of one normalised float 3xHxW (or 1x3xHxW) image.
+
+    One forward and one backward of a batch of K one-hot seeds (see the module docstring). The
+    model runs in eval mode (BatchNorm running statistics) and is left in its previous mode.
+    """
+    cfg = cfg or PRMConfig()
+    image = _check_image(image)
+    with _EvalMode(model), torch.no_grad():
+        crm, back = _walk_sequence(list(model.layers()), image, cfg.method == "excitation")
+        peaks, scores, peak_cfg = _select_peaks(model, crm, tuple(image.shape[-2:]), cfg)
+        if not peaks:
+            return _result(peaks, image.new_zeros((0, *image.shape[-2:])), scores, crm)
+        up_size = upsample_crm(crm, peak_cfg.upsample).shape
+        seeds = crm.new_zeros((len(peaks), *up_size[1:]))
+        seeds[
+            torch.arange(len(peaks)), *torch.tensor([[p.class_index, p.map_y, p.map_x] for p in peaks]).T
+        ] = 1
+        with torch.enable_grad():  # adjoint of the (small) bilinear upsampling, for K maps at once
+            dummy = crm.new_zeros((len(peaks), *crm.shape[1:]), requires_grad=True)
+            (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, peak_cfg.upsample), dummy, seeds)
+        maps = _finish(back(crm_seeds))
+    return _result(peaks, maps, scores, crm)
+
+
+def peak_response_maps_naive(
+    model: PeakClassifier, image: torch.Tensor, cfg: PRMConfig | None = None
+) -> PRMResult:
+    """Same result as ``peak_response_maps`` by the autograd formulations, one backward pass per peak."""
+    cfg = cfg or PRMConfig()
+    image = _check_image(image).clone().requires_grad_(True)
+    with _EvalMode(model), torch.enable_grad():
+        crm = METHODS[cfg.method](model, image)
+        peaks, scores, peak_cfg = _select_peaks(model, crm, tuple(image.shape[-2:]), cfg)
+        up = upsample_crm(crm, peak_cfg.upsample)[0]
+        maps = [
+            _finish(torch.autograd.grad(up[p.class_index, p.map_y, p.map_x], image, retain_graph=True)[0])
+            for p in peaks
+        ]
+    stacked = torch.cat(maps) if maps else image.new_zeros((0, *image.shape[-2:]))
+    return _result(peaks, stacked, scores, crm)
+
+
+def measure_prm_speed(
+    model: PeakClassifier, image: torch.Tensor, n_repeat: int = 3, cfg: PRMConfig | None = None
+) -> dict[str, float]:
+    """Time ratios for one image, each time the best of ``n_repeat`` runs after a warm-up.
+
+    The unit is one forward and backward of a training step on this image (eval mode: the
+    classifier's forward with its PSL, the multilabel loss, gradients of every parameter).
+    Returns ``num_peaks`` (K), ``batched`` (``peak_response_maps`` for all K peaks / unit) and
+    ``naive`` (``peak_response_maps_naive``, one backward per peak / unit).
+    """
+    image = _check_image(image)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def unit() -> None:
+        with _EvalMode(model), torch.enable_grad():
+            out = model(image)
+            loss = model.loss(out, torch.ones_like(out["logits"]))["classification"]
+            torch.autograd.grad(loss, params)
+
+    def best(fn: Callable[[], object]) -> float:
+        fn()
+        times = []
+        for _ in range(n_repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    base = best(unit)
+    batched = best(lambda: peak_response_maps(model, image, cfg))
+    naive = best(lambda: peak_response_maps_naive(model, image, cfg))
+    num_peaks = len(peak_response_maps(model, image, cfg).peaks)
+    return {"num_peaks": float(num_peaks), "batched": batched / base, "naive": naive / base}
