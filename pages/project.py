@@ -13,18 +13,17 @@ from wsseg.store import Project
 
 st.title("Project")
 
-with st.expander("Open or create a project", expanded=False):
-    with st.form("open_project"):
-        folder = st.text_input("Project folder", value=st.session_state.get("project_root", ""))
-        create = st.checkbox("Create it if it does not exist")
-        if st.form_submit_button("Open"):
-            try:
-                project = Project.create(folder) if create else Project(folder)
-                st.session_state["project_root"] = str(project.root)
-                st.session_state["page_index"] = 0
-                st.rerun()
-            except WssegError as error:
-                st.error(str(error))
+with st.expander("Open or create a project", expanded=False), st.form("open_project"):
+    folder = st.text_input("Project folder", value=st.session_state.get("project_root", ""))
+    create = st.checkbox("Create it if it does not exist")
+    if st.form_submit_button("Open"):
+        try:
+            project = Project.create(folder) if create else Project(folder)
+            st.session_state["project_root"] = str(project.root)
+            st.session_state["page_index"] = 0
+            st.rerun()
+        except WssegError as error:
+            st.error(str(error))
 
 project = current_project()
 if project is None:
@@ -40,7 +39,7 @@ for col, (name, n) in zip(cols, counts.items(), strict=False):
 st.subheader("Pipeline status")
 runs = project.runs()
 if not runs:
-    st.info("No stage has run yet. Train the classifier: `wsseg train-classifier --project " f"{project.root}`")
+    st.info(f"No stage has run yet. Train the classifier: `wsseg train-classifier --project {project.root}`")
 else:
     st.dataframe(
         [
@@ -48,7 +47,9 @@ else:
                 "stage": r.stage,
                 "status": r.status,
                 "started": dt.datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M"),
-                "metrics": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items()),
+                "metrics": ", ".join(
+                    f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items()
+                ),
                 "config": ", ".join(f"{k}={v}" for k, v in r.config.items()),
             }
             for r in runs
@@ -86,5 +87,9 @@ for i, record in enumerate(shown):
         st.caption(f"**{record.filename}**  \n" + (" · ".join(record.tags) if record.tags else "_no tags_"))
 
 if not shown:
-    st.info("No images match this filter." if n_images else f"This project has no images yet. Import some: "
-            f"`wsseg import FOLDER --project {Path(project.root)}`")
+    st.info(
+        "No images match this filter."
+        if n_images
+        else f"This project has no images yet. Import some: "
+        f"`wsseg import FOLDER --project {Path(project.root)}`"
+    )

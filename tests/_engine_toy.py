@@ -23,8 +23,13 @@ def toy_dataset() -> TensorDataset:
 def toy_model() -> nn.Module:
     torch.manual_seed(7)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 1),
     )
 
 

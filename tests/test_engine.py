@@ -37,7 +37,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
     reference = _weights(run(tmp_path / "ref"))
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests._engine_toy", str(killed), "0.05"], cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests._engine_toy", str(killed), "0.05"], cwd=ROOT, env=env
+    )
     deadline = time.time() + 60
     try:
         # Kill once the first epoch's checkpoint is on disk, in the middle of a later epoch.
@@ -53,7 +55,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
     epoch_at_kill = load_checkpoint(killed / CHECKPOINT)["epoch"]
     assert epoch_at_kill < CONFIG.epochs - 1
     resumed = _weights(run(killed, resume=True))
-    assert all(torch.allclose(x.float(), y.float(), atol=1e-6) for x, y in zip(reference, resumed, strict=True))
+    assert all(
+        torch.allclose(x.float(), y.float(), atol=1e-6) for x, y in zip(reference, resumed, strict=True)
+    )
 
 
 def test_bad_config_and_missing_checkpoint(tmp_path: Path) -> None:

@@ -64,12 +64,18 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
         "Runs unchanged under torchrun --nproc_per_node=N.",
     )
     p.add_argument("--project", type=Path, required=True, help="project folder")
-    p.add_argument("--backbone", default="small", help="small | resnet18 | resnet50 | mobilenet_v3 (default small)")
-    p.add_argument("--weights", default=None, help="'imagenet' (torchvision weights API) or a weights file path")
+    p.add_argument(
+        "--backbone", default="small", help="small | resnet18 | resnet50 | mobilenet_v3 (default small)"
+    )
+    p.add_argument(
+        "--weights", default=None, help="'imagenet' (torchvision weights API) or a weights file path"
+    )
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--no-peaks", action="store_true", help="global average pooling instead of peak stimulation")
+    p.add_argument(
+        "--no-peaks", action="store_true", help="global average pooling instead of peak stimulation"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="classifier", help="run name: checkpoints/<name>/")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
@@ -104,7 +110,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small data and short training (a few minutes)")
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for report.json / report.md")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", type=Path, default=None, help="real datasets folder (default ../shared/data)")
+    p.add_argument(
+        "--data-root", type=Path, default=None, help="real datasets folder (default ../shared/data)"
+    )
     p.set_defaults(func=_cmd_bench)
 
 
@@ -121,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate the synthetic 'shapes' dataset and import it into a project folder. "
         "Does nothing when the project already holds images.",
     )
-    p.add_argument("--project", type=Path, default=DEFAULT_DEMO, help=f"project folder (default {DEFAULT_DEMO})")
+    p.add_argument(
+        "--project", type=Path, default=DEFAULT_DEMO, help=f"project folder (default {DEFAULT_DEMO})"
+    )
     p.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)

@@ -61,9 +61,13 @@ class TaggedImages(Dataset):
         self, images: np.ndarray, targets: np.ndarray, classes: Sequence[str], augment: Augment | None = None
     ) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise BadInputError("images", f"expected an NxHxWx3 uint8 array, got {images.shape} {images.dtype}")
+            raise BadInputError(
+                "images", f"expected an NxHxWx3 uint8 array, got {images.shape} {images.dtype}"
+            )
         if targets.shape != (len(images), len(classes)):
-            raise BadInputError("targets", f"expected shape {(len(images), len(classes))}, got {targets.shape}")
+            raise BadInputError(
+                "targets", f"expected shape {(len(images), len(classes))}, got {targets.shape}"
+            )
         self.images = images
         self.targets = targets.astype(np.float32)
         self.classes = tuple(classes)

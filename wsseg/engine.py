@@ -143,7 +143,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the file is not ours
-        raise BadInputError(str(path), f"not a readable wsseg checkpoint ({error.__class__.__name__})") from error
+        raise BadInputError(
+            str(path), f"not a readable wsseg checkpoint ({error.__class__.__name__})"
+        ) from error
 
 
 def train(
@@ -232,8 +234,15 @@ def train(
                 sums[k] = sums.get(k, 0.0) + v
             if info.is_main and callback is not None:
                 callback(
-                    Progress(epoch, config.epochs, step, steps, values, scheduler.get_last_lr()[0],
-                             time.perf_counter() - started)
+                    Progress(
+                        epoch,
+                        config.epochs,
+                        step,
+                        steps,
+                        values,
+                        scheduler.get_last_lr()[0],
+                        time.perf_counter() - started,
+                    )
                 )
         means = {k: v / steps for k, v in sums.items()}
         history.append(means)
@@ -253,8 +262,16 @@ def train(
             result.checkpoint = checkpoint_dir / CHECKPOINT
             if callback is not None:
                 answer = callback(
-                    Progress(epoch, config.epochs, steps, steps, means, scheduler.get_last_lr()[0],
-                             time.perf_counter() - started, epoch_done=True)
+                    Progress(
+                        epoch,
+                        config.epochs,
+                        steps,
+                        steps,
+                        means,
+                        scheduler.get_last_lr()[0],
+                        time.perf_counter() - started,
+                        epoch_done=True,
+                    )
                 )
                 keep_going = answer is not False
         if info.world_size > 1:
@@ -276,7 +293,9 @@ def tqdm_callback(desc: str) -> Callable[[Progress], None]:
 
     def callback(progress: Progress) -> None:
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=progress.epochs * progress.steps, desc=desc, unit="step", dynamic_ncols=True)
+            bar["bar"] = tqdm(
+                total=progress.epochs * progress.steps, desc=desc, unit="step", dynamic_ncols=True
+            )
             bar["bar"].update(progress.epoch * progress.steps)
         if progress.epoch_done:
             if progress.epoch + 1 == progress.epochs:

@@ -60,8 +60,12 @@ class PointStats:
 
     def _values(self) -> tuple[float, ...]:
         return (
-            self.peaks_in_instance, self.peaks, self.instances_hit, self.instances,
-            self.count_abs_error, self.count_cases,
+            self.peaks_in_instance,
+            self.peaks,
+            self.instances_hit,
+            self.instances,
+            self.count_abs_error,
+            self.count_cases,
         )
 
     @property

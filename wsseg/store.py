@@ -371,7 +371,12 @@ class Project:
             tags[image_id].append(name)
         return [
             ImageRecord(
-                row["id"], row["filename"], row["sha256"], row["width"], row["height"], row["split"],
+                row["id"],
+                row["filename"],
+                row["sha256"],
+                row["width"],
+                row["height"],
+                row["split"],
                 tuple(sorted(tags[row["id"]])),
             )
             for row in rows
@@ -424,7 +429,8 @@ class Project:
             conn.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
             for tag in sorted(set(tags)):
                 conn.execute(
-                    "INSERT INTO tags (image_id, class_id) VALUES (?, ?)", (image_id, self._class_id(conn, tag))
+                    "INSERT INTO tags (image_id, class_id) VALUES (?, ?)",
+                    (image_id, self._class_id(conn, tag)),
                 )
 
     def tag_counts(self) -> dict[str, int]:
@@ -459,8 +465,14 @@ class Project:
             rows = conn.execute(sql, (stage,) if stage else ()).fetchall()
         return [
             RunRecord(
-                r["id"], r["stage"], json.loads(r["config"]), r["status"], json.loads(r["metrics"]),
-                r["artifacts"], r["started_at"], r["finished_at"],
+                r["id"],
+                r["stage"],
+                json.loads(r["config"]),
+                r["status"],
+                json.loads(r["metrics"]),
+                r["artifacts"],
+                r["started_at"],
+                r["finished_at"],
             )
             for r in rows
         ]
@@ -481,8 +493,13 @@ class Project:
                 cur = conn.execute(
                     "INSERT INTO peaks (run_id, image_id, class_id, y, x, value, prm_path) VALUES (?,?,?,?,?,?,?)",
                     (
-                        run_id, image_id, self._class_id(conn, peak["class_name"]), float(peak["y"]),
-                        float(peak["x"]), float(peak["value"]), peak.get("prm_path"),
+                        run_id,
+                        image_id,
+                        self._class_id(conn, peak["class_name"]),
+                        float(peak["y"]),
+                        float(peak["x"]),
+                        float(peak["value"]),
+                        peak.get("prm_path"),
                     ),
                 )
                 ids.append(int(cur.lastrowid))
@@ -502,7 +519,16 @@ class Project:
                 (image_id, run_id),
             ).fetchall()
         return [
-            PeakRecord(r["id"], r["run_id"], r["image_id"], r["class_name"], r["y"], r["x"], r["value"], r["prm_path"])
+            PeakRecord(
+                r["id"],
+                r["run_id"],
+                r["image_id"],
+                r["class_name"],
+                r["y"],
+                r["x"],
+                r["value"],
+                r["prm_path"],
+            )
             for r in rows
         ]
 
@@ -525,8 +551,16 @@ class Project:
                 "INSERT INTO pseudo_masks (run_id, image_id, class_id, peak_id, source, strategy, score, rle, "
                 "lineage, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
-                    run_id, image_id, self._class_id(conn, class_name), peak_id, source, strategy, score,
-                    json.dumps(rle), json.dumps(lineage or {}, default=str), time.time(),
+                    run_id,
+                    image_id,
+                    self._class_id(conn, class_name),
+                    peak_id,
+                    source,
+                    strategy,
+                    score,
+                    json.dumps(rle),
+                    json.dumps(lineage or {}, default=str),
+                    time.time(),
                 ),
             )
             return int(cur.lastrowid)
@@ -563,7 +597,9 @@ class Project:
         edit is refused (a conflict is reported, never silently overwritten). Returns the new version.
         """
         with self.transaction() as conn:
-            row = conn.execute("SELECT status, rle, version FROM pseudo_masks WHERE id = ?", (mask_id,)).fetchone()
+            row = conn.execute(
+                "SELECT status, rle, version FROM pseudo_masks WHERE id = ?", (mask_id,)
+            ).fetchone()
             if row is None:
                 raise BadInputError(f"mask {mask_id}", "no such pseudo mask")
             if row["version"] != expected_version:
@@ -588,9 +624,7 @@ class Project:
         sql = "SELECT * FROM edits" + (" WHERE mask_id = ?" if mask_id is not None else "") + " ORDER BY id"
         with self.reading() as conn:
             rows = conn.execute(sql, () if mask_id is None else (mask_id,)).fetchall()
-        return [
-            {**dict(r), "before": json.loads(r["before"]), "after": json.loads(r["after"])} for r in rows
-        ]
+        return [{**dict(r), "before": json.loads(r["before"]), "after": json.loads(r["after"])} for r in rows]
 
     # ------------------------------------------------------------------ consistency
     def check(self) -> list[str]:
