@@ -76,6 +76,9 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-peaks", action="store_true", help="global average pooling instead of peak stimulation"
     )
+    p.add_argument(
+        "--size", type=int, default=None, help="resize images to SIZE x SIZE (needed when sizes differ)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="classifier", help="run name: checkpoints/<name>/")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
@@ -92,10 +95,15 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--project", type=Path, required=True)
     p.add_argument("--name", default="classifier", help="classifier run name (checkpoints/<name>/)")
-    p.add_argument("--prm", default="peak_backprop", help="peak_backprop | input_gradient")
+    p.add_argument(
+        "--prm",
+        default="excitation",
+        help="excitation (PRM's peak backpropagation) | gradient (input gradient, as WISE)",
+    )
     p.add_argument("--peak-threshold", type=float, default=None, help="ignore peaks below this value")
     p.add_argument("--class-threshold", type=float, default=0.0, help="ignore classes whose score is below")
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
+    p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
     p.set_defaults(func=_cmd_peaks)
 
 

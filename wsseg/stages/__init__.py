@@ -1,0 +1,1 @@
+"""One module per pipeline stage, named after it; each reads and writes the project store."""

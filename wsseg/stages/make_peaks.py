@@ -1,0 +1,141 @@
+"""Stage: class response maps, peaks and peak response maps of every image of a project.
+
+For each image, writes ``artifacts/peaks/run-<id>/<image id>.npz`` holding ``crm`` (float16 Cxhxw),
+``class_scores`` (float32 C), ``prms`` (float16 KxHxW, one per peak, each summing to 1) and ``peaks``
+(float32 Kx4: class index, y, x, value; pixels), and the peaks in the database with the path of their
+file. ``--shard i/n`` processes every n-th image starting at the i-th, so several machines can split a
+project; all shards of one call share its run (pass ``--run`` to join one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wsseg.data.images import read_image
+from wsseg.datasets import to_tensor
+from wsseg.errors import BadInputError
+from wsseg.fileio import write_json, write_npz
+from wsseg.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
+from wsseg.stages.train_classifier import load_classifier
+from wsseg.store import ImageRecord, Project
+
+STAGE = "peaks"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise BadInputError("--shard", f"expected i/n such as 0/4, got {text!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise BadInputError("--shard", f"expected 0 <= i < n, got {text!r}")
+    return index, count
+
+
+def prepare_image(project: Project, record: ImageRecord, size: int | None) -> tuple[np.ndarray, torch.Tensor]:
+    """The stored image (HxWx3 uint8, resized to the classifier's training size if it had one) and its
+    normalised 1x3xHxW tensor."""
+    import cv2
+
+    image = read_image(project.image_path(record), record.filename)
+    if size is not None and image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return image, to_tensor(image)[None]
+
+
+def save_result(path: Path, result: PRMResult) -> None:
+    peaks = np.array([[p.class_index, p.y, p.x, p.value] for p in result.peaks], dtype=np.float32).reshape(
+        -1, 4
+    )
+    write_npz(
+        path,
+        crm=result.crm.astype(np.float16),
+        class_scores=result.class_scores.astype(np.float32),
+        prms=result.maps.astype(np.float16),
+        peaks=peaks,
+    )
+
+
+def load_result(path: Path) -> dict[str, np.ndarray]:
+    """The arrays written by ``save_result`` (float16 arrays returned as float32)."""
+    with np.load(path) as data:
+        return {k: data[k].astype(np.float32) if data[k].dtype == np.float16 else data[k] for k in data.files}
+
+
+def make_peaks(
+    project: Project,
+    name: str = "classifier",
+    prm_config: PRMConfig | None = None,
+    shard: tuple[int, int] = (0, 1),
+    run_id: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Compute and store CRMs, peaks and PRMs for the project's images (one shard); return the run id."""
+    prm_config = prm_config or PRMConfig()
+    model, classes, extra = load_classifier(project, name)
+    if classes != project.classes()[: len(classes)]:
+        raise BadInputError(
+            name, f"classifier classes {classes} do not match the project's {project.classes()}"
+        )
+    config: dict[str, Any] = {"classifier": name, "prm": dataclasses.asdict(prm_config), "shard": list(shard)}
+    if run_id is None:
+        run_id = project.start_run(STAGE, config)
+    folder = project.root / "artifacts" / "peaks" / f"run-{run_id}"
+    write_json(folder / "config.json", config)
+    records = project.images()[shard[0] :: shard[1]]
+    total_peaks = 0
+    try:
+        for k, record in enumerate(records):
+            _, tensor = prepare_image(project, record, extra.get("size"))
+            result = peak_response_maps(model, tensor, prm_config)
+            path = folder / f"{record.id}.npz"
+            save_result(path, result)
+            relative = str(path.relative_to(project.root))
+            project.add_peaks(
+                run_id,
+                record.id,
+                [
+                    {
+                        "class_name": classes[p.class_index],
+                        "y": p.y,
+                        "x": p.x,
+                        "value": p.value,
+                        "prm_path": relative,
+                    }
+                    for p in result.peaks
+                ],
+            )
+            total_peaks += len(result.peaks)
+            if progress is not None:
+                progress(k + 1, len(records))
+    except BaseException:
+        project.finish_run(run_id, "failed", {"images": len(records), "peaks": total_peaks})
+        raise
+    project.finish_run(run_id, "done", {"images": len(records), "peaks": total_peaks})
+    return run_id
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    if args.prm not in METHODS:
+        raise BadInputError("--prm", f"expected one of {sorted(METHODS)}, got {args.prm!r}")
+    project = Project(args.project)
+    cfg = PRMConfig(method=args.prm, class_threshold=args.class_threshold, peak_threshold=args.peak_threshold)
+    bar = tqdm(desc="peaks", unit="image")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    run_id = make_peaks(project, args.name, cfg, parse_shard(args.shard), args.run, progress)
+    bar.close()
+    print(f"peaks written: run {run_id}, {project.root / 'artifacts' / 'peaks' / f'run-{run_id}'}")

@@ -1,0 +1,145 @@
+"""Stage: train the classifier with class response maps on a project's tags.
+
+Writes ``checkpoints/<name>/last.pt`` (with the class names and model config inside) and
+``checkpoints/<name>/config.json``, and records a ``classifier`` run in the project database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsseg.datasets import Augment, TaggedImages
+from wsseg.engine import (
+    CHECKPOINT,
+    Progress,
+    TrainConfig,
+    load_checkpoint,
+    setup_distributed,
+    tqdm_callback,
+    train,
+)
+from wsseg.errors import BadInputError
+from wsseg.models.classifier import ClassifierConfig, PeakClassifier
+from wsseg.peaks import PeakConfig
+from wsseg.store import Project
+
+STAGE = "classifier"
+
+
+def config_to_dict(config: ClassifierConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict[str, Any]) -> ClassifierConfig:
+    data = dict(data)
+    data["peaks"] = PeakConfig(**data.get("peaks", {}))
+    return ClassifierConfig(**data)
+
+
+def classifier_loss(
+    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    images, targets = batch
+    outputs = model(images)
+    core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    return core.loss(outputs, targets)
+
+
+def train_classifier(
+    project: Project,
+    model_config: ClassifierConfig,
+    train_config: TrainConfig,
+    name: str = "classifier",
+    size: int | None = None,
+    augment: Augment | None = Augment(),  # noqa: B008 (frozen)
+    resume: bool = False,
+    callback: Callable[[Progress], bool | None] | None = None,
+    dataset: TaggedImages | None = None,
+) -> dict[str, Any]:
+    """Train on the project's training split (or on ``dataset`` when given); return the run's metrics."""
+    info = setup_distributed()
+    data = dataset or TaggedImages.from_project(project, size=size, augment=augment)
+    if model_config.num_classes != len(data.classes):
+        raise BadInputError(
+            "num_classes", f"{model_config.num_classes} != {len(data.classes)} classes in the data"
+        )
+    model = PeakClassifier(model_config)
+    folder = project.root / "checkpoints" / name
+    if resume and not (folder / CHECKPOINT).exists():
+        raise BadInputError(str(folder / CHECKPOINT), "nothing to resume; start without --resume")
+    config = {"name": name, "model": config_to_dict(model_config), "train": dataclasses.asdict(train_config)}
+    run_id = (
+        project.start_run(STAGE, config, artifacts=str(folder.relative_to(project.root)))
+        if info.is_main
+        else 0
+    )
+    try:
+        result = train(
+            model,
+            data,
+            classifier_loss,
+            train_config,
+            folder,
+            callback=callback,
+            resume=resume,
+            extra_state={"classes": list(data.classes), "model": config_to_dict(model_config), "size": size},
+        )
+    except BaseException:
+        if info.is_main:
+            project.finish_run(run_id, "failed")
+        raise
+    metrics = {"final_loss": result.history[-1]["classification"] if result.history else float("nan")}
+    metrics["epochs_done"] = len(result.history)
+    if info.is_main:
+        project.finish_run(run_id, "stopped" if result.stopped else "done", metrics)
+    return metrics
+
+
+def load_classifier(
+    project_or_folder: Project | Path, name: str = "classifier", device: str | torch.device = "cpu"
+) -> tuple[PeakClassifier, list[str], dict[str, Any]]:
+    """The trained model (eval mode), its class names, and the checkpoint's extra state."""
+    folder = (
+        project_or_folder.root / "checkpoints" / name
+        if isinstance(project_or_folder, Project)
+        else project_or_folder
+    )
+    state = load_checkpoint(Path(folder) / CHECKPOINT, map_location=device)
+    extra = state["extra"]
+    model = PeakClassifier(config_from_dict(extra["model"]))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return model, list(extra["classes"]), extra
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    project = Project(args.project)
+    classes = project.classes()
+    if not classes:
+        raise BadInputError(str(args.project), "has no classes; import tagged images first")
+    model_config = ClassifierConfig(
+        num_classes=len(classes),
+        backbone=args.backbone,
+        weights=args.weights,
+        peak_stimulation=not args.no_peaks,
+    )
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
+    )
+    metrics = train_classifier(
+        project,
+        model_config,
+        train_config,
+        name=args.name,
+        size=args.size,
+        resume=args.resume,
+        callback=tqdm_callback("train-classifier"),
+    )
+    if setup_distributed().is_main:
+        print(f"classifier trained: {project.root / 'checkpoints' / args.name} ({metrics})")
