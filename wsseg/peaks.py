@@ -7,11 +7,13 @@ peak values. The peak mask is computed without gradient and the score is a maske
 so the gradient reaches the upsampled map only at the kept peaks (and the raw CRM only at the
 bilinear support of those peaks, or exactly at the peaks when ``upsample == 1``).
 
-Coordinates. The backbone has output stride ``s`` (8 for the ResNets and ``small``); CRM cell ``i``
-covers input pixels ``[s*i, s*i + s)``, its centre is pixel ``s*i + (s-1)/2``. Upsampled cell ``u``
-(factor ``f``, ``align_corners=False``) sits at CRM coordinate ``(u + 0.5)/f - 0.5``, i.e. at input
-pixel ``(u + 0.5) * s / f - 0.5``. With ``f = s`` this is exactly pixel ``u``; with the default
-``f = 2`` and ``s = 8``, upsampled cell ``u`` is centred on pixel ``4u + 1.5`` (rounded to 4u + 2).
+Coordinates. The backbone has output stride ``s`` (8 for the ResNets and ``small``, 16 for
+MobileNetV3). Every strided layer of our backbones has an odd kernel padded by half its size, so
+output cell ``i`` of each is centred over input cell ``2i``: CRM cell ``i`` is centred on input pixel
+``s*i`` (the centre of its receptive field; the last cells lie partly outside odd-sized images).
+Upsampled cell ``u`` (factor ``f``, bilinear, ``align_corners=False``) sits at CRM coordinate
+``(u + 0.5)/f - 0.5``, i.e. on input pixel ``s * ((u + 0.5)/f - 0.5)``; with the default ``f = 2``
+and ``s = 8`` that is pixel ``4u - 2``. ``find_peaks`` rounds it and clips it to the image.
 """
 
 from __future__ import annotations
@@ -178,7 +180,7 @@ def global_average_pooling(crm: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def map_to_image(coord: T, stride: int, upsample: int) -> T:
     """Input-pixel coordinate of upsampled-map coordinate ``coord`` (float or tensor; see the module docstring)."""
-    return (coord + 0.5) * stride / upsample - 0.5
+    return stride * ((coord + 0.5) / upsample - 0.5)
 
 
 def find_peaks(

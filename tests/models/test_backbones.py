@@ -1,0 +1,88 @@
+"""Backbones: output shape and stride, weights files (weights=None everywhere: no downloads)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+
+from wsseg.errors import BadInputError
+from wsseg.models.backbones import BACKBONES, build_backbone
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two spinning threads can be 100x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("size", [(64, 64), (70, 53)])
+def test_output_shape_and_stride(name: str, size: tuple[int, int]) -> None:
+    backbone = build_backbone(name, weights=None).eval()
+    assert backbone.stride == (16 if name == "mobilenet_v3" else 8)
+    with torch.no_grad():
+        out = backbone(torch.randn(1, 3, *size))
+    expected = (1, backbone.out_channels, *(math.ceil(s / backbone.stride) for s in size))
+    assert tuple(out.shape) == expected
+
+
+def test_small_is_small_and_fast_to_build() -> None:
+    n = sum(p.numel() for p in build_backbone("small").parameters())
+    assert 300_000 <= n <= 1_000_000
+
+
+def test_small_weights_file_round_trip(tmp_path) -> None:
+    src = build_backbone("small", width=8)
+    path = tmp_path / "small.pt"
+    torch.save(src.state_dict(), path)
+    dst = build_backbone("small", weights=path, width=8)
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_resnet18_loads_a_torchvision_state_dict(tmp_path) -> None:
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)  # includes fc.*, which the backbone ignores
+    backbone = build_backbone("resnet18", weights=str(path))
+    assert torch.equal(backbone.body.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+    assert torch.equal(backbone.body.bn1.running_var, reference.bn1.running_var)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "nope.pt"
+    with pytest.raises(BadInputError, match="not found") as info:
+        build_backbone("resnet18", weights=path)
+    assert str(path) in str(info.value)
+
+
+def test_incompatible_weights_file_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "small8.pt"
+    torch.save(build_backbone("small", width=8).state_dict(), path)
+    with pytest.raises(BadInputError, match="do not fit"):
+        build_backbone("small", weights=path, width=16)
+    with pytest.raises(BadInputError, match="do not fit"):
+        build_backbone("resnet18", weights=path)
+
+
+def test_unreadable_weights_file_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(BadInputError, match="cannot be read"):
+        build_backbone("small", weights=path)
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(BadInputError, match="state dict"):
+        build_backbone("small", weights=tmp_path / "list.pt")
+
+
+def test_unknown_backbone_and_imagenet_for_small() -> None:
+    with pytest.raises(BadInputError, match="unknown backbone"):
+        build_backbone("vgg16")
+    with pytest.raises(BadInputError, match="no ImageNet weights"):
+        build_backbone("small", weights="imagenet")

@@ -1,0 +1,148 @@
+"""Peak response maps: normalisation, batched = one by one, relevance conservation, and a trained blob."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsseg.errors import BadInputError
+from wsseg.models import ClassifierConfig, PeakClassifier
+from wsseg.peaks import upsample_crm
+from wsseg.prm import (
+    PRMConfig,
+    _walk_sequence,
+    measure_prm_speed,
+    peak_response_maps,
+    peak_response_maps_naive,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def random_model(backbone: str = "small", num_classes: int = 3) -> PeakClassifier:
+    """A model whose BatchNorm layers have non-trivial statistics and signed scales."""
+    torch.manual_seed(0)
+    model = PeakClassifier(ClassifierConfig(num_classes=num_classes, backbone=backbone, small_width=8))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(-1.0, 1.0)
+    return model
+
+
+@pytest.mark.parametrize("method", ["excitation", "gradient"])
+def test_maps_are_distributions_at_input_resolution(method: str) -> None:
+    model = random_model()
+    result = peak_response_maps(model, torch.randn(3, 45, 52), PRMConfig(method=method, class_threshold=None))
+    assert len(result.peaks) >= 2
+    assert result.maps.shape == (len(result.peaks), 45, 52) and result.maps.dtype == np.float32
+    assert (result.maps >= 0).all()
+    np.testing.assert_allclose(result.maps.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    assert result.class_scores.shape == (3,) and result.crm.shape == (3, 6, 7)
+
+
+@pytest.mark.parametrize("backbone", ["small", "resnet18", "mobilenet_v3"])
+@pytest.mark.parametrize("method", ["excitation", "gradient"])
+def test_batched_maps_equal_one_by_one(backbone: str, method: str) -> None:
+    model = random_model(backbone)
+    image = torch.randn(1, 3, 48, 40)
+    cfg = PRMConfig(method=method, class_threshold=None, max_peaks=5)
+    batched = peak_response_maps(model, image, cfg)
+    one_by_one = peak_response_maps_naive(model, image, cfg)
+    assert batched.peaks == one_by_one.peaks and len(batched.peaks) == 5
+    np.testing.assert_allclose(batched.maps, one_by_one.maps, rtol=1e-4, atol=1e-7)
+
+
+def test_excitation_conserves_relevance() -> None:
+    # Each linear layer hands its relevance on in full (z > 0), so the raw input relevance sums to
+    # the seed: the bilinear weights of the peak, which sum to 1.
+    model = random_model().eval()
+    image = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        crm, back = _walk_sequence(list(model.layers()), image, True)
+        seeds = torch.zeros(2, *upsample_crm(crm, 2).shape[1:])
+        seeds[0, 0, 3, 4] = seeds[1, 2, 5, 2] = 1.0
+        with torch.enable_grad():
+            dummy = torch.zeros(2, *crm.shape[1:], requires_grad=True)
+            (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, 2), dummy, seeds)
+        relevance = back(crm_seeds)
+    assert (relevance >= 0).all()
+    np.testing.assert_allclose(relevance.sum(dim=(1, 2, 3)).numpy(), 1.0, rtol=1e-3)
+
+
+def test_thresholds_and_mode() -> None:
+    model = random_model()
+    model.train()
+    image = torch.randn(3, 32, 32)
+    everything = peak_response_maps(model, image, PRMConfig(class_threshold=None))
+    assert model.training  # restored after running in eval mode
+    top = max(p.value for p in everything.peaks)
+    strong = peak_response_maps(model, image, PRMConfig(class_threshold=None, peak_threshold=top))
+    assert [p.value for p in strong.peaks] == [top]
+    scores = everything.class_scores
+    present = peak_response_maps(model, image, PRMConfig(class_threshold=float(np.median(scores))))
+    assert {p.class_index for p in present.peaks} <= {
+        int(c) for c in np.flatnonzero(scores >= np.median(scores))
+    }
+    none = peak_response_maps(model, image, PRMConfig(class_threshold=1e9))
+    assert none.peaks == () and none.maps.shape == (0, 32, 32)
+    with pytest.raises(BadInputError, match="method"):
+        PRMConfig(method="gradcam")
+    with pytest.raises(BadInputError, match="image"):
+        peak_response_maps(model, torch.randn(2, 3, 32, 32))
+
+
+def test_measure_prm_speed_reports_ratios() -> None:
+    speed = measure_prm_speed(random_model(), torch.randn(3, 32, 32), n_repeat=1, cfg=PRMConfig(max_peaks=4))
+    assert set(speed) == {"num_peaks", "batched", "naive"} and speed["batched"] > 0 and speed["naive"] > 0
+
+
+def blob_images(
+    n: int, size: int, gen: torch.Generator, p_blob: float
+) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Noise images, some with one bright disc of radius 5; labels Nx1 and disc centres (y, x)."""
+    images = torch.randn(n, 3, size, size, generator=gen) * 0.5
+    labels = torch.zeros(n, 1)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centres = []
+    for i in range(n):
+        cy, cx = torch.randint(8, size - 8, (2,), generator=gen).tolist()
+        if torch.rand(1, generator=gen).item() < p_blob:
+            images[i, :, (yy - cy) ** 2 + (xx - cx) ** 2 <= 25] += 2.5
+            labels[i] = 1.0
+        centres.append((cy, cx))
+    return images, labels, centres
+
+
+@pytest.mark.parametrize("method", ["excitation", "gradient"])
+def test_trained_network_finds_the_blob(method: str) -> None:
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = PeakClassifier(ClassifierConfig(num_classes=1, backbone="small", small_width=8))
+    model.backbone.body = model.backbone.body[:15]  # first five conv layers: stride 8, 27 px receptive field
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        images, labels, _ = blob_images(16, 64, gen, p_blob=0.5)
+        loss = model.loss(model(images), labels)["classification"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    yy, xx = np.mgrid[:64, :64]
+    for _ in range(4):
+        images, _, ((cy, cx),) = blob_images(1, 64, gen, p_blob=1.0)
+        result = peak_response_maps(model, images[0], PRMConfig(method=method))
+        assert result.class_scores[0] > 0
+        peak = result.peaks[0]
+        assert np.hypot(peak.y - cy, peak.x - cx) <= 10  # the map grid is 4 px, the disc radius 5
+        prm = result.maps[0]
+        ay, ax = np.unravel_index(prm.argmax(), prm.shape)
+        assert np.hypot(ay - cy, ax - cx) <= 6
+        assert prm[(yy - cy) ** 2 + (xx - cx) ** 2 <= 64].sum() >= 0.6  # 5% of the image holds most mass
