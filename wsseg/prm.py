@@ -5,7 +5,8 @@ Two methods, in ``METHODS``:
 ``"excitation"`` (PRM's peak backpropagation). Relevance goes top-down from the peak; at every
 linear layer (a conv with its BatchNorm folded in, or the sum of a residual block) a parent's
 relevance is split among its children in proportion to ``a_i * w+_ij``: the child's bottom-up
-activation ``a_i`` (shifted to be >= 0) times the positive part of the weight:
+activation ``a_i`` (shifted to be >= 0: minus its minimum over the layer when that is negative,
+which happens for the normalised image and Hardswish outputs) times the positive part of the weight:
 
     R_i = sum_j  a_i * w+_ij / z_j * R_j,    z_j = sum_i a_i * w+_ij.
 
@@ -33,11 +34,13 @@ Both maps are clamped at 0 and normalised to sum 1 (a map that is all zero becom
 
 Batching (``peak_response_maps``): both backward passes are linear in the seed placed at the
 peak, so all K peaks of an image take one forward and one backward of a batch of K one-hot seeds.
-``torch.autograd.grad(..., is_grads_batched=True)`` does this with vmap but falls back to a slow
-loop for convolutions on the CPU, so the batched pass records, during its forward, the adjoint of
-each layer (``conv2d_input`` of the positive or real folded weights, max-pool index scatter,
-activation derivatives) and applies them to the K seeds at once. ``peak_response_maps_naive`` runs
-the autograd formulations above once per peak; the tests check that both agree.
+``torch.autograd.grad(..., is_grads_batched=True)`` can do this with vmap, but on the CPU it ran
+slower than a loop (its convolution backward is split per seed), so the batched pass instead
+records, during its forward, the adjoint of each layer (transposed convolution with the real or
+positive folded weights, max-pool index scatter, activation derivatives, the squeeze-excitation
+Jacobian) and applies it to the K seeds at once. ``peak_response_maps_naive`` runs the autograd
+formulations above once per peak; the tests check that both agree. On a CPU the convolutions are
+compute-bound, so the batch saves per-call overhead only; the work is still K adjoint passes.
 """
 
 from __future__ import annotations
@@ -110,8 +113,7 @@ class PRMResult:
 
 def _relay(carrier: torch.Tensor) -> torch.Tensor:
     """Value: the activation shifted to be >= 0; gradient: multiplied by that value."""
-    a = carrier.detach()
-    a = a - a.amin(dim=tuple(range(1, a.ndim)), keepdim=True).clamp(max=0)
+    a = _shifted(carrier.detach())
     return a + (carrier - carrier.detach()) * a
 
 
@@ -219,7 +221,9 @@ METHODS: dict[str, Callable[[PeakClassifier, torch.Tensor], torch.Tensor]] = {
 
 
 def _shifted(x: torch.Tensor) -> torch.Tensor:
-    return x - x.amin(dim=tuple(range(1, x.ndim)), keepdim=True).clamp(max=0)
+    """The batch-1 activation ``x`` minus its minimum when that is negative (the same tensor otherwise)."""
+    low = x.amin()
+    return x - low if low < 0 else x
 
 
 def _derivative(f: nn.Module, pre: torch.Tensor) -> torch.Tensor:
