@@ -23,7 +23,7 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """HxWx3 or BxHxWx3 uint8 -> (B)x3xHxW float32, normalised with the ImageNet mean/std."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = torch.as_tensor(np.array(images, dtype=np.float32, copy=True)).div_(255.0)
     x = (x - torch.from_numpy(MEAN)) / torch.from_numpy(STD)
     return x.permute(2, 0, 1).contiguous() if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
 

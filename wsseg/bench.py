@@ -1,0 +1,226 @@
+"""``wsseg bench``: train and measure every built stage on one dataset; write report.json and report.md.
+
+The benchmark goes through the product's own path: the data are written as tagged folders (with their
+ground truth as COCO JSON, used only for evaluation), imported into a fresh project, and each stage
+runs through the same functions as the command line. A key appears in the report only when its stage
+ran; nothing is estimated or copied from an earlier run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wsseg.bench_data import BenchSplit, dataset_splits
+from wsseg.data.tagged_folder import write_tagged_folder
+from wsseg.engine import TrainConfig, tqdm_callback
+from wsseg.evaluate_classifier import evaluate_classifier
+from wsseg.fileio import write_json
+from wsseg.importer import import_source
+from wsseg.models.classifier import ClassifierConfig
+from wsseg.peaks import PeakConfig
+from wsseg.stages.train_classifier import load_classifier, train_classifier
+from wsseg.store import Project
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """Sizes and schedule of one benchmark run. ``quick`` finishes in minutes on 2 CPU cores."""
+
+    train_images: int
+    val_images: int
+    classifier: ClassifierConfig
+    train: TrainConfig
+    size: int | None = None
+
+
+def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
+    """The benchmark's recipe for ``dataset`` (see docs/benchmark.md for why these values)."""
+    classifier = ClassifierConfig(num_classes=num_classes, backbone="small", peaks=PeakConfig())
+    if quick:
+        return BenchPlan(400, 100, classifier, TrainConfig(epochs=6, batch_size=32, lr=3e-3, seed=seed))
+    if dataset == "shapes":
+        return BenchPlan(3000, 300, classifier, TrainConfig(epochs=25, batch_size=32, lr=3e-3, seed=seed))
+    return BenchPlan(100_000, 100_000, classifier, TrainConfig(epochs=30, batch_size=32, lr=3e-3, seed=seed))
+
+
+def _write_split(folder: Path, split: BenchSplit, limit: int) -> int:
+    """Write up to ``limit`` samples as a tagged folder with ground truth; return how many."""
+    from wsseg.data.coco import write_coco
+
+    images: list[dict[str, Any]] = []
+    instances: list[tuple[np.ndarray, list[int]]] = []
+
+    def items() -> Iterator[tuple[str, np.ndarray, tuple[str, ...]]]:
+        for k, sample in enumerate(_take(split.samples, limit)):
+            name = f"{split.name}_{k:05d}.png"
+            images.append(
+                {
+                    "id": k + 1,
+                    "file_name": name,
+                    "width": sample.image.shape[1],
+                    "height": sample.image.shape[0],
+                }
+            )
+            instances.append((sample.masks, list(sample.labels)))
+            yield name, sample.image, sample.tags
+
+    write_tagged_folder(folder, items())
+    write_coco(folder / "annotations.json", images, split.classes, instances)
+    return len(images)
+
+
+def _take(samples: Iterable[Any], limit: int) -> Iterator[Any]:
+    for k, sample in enumerate(samples):
+        if k >= limit:
+            return
+        yield sample
+
+
+def run_bench(
+    dataset: str,
+    quick: bool,
+    out: Path,
+    seed: int = 0,
+    data_root: Path | None = None,
+    plan: BenchPlan | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark; write ``out/report.json`` and ``out/report.md``; return the report.
+
+    ``plan`` replaces the recipe of ``plan_for`` (the tests use a tiny one)."""
+    started = time.perf_counter()
+    out = Path(out)
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    timings: dict[str, float] = {}
+    report: dict[str, Any] = {
+        "dataset": dataset,
+        "quick": quick,
+        "seed": seed,
+        "versions": _versions(),
+    }
+
+    t = time.perf_counter()
+    train_split, val_split = dataset_splits(dataset, seed, data_root)
+    plan = plan or plan_for(dataset, quick, len(train_split.classes), seed)
+    project = Project.create(work / "project", name=f"bench-{dataset}")
+    n_train = _write_split(work / "data" / "train", train_split, plan.train_images)
+    n_val = _write_split(work / "data" / "val", val_split, plan.val_images)
+    import_source(project, work / "data" / "train", split="train")
+    import_source(project, work / "data" / "val", split="val")
+    timings["data"] = time.perf_counter() - t
+    report["sizes"] = {"train_images": n_train, "val_images": n_val, "classes": list(project.classes())}
+    report["plan"] = {"classifier": asdict(plan.classifier), "train": asdict(plan.train), "size": plan.size}
+
+    t = time.perf_counter()
+    train_classifier(
+        project,
+        plan.classifier,
+        plan.train,
+        name="classifier",
+        size=plan.size,
+        callback=tqdm_callback("classifier"),
+    )
+    timings["classifier_train"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model, classes, _ = load_classifier(project, "classifier")
+    report["classifier"] = evaluate_classifier(project, model, classes, split="val", size=plan.size)
+    timings["classifier_eval"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report["speed"] = _speed(project, model, plan.size)
+    timings["speed"] = time.perf_counter() - t
+
+    timings["total"] = time.perf_counter() - started
+    report["seconds"] = timings
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "report.json", report)
+    (out / "report.md").write_text(render_markdown(report))
+    return report
+
+
+def _speed(project: Project, model: torch.nn.Module, size: int | None) -> dict[str, float]:
+    """Speed ratios measured in this run: the peak layer against the plain forward, and all PRMs of an
+    image with 4 or more peaks against one forward+backward."""
+    from wsseg.datasets import to_tensor
+    from wsseg.models.classifier import measure_psl_speed
+    from wsseg.prm import PRMConfig, measure_prm_speed, peak_response_maps
+    from wsseg.stages.make_peaks import prepare_image
+
+    records = project.images(split="val", limit=50)
+    batch = torch.stack([to_tensor(prepare_image(project, r, size)[0]) for r in records[:16]])
+    speed = {"crm_peaks_over_forward": measure_psl_speed(model, batch, n_repeat=5)}
+    cfg = PRMConfig(class_threshold=None)
+    for record in records:
+        _, image = prepare_image(project, record, size)
+        if len(peak_response_maps(model, image, cfg).peaks) >= 4:
+            ratios = measure_prm_speed(model, image, n_repeat=3, cfg=cfg)
+            speed["prm_all_peaks_over_fwd_bwd"] = ratios["batched"]
+            speed["prm_naive_loop_over_fwd_bwd"] = ratios["naive"]
+            speed["prm_num_peaks"] = ratios["num_peaks"]
+            break
+    return speed
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    from wsseg import __version__
+
+    return {
+        "wsseg": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "cpu_threads": str(torch.get_num_threads()),
+        "machine": platform.machine(),
+    }
+
+
+def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _flatten(f"{prefix}.{k}" if prefix else k, v)
+    else:
+        yield prefix, value
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A human-readable report: the headline keys, then every figure."""
+    lines = [
+        f"# wsseg benchmark: {report['dataset']}{' (quick)' if report['quick'] else ''}",
+        "",
+        f"seed {report['seed']} · {report['sizes']['train_images']} training / {report['sizes']['val_images']} "
+        f"validation images · classes {', '.join(report['sizes']['classes'])} · "
+        f"torch {report['versions']['torch']} on {report['versions']['device']}",
+        "",
+        "| key | value |",
+        "| --- | --- |",
+    ]
+    for section in ("classifier", "proposals", "pseudo_masks", "maskrcnn", "ple", "speed", "curation"):
+        if section in report:
+            for key, value in _flatten(section, report[section]):
+                shown = f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+                lines.append(f"| `{key}` | {shown} |")
+    lines += ["", "## Wall time (seconds)", "", "| stage | seconds |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    report = run_bench(args.dataset, args.quick, args.out, args.seed, args.data_root)
+    print(render_markdown(report))
+    print(f"report written to {Path(args.out) / 'report.json'} and report.md")

@@ -1,0 +1,103 @@
+"""Evaluate the tag classifier against a project's ground truth: classification mAP and peak quality.
+
+Peaks are the inference peaks of ``wsseg.peaks.find_peaks`` (the model's peak settings, classes the
+image is tagged with, peaks with a positive class response), scored as in PRM's evaluation: a peak of a
+present class is correct when it falls inside a true instance of that class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from wsseg.datasets import to_tensor
+from wsseg.errors import BadInputError
+from wsseg.importer import ground_truth
+from wsseg.metrics import PointStats, mean_average_precision, point_stats
+from wsseg.models.classifier import PeakClassifier
+from wsseg.peaks import find_peaks
+from wsseg.store import Project
+
+DEFAULT_PEAK_THRESHOLD = 0.0
+"""Inference peaks must have a positive class response (logit > 0: evidence for the class there)."""
+
+
+def evaluate_classifier(
+    project: Project,
+    model: PeakClassifier,
+    classes: list[str],
+    split: str | None = "val",
+    size: int | None = None,
+    peak_threshold: float | None = DEFAULT_PEAK_THRESHOLD,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on the project's ``split``: ``cls_map`` (+ per class), and where the project
+    has instance ground truth ``peak_precision``, ``instance_recall``, ``count_mae``, ``peaks_per_image``."""
+    from wsseg.stages.make_peaks import prepare_image
+
+    records = project.images(split=split)
+    if not records:
+        raise BadInputError(str(project.root), f"has no images in split {split!r} to evaluate on")
+    gt = ground_truth(project)
+    model.eval()
+    scores, crms = [], []
+    with torch.inference_mode():
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            batch = torch.stack([to_tensor(prepare_image(project, r, size)[0]) for r in chunk])
+            out = model(batch)
+            scores.append(out["logits"].float().numpy())
+            crms.extend(out["crm"].float().numpy())
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.zeros((len(records), len(classes)), dtype=np.float32)
+    for n, record in enumerate(records):
+        for tag in record.tags:
+            labels[n, index[tag]] = 1
+    cls_map, per_class = mean_average_precision(np.concatenate(scores), labels)
+    result: dict[str, Any] = {"cls_map": cls_map, "cls_ap": dict(zip(classes, per_class, strict=True))}
+    if gt is None or not any(gt.instances.values()):
+        return result
+    stats = PointStats()
+    for record, crm in zip(records, crms, strict=True):
+        instances = gt.instances.get(record.id, [])
+        masks = (
+            np.stack([i.mask for i in instances])
+            if instances
+            else np.zeros((0, record.height, record.width), bool)
+        )
+        inst_labels = np.array([index[i.category] for i in instances], dtype=np.int64)
+        if size is not None and masks.shape[1:] != (size, size):
+            masks = _resize_masks(masks, size)
+        present = [index[t] for t in record.tags]
+        peaks = find_peaks(
+            crm,
+            model.config.peaks,
+            peak_threshold=peak_threshold,
+            stride=model.stride,
+            image_size=masks.shape[1:],
+        )
+        stats = stats + point_stats([(p.class_index, p.y, p.x) for p in peaks], masks, inst_labels, present)
+    result.update(
+        peak_precision=stats.precision,
+        instance_recall=stats.recall,
+        count_mae=stats.count_mae,
+        peaks_per_image=stats.peaks / len(records),
+    )
+    return result
+
+
+def _resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return (
+        np.stack(
+            [
+                cv2.resize(m.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+                for m in masks
+            ]
+        )
+        if len(masks)
+        else np.zeros((0, size, size), bool)
+    )
