@@ -162,3 +162,7 @@ def test_find_peaks_with_upsampling_maps_back_to_pixels() -> None:
         (peak,) = find_peaks(crm, PeakConfig(upsample=upsample), peak_threshold=0.5, stride=8)
         assert abs(peak.y - 24) <= 8 / upsample and abs(peak.x - 48) <= 8 / upsample
         assert map_to_image(float(peak.map_y), 8, upsample) == pytest.approx(peak.y, abs=0.5)
+
+
+def test_find_peaks_honours_a_filter_that_keeps_nothing() -> None:
+    assert find_peaks(hand_map()[0], PeakConfig(upsample=1, peak_filter=100.0)) == []

@@ -196,7 +196,8 @@ def find_peaks(
 
     class_threshold: classes whose score is below it are skipped; the score is ``class_scores``
         (float C, for example the model's logits) when given, else the PSL score of ``crm``.
-    peak_threshold: peaks whose value is below it are skipped (after ``cfg.peak_filter``).
+    peak_threshold: peaks whose value is below it are skipped (after ``cfg.peak_filter``; unlike
+        the PSL, no global maximum is added back when the filters leave a class without peaks).
     stride: output stride of the backbone that produced ``crm``; image_size: (H, W) of the input,
         used to clip the pixel coordinates.
     """
@@ -204,16 +205,19 @@ def find_peaks(
     maps = torch.as_tensor(crm).detach().float()
     if maps.ndim != 3:
         raise BadInputError("crm", f"expected a CxHxW array, got shape {tuple(maps.shape)}")
-    maps = maps[None]
-    out = peak_stimulation(maps, cfg)
-    scores = out["logits"][0] if class_scores is None else torch.as_tensor(class_scores).float().flatten()
-    keep = out["peaks"][0]
+    up = upsample_crm(maps[None], cfg.upsample)
+    keep = peak_mask(up, cfg)[0]
+    up = up[0]
     if peak_threshold is not None:
-        keep &= out["crm_up"][0] >= peak_threshold
+        keep &= up >= peak_threshold
     if class_threshold is not None:
-        keep &= (scores >= class_threshold)[:, None, None].to(keep.device)
+        if class_scores is None:
+            scores = peak_stimulation(maps[None], cfg)["logits"][0]
+        else:
+            scores = torch.as_tensor(class_scores).float().flatten().to(keep.device)
+        keep &= (scores >= class_threshold)[:, None, None]
     cls, my, mx = torch.nonzero(keep, as_tuple=True)
-    values = out["crm_up"][0][cls, my, mx]
+    values = up[cls, my, mx]
     order = torch.argsort(values, descending=True)
     cls, my, mx, values = cls[order], my[order], mx[order], values[order]
     ys = torch.floor(map_to_image(my.double(), stride, cfg.upsample) + 0.5).long().clamp(min=0)
