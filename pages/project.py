@@ -55,7 +55,7 @@ else:
             for r in runs
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
 
 st.subheader("Images")
@@ -81,7 +81,7 @@ for i, record in enumerate(shown):
     path = project.image_path(record)
     with grid[i % 6]:
         if path.exists():
-            st.image(thumbnail(str(path), path.stat().st_mtime), use_container_width=True)
+            st.image(thumbnail(str(path), path.stat().st_mtime), width="stretch")
         else:
             st.warning(f"{record.filename}: file missing")
         st.caption(f"**{record.filename}**  \n" + (" · ".join(record.tags) if record.tags else "_no tags_"))
