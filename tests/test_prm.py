@@ -127,7 +127,7 @@ def test_trained_network_finds_the_blob(method: str) -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     model = PeakClassifier(ClassifierConfig(num_classes=1, backbone="small", small_width=8))
-    model.backbone.body = model.backbone.body[:15]  # first five conv layers: stride 8, 27 px receptive field
+    model.backbone.body = model.backbone.body[:15]  # first five conv layers: stride 8, 41 px receptive field
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(40):
         images, labels, _ = blob_images(16, 64, gen, p_blob=0.5)

@@ -32,9 +32,17 @@ def test_output_shape_and_stride(name: str, size: tuple[int, int]) -> None:
     assert tuple(out.shape) == expected
 
 
-def test_small_is_small_and_fast_to_build() -> None:
-    n = sum(p.numel() for p in build_backbone("small").parameters())
-    assert 300_000 <= n <= 1_000_000
+def test_small_receptive_field_covers_whole_objects() -> None:
+    backbone = build_backbone("small").eval()
+    assert 200_000 <= sum(p.numel() for p in backbone.parameters()) <= 1_000_000
+    image = torch.randn(1, 3, 240, 240, requires_grad=True)
+    out = backbone(image)
+    cy, cx = out.shape[2] // 2, out.shape[3] // 2
+    out[0, :, cy, cx].sum().backward()
+    rows = torch.nonzero(image.grad.abs().sum(dim=(0, 1, 3)))[:, 0]
+    extent = int(rows.max() - rows.min() + 1)
+    # Designed: 137 px. It must see a 50 px object with its surroundings.
+    assert 120 <= extent <= 137
 
 
 def test_small_weights_file_round_trip(tmp_path) -> None:
