@@ -26,14 +26,14 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
-from scipy import ndimage, sparse
+from scipy import ndimage
 from skimage.segmentation import felzenszwalb
 
 from wsseg.errors import BadInputError
@@ -146,21 +146,46 @@ def _pixel_codes(colour: np.ndarray, space: str, bins: int) -> tuple[np.ndarray,
     smooth = cv2.GaussianBlur(colour.astype(np.float32), (0, 0), 1.0)
     gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3) / 8
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3) / 8
-    angle = (np.arctan2(gy, gx) + np.pi) * (_ORIENTATIONS / (2 * np.pi))
-    orient = np.minimum(angle.astype(np.int32), _ORIENTATIONS - 1)
-    magnitude = np.searchsorted(_MAGNITUDE_EDGES, np.hypot(gx, gy))
-    texture = orient * _MAGNITUDES + magnitude + np.arange(3) * (_ORIENTATIONS * _MAGNITUDES)
+    # orientation octant from the signs and the larger component; magnitude bin from squared edges
+    octant = 4 * (gy < 0) + 2 * (gx < 0) + (np.abs(gy) > np.abs(gx))
+    squared = gx * gx + gy * gy
+    magnitude = sum((squared > edge * edge).astype(np.int32) for edge in _MAGNITUDE_EDGES)
+    texture = octant * _MAGNITUDES + magnitude + np.arange(3) * (_ORIENTATIONS * _MAGNITUDES)
     codes[:, 3:] = texture.reshape(-1, 3) + 3 * bins
     return codes, 3 * bins + 3 * _ORIENTATIONS * _MAGNITUDES
 
 
-def _hierarchy(
-    labels: np.ndarray, codes: np.ndarray, n_codes: int, colour_bins: int, terms: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy merging of the regions of ``labels`` (HxW int, 0..n-1, connected as a graph).
+class _Regions(NamedTuple):
+    """Measures of R regions (one hierarchy's, or several hierarchies' concatenated)."""
 
-    Returns (members, level): (2n-1)xn bool, the superpixels in each region (the n superpixels first,
-    then one region per merge), and 2n-1 int32 merge count of each region.
+    level: np.ndarray  # R int32, merges inside each region
+    area: np.ndarray  # R float32, pixels
+    inner: np.ndarray  # R float32, pixel edges between the region and the rest of the image
+    strength: np.ndarray  # R float32, summed contrast over those pixel edges
+    border: np.ndarray  # R float32, pixel edges between the region and the outside of the image
+
+
+def _pixel_pairs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides of every 4-neighbour pixel pair of an HxW array, horizontal pairs first."""
+    first = np.concatenate([values[:, :-1].ravel(), values[:-1, :].ravel()])
+    second = np.concatenate([values[:, 1:].ravel(), values[1:, :].ravel()])
+    return first, second
+
+
+def _hierarchy(
+    labels: np.ndarray,
+    codes: np.ndarray,
+    n_codes: int,
+    colour_bins: int,
+    terms: Sequence[str],
+    contrast: np.ndarray,
+) -> tuple[np.ndarray, _Regions]:
+    """Greedy merging of the superpixels of ``labels`` (HxW int, 0..n-1), most similar adjacent pair first.
+
+    ``codes`` (HWx6) are the pixels' histogram bins (see :func:`_pixel_codes`) and ``contrast`` the
+    colour difference of every pixel pair in :func:`_pixel_pairs` order. Returns (members, regions) for
+    all R = 2n-1 regions, the n superpixels first, then one per merge; members is Rxn bool, the
+    superpixels in each region.
     """
     h, w = labels.shape
     n = int(labels.max()) + 1
@@ -181,28 +206,24 @@ def _hierarchy(
         feats[:n] = np.concatenate(parts, axis=1)
     sizes = np.zeros(n_regions)
     sizes[:n] = size
-    boxes = np.zeros((n_regions, 4))  # y0, x0, y1, x1 (exclusive)
+    boxes = np.zeros((n_regions, 4))  # -y0, -x0, y1, x1 (y1, x1 exclusive): a union box is a maximum
     for k, sl in enumerate(ndimage.find_objects(labels + 1)):
-        boxes[k] = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
-    use_size, use_fill = "size" in terms, "fill" in terms
+        boxes[k] = -sl[0].start, -sl[1].start, sl[0].stop, sl[1].stop
+    size_w, fill_w = float("size" in terms), float("fill" in terms)
 
     def similarity(i: int | np.ndarray, j: np.ndarray) -> np.ndarray:
-        sim = np.minimum(feats[i], feats[j]).sum(axis=-1, dtype=np.float64)
         both = sizes[i] + sizes[j]
-        if use_size:
-            sim += 1.0 - both / total
-        if use_fill:
-            y0 = np.minimum(boxes[i, 0], boxes[j, 0])
-            x0 = np.minimum(boxes[i, 1], boxes[j, 1])
-            y1 = np.maximum(boxes[i, 2], boxes[j, 2])
-            x1 = np.maximum(boxes[i, 3], boxes[j, 3])
-            sim += 1.0 - ((y1 - y0) * (x1 - x0) - both) / total
-        return sim
+        box = np.maximum(boxes[i], boxes[j])
+        spread = (box[:, 0] + box[:, 2]) * (box[:, 1] + box[:, 3])
+        penalty = (size_w * both + fill_w * (spread - both)) / total
+        return np.minimum(feats[i], feats[j]).sum(axis=-1) + (size_w + fill_w - penalty)
 
-    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
-    b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
-    cross = a != b
-    pairs = np.unique(np.minimum(a[cross], b[cross]) * n + np.maximum(a[cross], b[cross]))
+    a, b = _pixel_pairs(labels)
+    key = np.minimum(a, b) * n + np.maximum(a, b)
+    pair_length = np.bincount(key, minlength=n * n)
+    pair_strength = np.bincount(key, weights=contrast, minlength=n * n)
+    pairs = np.flatnonzero(pair_length)
+    pairs = pairs[pairs // n != pairs % n]
     first, second = pairs // n, pairs % n
     neighbours: list[set[int]] = [set() for _ in range(n_regions)]
     for i, j in zip(first.tolist(), second.tolist(), strict=True):
@@ -210,8 +231,8 @@ def _hierarchy(
         neighbours[j].add(i)
     heap = list(zip((-similarity(first, second)).tolist(), first.tolist(), second.tolist(), strict=True))
     heapq.heapify(heap)
-    alive = np.zeros(n_regions, bool)
-    alive[:n] = True
+    alive = [True] * n + [False] * (n - 1)
+    size_of = size.tolist() + [0.0] * (n - 1)
     members = np.zeros((n_regions, n), bool)
     members[np.arange(n), np.arange(n)] = True
     level = np.zeros(n_regions, np.int32)
@@ -220,11 +241,10 @@ def _hierarchy(
         _, i, j = heapq.heappop(heap)
         if not (alive[i] and alive[j]):
             continue
-        sizes[t] = sizes[i] + sizes[j]
-        feats[t] = (feats[i] * sizes[i] + feats[j] * sizes[j]) / sizes[t]
-        boxes[t, :2] = np.minimum(boxes[i, :2], boxes[j, :2])
-        boxes[t, 2:] = np.maximum(boxes[i, 2:], boxes[j, 2:])
-        members[t] = members[i] | members[j]
+        size_of[t] = sizes[t] = size_of[i] + size_of[j]
+        np.add(feats[i] * (size_of[i] / size_of[t]), feats[j] * (size_of[j] / size_of[t]), out=feats[t])
+        np.maximum(boxes[i], boxes[j], out=boxes[t])
+        np.logical_or(members[i], members[j], out=members[t])
         level[t] = level[i] + level[j] + 1
         alive[i] = alive[j] = False
         alive[t] = True
@@ -234,11 +254,20 @@ def _hierarchy(
             neighbours[k].add(t)
         neighbours[t] = around
         if around:
-            others = np.fromiter(sorted(around), np.int64, len(around))
-            for sim, k in zip((-similarity(t, others)).tolist(), others.tolist(), strict=True):
+            others = sorted(around)
+            for sim, k in zip((-similarity(t, np.asarray(others))).tolist(), others, strict=True):
                 heapq.heappush(heap, (sim, k, t))
         t += 1
-    return members[:t], level[:t]
+    members = members[:t]
+    cut = (members[:, first] != members[:, second]).astype(np.float32)
+    outside = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    return members, _Regions(
+        level=level[:t],
+        area=sizes[:t].astype(np.float32),
+        inner=cut @ pair_length[pairs].astype(np.float32),
+        strength=cut @ pair_strength[pairs].astype(np.float32),
+        border=members.astype(np.float32) @ np.bincount(outside, minlength=n).astype(np.float32),
+    )
 
 
 def _overlay(label_maps: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -275,38 +304,51 @@ def selective_search(image: np.ndarray, config: ProposalConfig | None = None) ->
     config = config or ProposalConfig()
     image = _check_image(image)
     h, w, _ = image.shape
-    label_maps, rows, levels, sources, source_of_rows = [], [], [], [], []
+    lab = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32), (0, 0), 1.0)
+    contrast = np.concatenate(
+        [
+            np.linalg.norm(lab[:, :-1] - lab[:, 1:], axis=2).ravel(),
+            np.linalg.norm(lab[:-1, :] - lab[1:, :], axis=2).ravel(),
+        ]
+    )
+    label_maps, members, hierarchies, sources = [], [], [], []
     for space in config.colour_spaces:
         colour = _colour_image(image, space)
         codes, n_codes = _pixel_codes(colour, space, config.colour_bins)
         for scale in config.scales:
             labels = felzenszwalb(colour, scale=scale, sigma=config.sigma, min_size=config.min_size)
-            members, level = _hierarchy(labels, codes, n_codes, config.colour_bins, config.similarities)
+            inside, regions = _hierarchy(
+                labels, codes, n_codes, config.colour_bins, config.similarities, contrast
+            )
             label_maps.append(labels)
-            rows.append(members)
-            levels.append(level)
-            source_of_rows.append(np.full(len(level), len(sources), np.int16))
+            members.append(inside)
+            hierarchies.append(regions)
             sources.append(f"felzenszwalb k={scale:g} {space}")
+    regions = _Regions(*(np.concatenate(column) for column in zip(*hierarchies, strict=True)))
+    source = np.repeat(np.arange(len(hierarchies), dtype=np.int16), [len(r.level) for r in hierarchies])
+    keep = (regions.area >= config.min_area * h * w) & (regions.area <= config.max_area * h * w)
+    score = _SCORES[config.score](regions, h * w, config)
+    order = np.flatnonzero(keep)[np.argsort(-score[keep], kind="stable")]
+    # every region as a 0/1 row over atoms, the cells of the overlay of all superpixel maps
     atoms, atom_labels = _overlay(label_maps)
-    candidates = np.concatenate([m[:, al] for m, al in zip(rows, atom_labels, strict=True)])
-    level = np.concatenate(levels)
-    source = np.concatenate(source_of_rows)
+    offsets = np.cumsum([0] + [len(r.level) for r in hierarchies])
+
+    def rows(indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices), len(atom_labels[0])), np.float32)
+        which = order[indices]
+        for k, (inside, leaf) in enumerate(zip(members, atom_labels, strict=True)):
+            mine = (which >= offsets[k]) & (which < offsets[k + 1])
+            out[mine] = inside[which[mine] - offsets[k]][:, leaf]
+        return out
+
     atom_area = np.bincount(atoms.ravel()).astype(np.float32)
-    area = candidates.astype(np.float32) @ atom_area
-    keep = (area >= config.min_area * h * w) & (area <= config.max_area * h * w)
-    packed = np.packbits(candidates[keep], axis=1)
-    _, first = np.unique(packed, axis=0, return_index=True)  # exact duplicates across hierarchies
-    index = np.flatnonzero(keep)[np.sort(first)]
-    candidates, level, source = candidates[index], level[index], source[index]
-    weights = candidates.astype(np.float32)
-    score = _SCORES[config.score](image, atoms, weights, level, config)
-    order = np.argsort(-score, kind="stable")
-    chosen = order[_suppress(weights[order], atom_area, config.dedup_iou, config.max_proposals)]
+    kept = _suppress(rows, len(order), atom_area, config.dedup_iou, config.max_proposals)
+    chosen = order[kept]
     return Proposals(
-        masks=candidates[chosen][:, atoms],
+        masks=rows(kept).astype(bool)[:, atoms],
         objectness=score[chosen].astype(np.float32),
         source=source[chosen],
-        level=level[chosen],
+        level=regions.level[chosen],
         sources=tuple(sources),
     )
 
@@ -314,76 +356,56 @@ def selective_search(image: np.ndarray, config: ProposalConfig | None = None) ->
 # --------------------------------------------------------------------------- objectness and dedup
 
 
-def _boundary(image: np.ndarray, atoms: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per region (KxA float32 0/1 rows over atoms): pixel edges on its inner boundary, their summed Lab
-    colour difference (image smoothed with sigma 1), and pixel edges on the image border; each K float32."""
-    lab = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32), (0, 0), 1.0)
-    n_atoms = rows.shape[1]
-    a = np.concatenate([atoms[:, :-1].ravel(), atoms[:-1, :].ravel()])
-    b = np.concatenate([atoms[:, 1:].ravel(), atoms[1:, :].ravel()])
-    cross = a != b
-    step = np.concatenate(
-        [
-            np.linalg.norm(lab[:, :-1] - lab[:, 1:], axis=2).ravel(),
-            np.linalg.norm(lab[:-1, :] - lab[1:, :], axis=2).ravel(),
-        ]
-    )[cross]
-    a, b = a[cross], b[cross]
-    out = []
-    for weight in (np.ones(len(a), np.float32), step.astype(np.float32)):
-        # sum over atom edges of w_ab |x_a - x_b| = x . degree - 2 x^T W x / 2 for 0/1 rows x
-        graph = sparse.coo_matrix((weight, (a, b)), shape=(n_atoms, n_atoms)).tocsr()
-        graph = graph + graph.T
-        degree = np.asarray(graph.sum(axis=1)).ravel().astype(np.float32)
-        inside = (graph @ rows.T).T
-        out.append(rows @ degree - (inside * rows).sum(axis=1))
-    border = np.concatenate([atoms[0], atoms[-1], atoms[:, 0], atoms[:, -1]])
-    out.append(rows @ np.bincount(border, minlength=n_atoms).astype(np.float32))
-    return tuple(out)
-
-
-def _contrast_score(
-    image: np.ndarray, atoms: np.ndarray, rows: np.ndarray, level: np.ndarray, config: ProposalConfig
-) -> np.ndarray:
+def _contrast_score(regions: _Regions, image_area: int, config: ProposalConfig) -> np.ndarray:
     """contrast x closure x compactness x size^(1/4); see the module docstring."""
-    inner, strength, border = _boundary(image, atoms, rows)
-    area = rows @ np.bincount(atoms.ravel()).astype(np.float32)
-    perimeter = np.maximum(inner + border, 1.0)
-    contrast_times_closure = strength / perimeter  # (strength / inner) * (inner / perimeter)
-    compactness = np.minimum(16.0 * area / perimeter**2, 1.0)
-    return contrast_times_closure * compactness * (area / atoms.size) ** 0.25
+    perimeter = np.maximum(regions.inner + regions.border, 1.0)
+    contrast_times_closure = regions.strength / perimeter  # (strength / inner) * (inner / perimeter)
+    compactness = np.minimum(16.0 * regions.area / perimeter**2, 1.0)
+    return contrast_times_closure * compactness * (regions.area / image_area) ** 0.25
 
 
-def _hierarchy_score(
-    image: np.ndarray, atoms: np.ndarray, candidates: np.ndarray, level: np.ndarray, config: ProposalConfig
-) -> np.ndarray:
+def _hierarchy_score(regions: _Regions, image_area: int, config: ProposalConfig) -> np.ndarray:
     """Selective search's ranking: merge level times a uniform random factor (seeded); higher is better."""
     rng = np.random.default_rng(config.seed)
-    return (level + 1) * rng.random(len(level))
+    return (regions.level + 1) * rng.random(len(regions.level))
 
 
 _SCORES = {"contrast": _contrast_score, "hierarchy": _hierarchy_score}
 
 
-def _suppress(rows: np.ndarray, weight: np.ndarray, iou: float, limit: int, chunk: int = 128) -> np.ndarray:
-    """Greedy NMS of sorted KxA float32 0/1 rows (sets of weighted items) at IoU ``iou``: indices kept."""
-    weighted = rows * weight
-    area = weighted.sum(axis=1)
+def _suppress(
+    rows: Callable[[np.ndarray], np.ndarray],
+    count: int,
+    weight: np.ndarray,
+    iou: float,
+    limit: int,
+    chunk: int = 128,
+) -> np.ndarray:
+    """Greedy NMS at IoU ``iou`` of ``count`` sets ranked best first, at most ``limit`` kept: their indices.
+
+    ``rows(indices)`` gives those sets as float32 0/1 rows over items of area ``weight``; rows are only
+    asked for as far down the ranking as the NMS gets.
+    """
+    kept_rows = np.zeros((0, len(weight)), np.float32)
+    kept_area = np.zeros(0, np.float32)
     kept: list[int] = []
-    for start in range(0, len(rows), chunk):
-        block = np.arange(start, min(start + chunk, len(rows)))
-        cols = np.concatenate([np.asarray(kept, np.int64), block])
-        inter = weighted[block] @ rows[cols].T
-        over = inter / (area[block, None] + area[cols][None, :] - inter) > iou
-        n_kept = len(kept)
-        is_kept = np.zeros(len(cols), bool)
-        is_kept[:n_kept] = True
-        for r, k in enumerate(block.tolist()):
+    for start in range(0, count, chunk):
+        block = rows(np.arange(start, min(start + chunk, count)))
+        weighted = block * weight
+        area = weighted.sum(axis=1)
+        both = np.concatenate([kept_rows, block])
+        inter = weighted @ both.T
+        over = inter > iou * (area[:, None] + np.concatenate([kept_area, area])[None, :] - inter)
+        is_kept = np.zeros(len(both), bool)
+        is_kept[: len(kept_rows)] = True
+        for r in range(len(block)):
             if not (over[r] & is_kept).any():
-                kept.append(k)
-                is_kept[n_kept + r] = True
+                kept.append(start + r)
+                is_kept[len(kept_rows) + r] = True
                 if len(kept) == limit:
                     return np.asarray(kept, np.int64)
+        kept_rows = both[is_kept]
+        kept_area = np.concatenate([kept_area, area[is_kept[len(kept_area) :]]])
     return np.asarray(kept, np.int64)
 
 
@@ -433,8 +455,9 @@ def class_aware_proposals(
         )
     stack = np.asarray(masks)
     order = np.argsort(-np.asarray(scores), kind="stable")
-    rows = stack[order].reshape(len(order), -1).astype(np.float32)
-    chosen = order[_suppress(rows, np.ones(h * w, np.float32), dedup_iou, len(order))]
+    flat = stack[order].reshape(len(order), -1)
+    weight = np.ones(h * w, np.float32)
+    chosen = order[_suppress(lambda i: flat[i].astype(np.float32), len(order), weight, dedup_iou, len(order))]
     return Proposals(
         masks=stack[chosen],
         objectness=np.asarray(scores, np.float32)[chosen],
