@@ -173,3 +173,10 @@ def test_measure_speed_reports_a_ratio():
     assert result["selective_search_s"] > 0 and result["felzenszwalb_s"] > 0
     assert result["ratio"] == pytest.approx(result["selective_search_s"] / result["felzenszwalb_s"])
     assert result["proposals"] > 0
+
+
+def test_blank_image_gives_only_the_whole_image():
+    blank = np.full((40, 50, 3), 90, np.uint8)
+    assert selective_search(blank).masks.shape == (0, 40, 50)
+    whole = selective_search(blank, ProposalConfig(max_area=1.0))
+    assert len(whole) == 1 and whole.masks.all()

@@ -11,14 +11,25 @@ adjacent regions are merged, again and again, until one region is left; every re
 - size: 1 - (size_i + size_j) / image area, so small regions merge first;
 - fill: 1 - (bbox(i u j) - size_i - size_j) / image area, so regions that fill each other's gaps merge first.
 
-All masks are kept as sets of *atoms*: the cells of the overlay of every superpixel map, so a region
-of any hierarchy is a bool row over atoms, and areas, overlaps and boundaries are small matrix products.
+A region is a set of superpixels of its hierarchy, so its area and its boundary (length, summed
+contrast, length on the image border) are sums over superpixels and superpixel pairs. To compare
+regions of different hierarchies, masks are rows over *atoms*, the cells of the overlay of every
+superpixel map; overlaps (for the NMS) are matrix products of those rows.
 
-Objectness (``score="contrast"``, the default) is the mean colour difference (Lab, smoothed) across a
-region's boundary, times the fraction of its perimeter that lies inside the image (not on the image
-border): an object is a region whose whole outline sits on a strong edge. ``score="hierarchy"`` is the
-original selective-search ranking (merge level times a random factor, seeded, so deterministic) and is
-kept for comparison.
+Objectness (``score="contrast"``, the default) rewards a region whose outline is a strong, closed,
+simple edge::
+
+    contrast x closure x compactness x (area / image area) ** 0.25
+
+contrast: mean Lab colour difference (image smoothed with sigma 1) across the pixel edges between
+the region and the rest of the image; closure: the fraction of the perimeter that is not on the image
+border (the background touches the border); compactness: min(1, 16 area / perimeter^2), the area over
+that of a square of the same pixel-edge perimeter (thin strips such as lines score low); the size
+factor is a weak prior for larger regions, whose mean contrast is measured over more pixels.
+On 100 default ``shapes`` images it ranks objects first: average best overlap of the top 10 / 25 / 50
+proposals is 0.59 / 0.79 / 0.90, against 0.14 / 0.31 / 0.55 for ``score="hierarchy"``, selective
+search's own ranking (the region's merge level times a random factor, seeded, so deterministic).
+Proposals whose mask IoU with a better-ranked one exceeds ``dedup_iou`` are dropped (greedy NMS).
 """
 
 from __future__ import annotations
@@ -47,7 +58,12 @@ _MAGNITUDE_EDGES = np.array([2.0, 6.0, 16.0], np.float32)  # gradient magnitude 
 
 @dataclass(frozen=True)
 class ProposalConfig:
-    """How selective search runs. The defaults (6 hierarchies) keep it under 10 felzenszwalb calls' time.
+    """How selective search runs.
+
+    Defaults: 2 colour spaces x 3 scales = 6 hierarchies, which keeps a call under the time of 10
+    felzenszwalb calls (about 8x on a 256x256 image); on 100 default ``shapes`` images they give an
+    average best overlap of 0.956 (adding "hsv" gives about +0.005 for 1.5x the time). sigma and
+    min_size are the usual Felzenszwalb values, 25 colour bins as in selective search.
 
     scales: Felzenszwalb ``scale`` (k) values; larger gives larger superpixels.
     sigma, min_size: Felzenszwalb pre-smoothing (pixels) and smallest superpixel (pixels).
