@@ -166,3 +166,12 @@ def test_find_peaks_with_upsampling_maps_back_to_pixels() -> None:
 
 def test_find_peaks_honours_a_filter_that_keeps_nothing() -> None:
     assert find_peaks(hand_map()[0], PeakConfig(upsample=1, peak_filter=100.0)) == []
+
+
+def test_find_peaks_relative_threshold_keeps_strong_instances_only() -> None:
+    crm = torch.zeros(1, 9, 9)
+    crm[0, 1, 1], crm[0, 4, 4], crm[0, 7, 7] = 10.0, 6.0, 2.0
+    cfg = PeakConfig(upsample=1, window=3, peak_filter="none")
+    values = [p.value for p in find_peaks(crm, cfg, relative_threshold=0.5, stride=1)]
+    assert values == [10.0, 6.0]
+    assert len(find_peaks(crm, cfg, relative_threshold=None, stride=1)) >= 3

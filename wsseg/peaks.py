@@ -191,6 +191,7 @@ def find_peaks(
     stride: int = 8,
     image_size: tuple[int, int] | None = None,
     class_scores: torch.Tensor | np.ndarray | None = None,
+    relative_threshold: float | None = None,
 ) -> list[Peak]:
     """Peaks of one image's float CxHxW CRMs (raw, not upsampled), strongest first.
 
@@ -198,6 +199,9 @@ def find_peaks(
         (float C, for example the model's logits) when given, else the PSL score of ``crm``.
     peak_threshold: peaks whose value is below it are skipped (after ``cfg.peak_filter``; unlike
         the PSL, no global maximum is added back when the filters leave a class without peaks).
+    relative_threshold: peaks below this fraction of their class map's maximum are skipped (a
+        per-image, per-class threshold: it keeps the strong instances of a class and drops the
+        ripples of its map).
     stride: output stride of the backbone that produced ``crm``; image_size: (H, W) of the input,
         used to clip the pixel coordinates.
     """
@@ -210,6 +214,8 @@ def find_peaks(
     up = up[0]
     if peak_threshold is not None:
         keep &= up >= peak_threshold
+    if relative_threshold is not None:
+        keep &= up >= relative_threshold * up.flatten(1).amax(dim=1)[:, None, None]
     if class_threshold is not None:
         if class_scores is None:
             scores = peak_stimulation(maps[None], cfg)["logits"][0]
