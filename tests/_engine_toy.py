@@ -52,4 +52,5 @@ def run(checkpoint_dir: Path, resume: bool = False, step_sleep: float = 0.0) -> 
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)  # as the test process (conftest): same arithmetic order, same weights
     run(Path(sys.argv[1]), resume=False, step_sleep=float(sys.argv[2]))
