@@ -17,6 +17,7 @@ from wsseg.peaks import (
     local_maxima,
     map_to_image,
     peak_stimulation,
+    smooth_maps,
 )
 
 # Strictly decreasing background (no maxima of its own) plus four bumps. With a 3x3 window the
@@ -175,3 +176,17 @@ def test_find_peaks_relative_threshold_keeps_strong_instances_only() -> None:
     values = [p.value for p in find_peaks(crm, cfg, relative_threshold=0.5, stride=1)]
     assert values == [10.0, 6.0]
     assert len(find_peaks(crm, cfg, relative_threshold=None, stride=1)) >= 3
+
+
+def test_smoothing_merges_ripples_into_one_peak_at_the_blob_centre() -> None:
+    yy, xx = torch.meshgrid(torch.arange(21.0), torch.arange(21.0), indexing="ij")
+    blob = (2.0 * torch.exp(-((yy - 10) ** 2 + (xx - 10) ** 2) / 40.0)).clamp(max=1.0)  # a plateau
+    ripples = 0.15 * torch.cos(yy * 3.0) * torch.cos(xx * 3.0)
+    crm = (blob + ripples)[None]
+    cfg = PeakConfig(upsample=1, window=3, peak_filter="none")
+    assert len(find_peaks(crm, cfg, relative_threshold=0.5, stride=1)) > 1
+    (peak,) = find_peaks(crm, cfg, relative_threshold=0.5, stride=1, smooth=1.5)
+    assert abs(peak.y - 10) <= 1 and abs(peak.x - 10) <= 1
+    # A blur keeps a constant map constant (replicated edges) and preserves the total on the inside.
+    flat = torch.full((1, 2, 9, 9), 3.0)
+    assert torch.allclose(smooth_maps(flat, 1.0), flat)

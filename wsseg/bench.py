@@ -45,13 +45,20 @@ class BenchPlan:
 
 
 def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
-    """The benchmark's recipe for ``dataset`` (see docs/benchmark.md for why these values)."""
-    classifier = ClassifierConfig(num_classes=num_classes, backbone="small", peaks=PeakConfig())
+    """The benchmark's recipe for ``dataset`` (docs/benchmark.md says what was tried and why this).
+
+    The classifier trains with global average pooling (plain CAM) and finds peaks at inference: on
+    shapes, training through the peak stimulation layer reached 0.76 tag mAP where global pooling
+    reached 0.94 with the same steps, and its peaks were no better.
+    """
+    classifier = ClassifierConfig(
+        num_classes=num_classes, backbone="small", peak_stimulation=False, peaks=PeakConfig()
+    )
     if quick:
-        return BenchPlan(400, 100, classifier, TrainConfig(epochs=6, batch_size=32, lr=3e-3, seed=seed))
+        return BenchPlan(800, 100, classifier, TrainConfig(epochs=8, batch_size=32, lr=3e-3, seed=seed))
     if dataset == "shapes":
-        return BenchPlan(3000, 300, classifier, TrainConfig(epochs=25, batch_size=32, lr=3e-3, seed=seed))
-    return BenchPlan(100_000, 100_000, classifier, TrainConfig(epochs=30, batch_size=32, lr=3e-3, seed=seed))
+        return BenchPlan(3000, 300, classifier, TrainConfig(epochs=23, batch_size=32, lr=3e-3, seed=seed))
+    return BenchPlan(100_000, 100_000, classifier, TrainConfig(epochs=40, batch_size=32, lr=3e-3, seed=seed))
 
 
 def _write_split(folder: Path, split: BenchSplit, limit: int) -> int:

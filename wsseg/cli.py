@@ -100,7 +100,18 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
         default="excitation",
         help="excitation (PRM's peak backpropagation) | gradient (input gradient, as WISE)",
     )
-    p.add_argument("--peak-threshold", type=float, default=None, help="ignore peaks below this value")
+    p.add_argument(
+        "--peak-threshold", type=float, default=0.0, help="ignore peaks below this value (default 0)"
+    )
+    p.add_argument(
+        "--relative-threshold",
+        type=float,
+        default=0.5,
+        help="ignore peaks below this fraction of their class map's maximum (default 0.5)",
+    )
+    p.add_argument(
+        "--smooth", type=float, default=1.0, help="blur the CRMs by this std (in map cells) first (default 1)"
+    )
     p.add_argument("--class-threshold", type=float, default=0.0, help="ignore classes whose score is below")
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")

@@ -94,6 +94,25 @@ def upsample_crm(crm: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(crm, scale_factor=factor, mode="bilinear", align_corners=False)
 
 
+def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (std ``sigma`` cells, separable, edges replicated) of float BxCxHxW maps.
+
+    At inference it removes the ripples that strided and dilated convolutions leave on a CRM, so a
+    blob has one maximum near its centre instead of a ring of small ones.
+    """
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(round(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    b, c, h, w = maps.shape
+    flat = maps.reshape(b * c, 1, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return flat.reshape(b, c, h, w)
+
+
 def box_max(maps: torch.Tensor, window: int) -> torch.Tensor:
     """Maximum of float BxCxHxW ``maps`` over a window x window box centred on each cell.
 
@@ -192,6 +211,7 @@ def find_peaks(
     image_size: tuple[int, int] | None = None,
     class_scores: torch.Tensor | np.ndarray | None = None,
     relative_threshold: float | None = None,
+    smooth: float | None = None,
 ) -> list[Peak]:
     """Peaks of one image's float CxHxW CRMs (raw, not upsampled), strongest first.
 
@@ -202,6 +222,8 @@ def find_peaks(
     relative_threshold: peaks below this fraction of their class map's maximum are skipped (a
         per-image, per-class threshold: it keeps the strong instances of a class and drops the
         ripples of its map).
+    smooth: when > 0, the CRMs are blurred with a Gaussian of this std (in CRM cells) before the
+        search; peak values are then those of the blurred maps.
     stride: output stride of the backbone that produced ``crm``; image_size: (H, W) of the input,
         used to clip the pixel coordinates.
     """
@@ -209,7 +231,7 @@ def find_peaks(
     maps = torch.as_tensor(crm).detach().float()
     if maps.ndim != 3:
         raise BadInputError("crm", f"expected a CxHxW array, got shape {tuple(maps.shape)}")
-    up = upsample_crm(maps[None], cfg.upsample)
+    up = upsample_crm(smooth_maps(maps[None], smooth) if smooth else maps[None], cfg.upsample)
     keep = peak_mask(up, cfg)[0]
     up = up[0]
     if peak_threshold is not None:

@@ -77,6 +77,7 @@ class PRMConfig:
     peak_threshold: peaks whose CRM value is below it get no PRM (on top of the PSL filter). None: no limit.
     max_peaks: at most this many peaks per image, the strongest. None: no limit.
     peaks: the peak search settings; None uses the model's own (``model.config.peaks``).
+    relative_threshold, smooth: inference peak filters of ``wsseg.peaks.find_peaks`` (None: off).
     """
 
     method: str = "excitation"
@@ -84,6 +85,8 @@ class PRMConfig:
     peak_threshold: float | None = None
     max_peaks: int | None = None
     peaks: PeakConfig | None = None
+    relative_threshold: float | None = None
+    smooth: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -436,6 +439,8 @@ def _select_peaks(
         stride=model.stride,
         image_size=image_size,
         class_scores=scores,
+        relative_threshold=cfg.relative_threshold,
+        smooth=cfg.smooth,
     )
     return tuple(peaks[: cfg.max_peaks] if cfg.max_peaks else peaks), scores, peak_cfg
 

@@ -129,7 +129,13 @@ def run_from_args(args: argparse.Namespace) -> None:
     if args.prm not in METHODS:
         raise BadInputError("--prm", f"expected one of {sorted(METHODS)}, got {args.prm!r}")
     project = Project(args.project)
-    cfg = PRMConfig(method=args.prm, class_threshold=args.class_threshold, peak_threshold=args.peak_threshold)
+    cfg = PRMConfig(
+        method=args.prm,
+        class_threshold=args.class_threshold,
+        peak_threshold=args.peak_threshold,
+        relative_threshold=args.relative_threshold,
+        smooth=args.smooth,
+    )
     bar = tqdm(desc="peaks", unit="image")
 
     def progress(done: int, total: int) -> None:
