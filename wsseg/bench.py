@@ -24,7 +24,7 @@ import torch
 from wsseg.bench_data import BenchSplit, dataset_splits
 from wsseg.data.tagged_folder import write_tagged_folder
 from wsseg.engine import TrainConfig, tqdm_callback
-from wsseg.evaluate_classifier import evaluate_classifier
+from wsseg.evaluate_classifier import INFERENCE_PEAKS, evaluate_classifier
 from wsseg.fileio import write_json
 from wsseg.importer import import_source
 from wsseg.models.classifier import ClassifierConfig
@@ -55,7 +55,7 @@ def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPla
         num_classes=num_classes, backbone="small", peak_stimulation=False, peaks=PeakConfig()
     )
     if quick:
-        return BenchPlan(800, 100, classifier, TrainConfig(epochs=8, batch_size=32, lr=3e-3, seed=seed))
+        return BenchPlan(1000, 100, classifier, TrainConfig(epochs=15, batch_size=32, lr=3e-3, seed=seed))
     if dataset == "shapes":
         return BenchPlan(3000, 300, classifier, TrainConfig(epochs=23, batch_size=32, lr=3e-3, seed=seed))
     return BenchPlan(100_000, 100_000, classifier, TrainConfig(epochs=40, batch_size=32, lr=3e-3, seed=seed))
@@ -168,7 +168,13 @@ def _speed(project: Project, model: torch.nn.Module, size: int | None) -> dict[s
     records = project.images(split="val", limit=50)
     batch = torch.stack([to_tensor(prepare_image(project, r, size)[0]) for r in records[:16]])
     speed = {"crm_peaks_over_forward": measure_psl_speed(model, batch, n_repeat=5)}
-    cfg = PRMConfig(class_threshold=None)
+    inference = INFERENCE_PEAKS
+    cfg = PRMConfig(
+        class_threshold=None,
+        peak_threshold=inference.peak_threshold,
+        relative_threshold=inference.relative_threshold,
+        smooth=inference.smooth,
+    )
     for record in records:
         _, image = prepare_image(project, record, size)
         if len(peak_response_maps(model, image, cfg).peaks) >= 4:
