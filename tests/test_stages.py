@@ -1,0 +1,69 @@
+"""The classifier and peaks stages through the command line, on a tiny demo project."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsseg.cli import main
+from wsseg.demo import create_demo_project
+from wsseg.errors import BadInputError
+from wsseg.stages.make_peaks import load_result, parse_shard
+from wsseg.stages.train_classifier import load_classifier
+from wsseg.store import Project
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("stages") / "p"
+    create_demo_project(root, n_images=16, seed=4)
+    args = ["train-classifier", "--project", str(root), "--epochs", "2", "--batch-size", "8", "--no-peaks"]
+    assert main(args) == 0
+    return root
+
+
+def test_train_classifier_records_run_and_checkpoint(trained: Path) -> None:
+    project = Project(trained)
+    run = project.latest_run("classifier")
+    assert run is not None and run.metrics["epochs_done"] == 2
+    assert run.config["model"]["peak_stimulation"] is False
+    model, classes, _ = load_classifier(project)
+    assert classes == project.classes() and not model.training
+
+
+def test_resume_of_a_finished_run_trains_nothing_more(trained: Path) -> None:
+    before = load_classifier(Project(trained))[0].state_dict()
+    args = ["train-classifier", "--project", str(trained), "--epochs", "2", "--batch-size", "8", "--no-peaks"]
+    assert main([*args, "--resume"]) == 0
+    after = load_classifier(Project(trained))[0].state_dict()
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
+
+
+def test_peaks_in_two_shards_cover_every_image_once(trained: Path) -> None:
+    project = Project(trained)
+    assert main(["peaks", "--project", str(trained), "--shard", "0/2", "--relative-threshold", "0.1"]) == 0
+    run_id = project.latest_run("peaks").id
+    assert main(["peaks", "--project", str(trained), "--shard", "1/2", "--run", str(run_id)]) == 0
+    folder = trained / "artifacts" / "peaks" / f"run-{run_id}"
+    files = sorted(folder.glob("*.npz"))
+    assert len(files) == project.count_images()
+    n_classes = len(project.classes())
+    for record in project.images():
+        data = load_result(folder / f"{record.id}.npz")
+        assert data["crm"].shape[0] == n_classes
+        assert data["prms"].shape == (len(data["peaks"]), record.height, record.width)
+        if len(data["prms"]):
+            np.testing.assert_allclose(data["prms"].sum(axis=(1, 2)), 1.0, rtol=2e-2)
+            assert (data["prms"] >= 0).all()
+        stored = project.peaks(record.id, run_id)
+        assert len(stored) == len(data["peaks"])
+        assert all(p.prm_path == str((folder / f"{record.id}.npz").relative_to(trained)) for p in stored)
+
+
+def test_bad_shard_and_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="i/n"):
+        parse_shard("2")
+    with pytest.raises(BadInputError, match="0 <= i < n"):
+        parse_shard("3/3")
+    create_demo_project(tmp_path / "p", n_images=2)
+    assert main(["peaks", "--project", str(tmp_path / "p")]) == 2
