@@ -63,17 +63,11 @@ left, mid, right = st.columns([2, 1, 1])
 tag = left.selectbox("Filter by tag", ["(all)", "(untagged)", *counts], key="tag_filter")
 per_page = mid.selectbox("Per page", [24, 48, 96], key="per_page")
 tag_arg = None if tag in ("(all)", "(untagged)") else tag
-if tag == "(untagged)":
-    records = [r for r in project.images() if not r.tags]
-    total = len(records)
-else:
-    total = project.count_images(tag=tag_arg)
+untagged = tag == "(untagged)"
+total = project.count_images(tag=tag_arg, untagged=untagged)
 pages = max(1, -(-total // per_page))
 page = right.number_input("Page", min_value=1, max_value=pages, value=1, key="page_number")
-if tag == "(untagged)":
-    shown = records[(page - 1) * per_page : page * per_page]
-else:
-    shown = project.images(tag=tag_arg, offset=(page - 1) * per_page, limit=per_page)
+shown = project.images(tag=tag_arg, untagged=untagged, offset=(page - 1) * per_page, limit=per_page)
 st.caption(f"{total} image(s) · page {page} of {pages}")
 
 grid = st.columns(6)

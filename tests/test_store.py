@@ -147,3 +147,12 @@ def test_two_processes_write_concurrently(tmp_path: Path) -> None:
     project = Project(tmp_path)
     assert project.count_images() == 80 and project.count_images(tag="t") == 80
     assert project.check() == []
+
+
+def test_untagged_filter(tmp_path: Path) -> None:
+    project = Project.create(tmp_path)
+    _add(project, "a.png", b"a", ("cat",))
+    _add(project, "b.png", b"b")
+    _add(project, "c.png", b"c")
+    assert project.count_images(untagged=True) == 2
+    assert [r.filename for r in project.images(untagged=True, offset=1, limit=5)] == ["c.png"]

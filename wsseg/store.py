@@ -391,23 +391,31 @@ class Project:
         return records[0]
 
     def images(
-        self, tag: str | None = None, split: str | None = None, offset: int = 0, limit: int | None = None
+        self,
+        tag: str | None = None,
+        split: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        untagged: bool = False,
     ) -> list[ImageRecord]:
-        """Images in import order, optionally only those carrying ``tag`` or of one ``split``; paged."""
-        where, args = self._filter(tag, split)
+        """Images in import order, optionally only those carrying ``tag`` (or no tag at all, with
+        ``untagged``) or of one ``split``; paged."""
+        where, args = self._filter(tag, split, untagged)
         sql = f"SELECT * FROM images i {where} ORDER BY i.id LIMIT ? OFFSET ?"
         with self.reading() as conn:
             rows = conn.execute(sql, [*args, -1 if limit is None else limit, offset]).fetchall()
             return self._records(conn, rows)
 
-    def count_images(self, tag: str | None = None, split: str | None = None) -> int:
-        where, args = self._filter(tag, split)
+    def count_images(self, tag: str | None = None, split: str | None = None, untagged: bool = False) -> int:
+        where, args = self._filter(tag, split, untagged)
         with self.reading() as conn:
             return conn.execute(f"SELECT COUNT(*) FROM images i {where}", args).fetchone()[0]
 
     @staticmethod
-    def _filter(tag: str | None, split: str | None) -> tuple[str, list[Any]]:
+    def _filter(tag: str | None, split: str | None, untagged: bool = False) -> tuple[str, list[Any]]:
         clauses, args = [], []
+        if untagged:
+            clauses.append("i.id NOT IN (SELECT image_id FROM tags)")
         if tag is not None:
             clauses.append(
                 "i.id IN (SELECT t.image_id FROM tags t JOIN classes c ON c.id = t.class_id WHERE c.name = ?)"

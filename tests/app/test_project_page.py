@@ -55,3 +55,14 @@ def test_opening_a_missing_project_shows_an_error(demo: Path, tmp_path: Path) ->
     at.button[0].click().run()
     assert not at.exception
     assert any("not a wsseg project" in e.value for e in at.error)
+
+
+def test_untagged_filter_shows_only_images_without_tags(demo: Path) -> None:
+    from wsseg.store import Project
+
+    n = Project(demo).count_images(untagged=True)
+    at = _app(demo)
+    at.selectbox(key="tag_filter").select("(untagged)").run()
+    assert not at.exception
+    assert f"{n} image(s)" in " ".join(c.value for c in at.caption)
+    assert len(at.get("image")) == min(n, 24)
