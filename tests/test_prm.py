@@ -18,14 +18,6 @@ from wsseg.prm import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_model(backbone: str = "small", num_classes: int = 3) -> PeakClassifier:
     """A model whose BatchNorm layers have non-trivial statistics and signed scales."""
     torch.manual_seed(0)

@@ -45,7 +45,6 @@ compute-bound, so the batch saves per-call overhead only; the work is still K ad
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,6 +59,7 @@ from torchvision.ops.misc import SqueezeExcitation
 from wsseg.errors import BadInputError
 from wsseg.models.classifier import PeakClassifier
 from wsseg.peaks import Peak, PeakConfig, find_peaks, peak_stimulation, upsample_crm
+from wsseg.timing import best_time
 
 Back = Callable[[torch.Tensor], torch.Tensor]
 
@@ -531,17 +531,8 @@ def measure_prm_speed(
             loss = model.loss(out, torch.ones_like(out["logits"]))["classification"]
             torch.autograd.grad(loss, params)
 
-    def best(fn: Callable[[], object]) -> float:
-        fn()
-        times = []
-        for _ in range(n_repeat):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    base = best(unit)
-    batched = best(lambda: peak_response_maps(model, image, cfg))
-    naive = best(lambda: peak_response_maps_naive(model, image, cfg))
+    base = best_time(unit, n_repeat)
+    batched = best_time(lambda: peak_response_maps(model, image, cfg), n_repeat)
+    naive = best_time(lambda: peak_response_maps_naive(model, image, cfg), n_repeat)
     num_peaks = len(peak_response_maps(model, image, cfg).peaks)
     return {"num_peaks": float(num_peaks), "batched": batched / base, "naive": naive / base}

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from scipy import ndimage
 from skimage.segmentation import felzenszwalb
 
 from wsseg.errors import BadInputError
+from wsseg.timing import best_time
 
 COLOUR_SPACES: dict[str, int | None] = {"rgb": None, "hsv": cv2.COLOR_RGB2HSV, "lab": cv2.COLOR_RGB2LAB}
 SIMILARITIES: tuple[str, ...] = ("colour", "texture", "size", "fill")
@@ -556,12 +556,7 @@ def measure_speed(image: np.ndarray, config: ProposalConfig | None = None, repea
     image = _check_image(image)
 
     def best(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
+        return best_time(fn, repeats, warmup=False)
 
     fz = best(
         lambda: felzenszwalb(image, scale=config.scales[0], sigma=config.sigma, min_size=config.min_size)

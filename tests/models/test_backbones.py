@@ -12,15 +12,6 @@ from wsseg.errors import BadInputError
 from wsseg.models.backbones import BACKBONES, build_backbone
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning threads can be 100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 @pytest.mark.parametrize("size", [(64, 64), (70, 53)])
 def test_output_shape_and_stride(name: str, size: tuple[int, int]) -> None:

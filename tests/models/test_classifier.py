@@ -12,14 +12,6 @@ from wsseg.models.classifier import IMAGENET_MEAN, IMAGENET_STD
 from wsseg.peaks import PeakConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small_model(**kw) -> PeakClassifier:
     torch.manual_seed(0)
     return PeakClassifier(ClassifierConfig(num_classes=3, backbone="small", small_width=8, **kw))

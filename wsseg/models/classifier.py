@@ -5,7 +5,6 @@ backbone -> dropout -> 1x1 conv -> C class response maps -> PSL (or global avera
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +15,7 @@ from torch import nn
 from wsseg.errors import BadInputError
 from wsseg.models.backbones import BACKBONES, build_backbone
 from wsseg.peaks import PeakConfig, global_average_pooling, peak_stimulation
+from wsseg.timing import best_time
 
 #: Per-channel RGB mean and standard deviation of ImageNet on [0, 1] images (torchvision's values).
 #: Used for every backbone, pretrained or not, so checkpoints and weights stay interchangeable.
@@ -129,15 +129,6 @@ class PeakClassifier(nn.Module):
         return {"classification": F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))}
 
 
-def _best_time(fn, n_repeat: int) -> float:
-    times = []
-    for _ in range(n_repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def measure_psl_speed(model: PeakClassifier, images: torch.Tensor, n_repeat: int = 5) -> float:
     """Ratio (forward with the PSL) / (forward with global average pooling), eval mode, no grad."""
     was_training = model.training
@@ -146,8 +137,8 @@ def measure_psl_speed(model: PeakClassifier, images: torch.Tensor, n_repeat: int
     try:
         with torch.no_grad():
             model.class_response_maps(images)  # warm-up
-            plain = _best_time(lambda: global_average_pooling(model.class_response_maps(images)), n_repeat)
-            psl = _best_time(lambda: peak_stimulation(model.class_response_maps(images), cfg), n_repeat)
+            plain = best_time(lambda: global_average_pooling(model.class_response_maps(images)), n_repeat)
+            psl = best_time(lambda: peak_stimulation(model.class_response_maps(images), cfg), n_repeat)
     finally:
         model.train(was_training)
     return psl / plain
