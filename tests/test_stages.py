@@ -17,7 +17,19 @@ from wsseg.store import Project
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("stages") / "p"
     create_demo_project(root, n_images=16, seed=4)
-    args = ["train-classifier", "--project", str(root), "--epochs", "2", "--batch-size", "8", "--no-peaks"]
+    args = [
+        "train-classifier",
+        "--project",
+        str(root),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--pooling",
+        "average",
+        "--augment",
+        "flips,colour",
+    ]
     assert main(args) == 0
     return root
 
@@ -33,7 +45,19 @@ def test_train_classifier_records_run_and_checkpoint(trained: Path) -> None:
 
 def test_resume_of_a_finished_run_trains_nothing_more(trained: Path) -> None:
     before = load_classifier(Project(trained))[0].state_dict()
-    args = ["train-classifier", "--project", str(trained), "--epochs", "2", "--batch-size", "8", "--no-peaks"]
+    args = [
+        "train-classifier",
+        "--project",
+        str(trained),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--pooling",
+        "average",
+        "--augment",
+        "flips,colour",
+    ]
     assert main([*args, "--resume"]) == 0
     after = load_classifier(Project(trained))[0].state_dict()
     assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
@@ -58,6 +82,16 @@ def test_peaks_in_two_shards_cover_every_image_once(trained: Path) -> None:
         stored = project.peaks(record.id, run_id)
         assert len(stored) == len(data["peaks"])
         assert all(p.prm_path == str((folder / f"{record.id}.npz").relative_to(trained)) for p in stored)
+
+
+def test_augment_option() -> None:
+    from wsseg.datasets import Augment
+    from wsseg.stages.train_classifier import parse_augment
+
+    assert parse_augment("flips,colour") == Augment(flips=True, hflip=False, colour=True)
+    assert parse_augment("none") is None
+    with pytest.raises(BadInputError, match="--augment"):
+        parse_augment("sparkle")
 
 
 def test_bad_shard_and_missing_checkpoint(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import torch
 
 from wsseg.bench_data import BenchSplit, dataset_splits
 from wsseg.data.tagged_folder import write_tagged_folder
+from wsseg.datasets import Augment
 from wsseg.engine import TrainConfig, tqdm_callback
 from wsseg.evaluate_classifier import INFERENCE_PEAKS, evaluate_classifier
 from wsseg.fileio import write_json
@@ -42,6 +43,8 @@ class BenchPlan:
     classifier: ClassifierConfig
     train: TrainConfig
     size: int | None = None
+    augment: Augment = Augment(flips=True, hflip=False, colour=True)
+    """Both shapes (random colours) and nuclei (stains of several colours) are colour-agnostic."""
 
 
 def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
@@ -127,7 +130,12 @@ def run_bench(
     import_source(project, work / "data" / "val", split="val")
     timings["data"] = time.perf_counter() - t
     report["sizes"] = {"train_images": n_train, "val_images": n_val, "classes": list(project.classes())}
-    report["plan"] = {"classifier": asdict(plan.classifier), "train": asdict(plan.train), "size": plan.size}
+    report["plan"] = {
+        "classifier": asdict(plan.classifier),
+        "train": asdict(plan.train),
+        "size": plan.size,
+        "augment": asdict(plan.augment),
+    }
 
     t = time.perf_counter()
     train_classifier(
@@ -136,6 +144,7 @@ def run_bench(
         plan.train,
         name="classifier",
         size=plan.size,
+        augment=plan.augment,
         callback=tqdm_callback("classifier"),
     )
     timings["classifier_train"] = time.perf_counter() - t

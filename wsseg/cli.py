@@ -74,7 +74,19 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument(
-        "--no-peaks", action="store_true", help="global average pooling instead of peak stimulation"
+        "--pooling",
+        choices=["average", "peaks"],
+        default="average",
+        help="class score while training: 'average' (global average pooling, default: it learnt faster and "
+        "localised no worse on shapes, see docs/benchmark.md) or 'peaks' (PRM's peak stimulation layer); "
+        "peaks are found at inference either way",
+    )
+    p.add_argument(
+        "--augment",
+        default="flips",
+        help="comma-separated: flips (flips and 90-degree turns), hflip (horizontal flips only), colour "
+        "(channel permutation and inversion, for data whose classes are not their colour), none "
+        "(default: flips)",
     )
     p.add_argument(
         "--size", type=int, default=None, help="resize images to SIZE x SIZE (needed when sizes differ)"

@@ -57,7 +57,7 @@ def train_classifier(
     train_config: TrainConfig,
     name: str = "classifier",
     size: int | None = None,
-    augment: Augment | None = Augment(),  # noqa: B008 (frozen)
+    augment: Augment | None = Augment(flips=True, hflip=False, colour=False),  # noqa: B008 (frozen)
     resume: bool = False,
     callback: Callable[[Progress], bool | None] | None = None,
     dataset: TaggedImages | None = None,
@@ -118,6 +118,19 @@ def load_classifier(
     return model, list(extra["classes"]), extra
 
 
+def parse_augment(text: str) -> Augment | None:
+    """'flips,colour' -> Augment(flips=True, hflip=False, colour=True); 'none' -> None."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    known = {"flips", "hflip", "colour", "none"}
+    if not names or names - known:
+        raise BadInputError(
+            "--augment", f"expected a comma-separated subset of {sorted(known)}, got {text!r}"
+        )
+    if names == {"none"}:
+        return None
+    return Augment(flips="flips" in names, hflip="hflip" in names, colour="colour" in names)
+
+
 def run_from_args(args: argparse.Namespace) -> None:
     project = Project(args.project)
     classes = project.classes()
@@ -127,7 +140,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         num_classes=len(classes),
         backbone=args.backbone,
         weights=args.weights,
-        peak_stimulation=not args.no_peaks,
+        peak_stimulation=args.pooling == "peaks",
     )
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
@@ -139,6 +152,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         name=args.name,
         size=args.size,
         resume=args.resume,
+        augment=parse_augment(args.augment),
         callback=tqdm_callback("train-classifier"),
     )
     if setup_distributed().is_main:
