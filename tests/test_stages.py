@@ -13,23 +13,20 @@ from wsseg.stages.train_classifier import load_classifier
 from wsseg.store import Project
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("stages") / "p"
-    create_demo_project(root, n_images=16, seed=4)
-    args = [
-        "train-classifier",
-        "--project",
-        str(root),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
+def _train_args(root: Path) -> list[str]:
+    return ["train-classifier", "--project", str(root), "--epochs", "2", "--batch-size", "8"] + [
         "--pooling",
         "average",
         "--augment",
         "flips,colour",
     ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("stages") / "p"
+    create_demo_project(root, n_images=16, seed=4)
+    args = _train_args(root)
     assert main(args) == 0
     return root
 
@@ -45,19 +42,7 @@ def test_train_classifier_records_run_and_checkpoint(trained: Path) -> None:
 
 def test_resume_of_a_finished_run_trains_nothing_more(trained: Path) -> None:
     before = load_classifier(Project(trained))[0].state_dict()
-    args = [
-        "train-classifier",
-        "--project",
-        str(trained),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--pooling",
-        "average",
-        "--augment",
-        "flips,colour",
-    ]
+    args = _train_args(trained)
     assert main([*args, "--resume"]) == 0
     after = load_classifier(Project(trained))[0].state_dict()
     assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
