@@ -11,6 +11,18 @@ from pages.common import current_project, thumbnail
 from wsseg.errors import WssegError
 from wsseg.store import Project
 
+
+def _flat(config: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested config dicts as dotted (key, value) pairs, for one table cell."""
+    items: list[tuple[str, object]] = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            items.extend(_flat(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
 st.title("Project")
 
 with st.expander("Open or create a project", expanded=False), st.form("open_project"):
@@ -50,7 +62,7 @@ else:
                 "metrics": ", ".join(
                     f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items()
                 ),
-                "config": ", ".join(f"{k}={v}" for k, v in r.config.items()),
+                "config": ", ".join(f"{k}={v}" for k, v in _flat(r.config)),
             }
             for r in runs
         ],
