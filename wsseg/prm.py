@@ -144,21 +144,22 @@ def _conv_terms(
     return value, h
 
 
-def _excite_sequence(modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+def _fold_batchnorm(modules: list[nn.Module]) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
+    """A flat layer list as (layer, the BatchNorm right after it when the layer is a conv)."""
+    pairs: list[tuple[nn.Module, nn.BatchNorm2d | None]] = []
     i = 0
     while i < len(modules):
         m = modules[i]
-        if isinstance(m, nn.Conv2d):
-            bn = (
-                modules[i + 1]
-                if i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d)
-                else None
-            )
-            x = _node(*_conv_terms(m, bn, x))
-            i += 2 if bn is not None else 1
-        else:
-            x = _excite(m, x)
-            i += 1
+        nxt = modules[i + 1] if i + 1 < len(modules) else None
+        bn = nxt if isinstance(m, nn.Conv2d) and isinstance(nxt, nn.BatchNorm2d) else None
+        pairs.append((m, bn))
+        i += 2 if bn is not None else 1
+    return pairs
+
+
+def _excite_sequence(modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    for m, bn in _fold_batchnorm(modules):
+        x = _node(*_conv_terms(m, bn, x)) if isinstance(m, nn.Conv2d) else _excite(m, x)
     return x
 
 
@@ -291,22 +292,13 @@ def _sum_node(terms: list, excite: bool) -> tuple[torch.Tensor, Callable[[torch.
 
 def _walk_sequence(modules: list[nn.Module], x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Back]:
     backs: list[Back] = []
-    i = 0
-    while i < len(modules):
-        m = modules[i]
+    for m, bn in _fold_batchnorm(modules):
         if isinstance(m, nn.Conv2d):
-            bn = (
-                modules[i + 1]
-                if i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d)
-                else None
-            )
             x, node_back = _sum_node([_conv_term(m, bn, x, excite)], excite)
             backs.append(lambda r, nb=node_back: nb(r)[0])
-            i += 2 if bn is not None else 1
         else:
             x, b = _walk(m, x, excite)
             backs.append(b)
-            i += 1
 
     def back(r: torch.Tensor) -> torch.Tensor:
         for b in reversed(backs):
