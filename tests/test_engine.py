@@ -68,3 +68,19 @@ def test_bad_config_and_missing_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(BadInputError, match="not a readable"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_callback_false_mid_epoch_stops_after_that_epochs_checkpoint(tmp_path: Path) -> None:
+    from tests._engine_toy import toy_dataset, toy_loss, toy_model
+    from wsseg.engine import train
+
+    seen = []
+
+    def stop_in_second_epoch(progress) -> bool:
+        seen.append((progress.epoch, progress.step, progress.epoch_done))
+        return not (progress.epoch == 1 and progress.step == 2 and not progress.epoch_done)
+
+    result = train(toy_model(), toy_dataset(), toy_loss, CONFIG, tmp_path, callback=stop_in_second_epoch)
+    assert result.stopped and len(result.history) == 2
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1
+    assert seen[-1] == (1, 6, True)  # the epoch finished and was checkpointed before stopping

@@ -163,6 +163,7 @@ def train(
 
     ``loss_fn(model, batch)`` returns named losses (their sum is minimised). ``callback(progress)`` is
     called after each step on rank 0; returning ``False`` stops after the current epoch's checkpoint.
+    (a ``False`` after any step also stops there, so a progress bar's "stop" needs no flag of its own).
     ``extra_state`` (JSON-able) is saved in the checkpoint, e.g. the class names and model config.
     """
     info = setup_distributed()
@@ -212,6 +213,13 @@ def train(
 
     result = TrainResult(history=history)
     started = time.perf_counter()
+    stop_requested = False
+
+    def report(epoch: int, step: int, losses: dict[str, float], epoch_done: bool = False) -> Progress:
+        elapsed = time.perf_counter() - started
+        lr = scheduler.get_last_lr()[0]
+        return Progress(epoch, config.epochs, step, steps, losses, lr, elapsed, epoch_done=epoch_done)
+
     for epoch in range(start_epoch, config.epochs):
         seed_everything(config.seed, epoch)
         sampler.set_epoch(epoch)
@@ -232,21 +240,11 @@ def train(
             values = {k: float(v.detach()) for k, v in losses.items()}
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
-            if info.is_main and callback is not None:
-                callback(
-                    Progress(
-                        epoch,
-                        config.epochs,
-                        step,
-                        steps,
-                        values,
-                        scheduler.get_last_lr()[0],
-                        time.perf_counter() - started,
-                    )
-                )
+            if info.is_main and callback is not None and callback(report(epoch, step, values)) is False:
+                stop_requested = True
         means = {k: v / steps for k, v in sums.items()}
         history.append(means)
-        keep_going = True
+        keep_going = not stop_requested
         if info.is_main:
             save_checkpoint(
                 checkpoint_dir / CHECKPOINT,
@@ -260,20 +258,8 @@ def train(
                 },
             )
             result.checkpoint = checkpoint_dir / CHECKPOINT
-            if callback is not None:
-                answer = callback(
-                    Progress(
-                        epoch,
-                        config.epochs,
-                        steps,
-                        steps,
-                        means,
-                        scheduler.get_last_lr()[0],
-                        time.perf_counter() - started,
-                        epoch_done=True,
-                    )
-                )
-                keep_going = answer is not False
+            if callback is not None and callback(report(epoch, steps, means, epoch_done=True)) is False:
+                keep_going = False
         if info.world_size > 1:
             flag = torch.tensor([1.0 if keep_going else 0.0], device=info.device)
             dist.broadcast(flag, src=0)
