@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from wsseg.errors import BadInputError
-from wsseg.models.backbones import BACKBONES, build_backbone
+from wsseg.models.backbones import BACKBONES, SmallCNN, build_backbone
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -85,3 +85,18 @@ def test_unknown_backbone_and_imagenet_for_small() -> None:
         build_backbone("vgg16")
     with pytest.raises(BadInputError, match="no ImageNet weights"):
         build_backbone("small", weights="imagenet")
+
+
+@pytest.mark.parametrize(("dilations", "receptive_field"), [((2, 3), 121), ((1, 1), 73), ((1,), 57)])
+def test_small_receptive_field_follows_its_dilations(dilations, receptive_field):
+    """The gradient of one output cell reaches exactly the documented 41 + 16 * sum(dilations) pixels."""
+    torch.manual_seed(0)
+    net = SmallCNN(width=4, dilations=dilations).eval()
+    for m in net.modules():  # positive weights: no gradient cancels by chance inside the field
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.data.abs_()
+    x = torch.ones(1, 3, 256, 256, requires_grad=True)  # every unit active: ReLU passes gradient
+    out = net(x)
+    out[0, :, 16, 16].sum().backward()
+    cols = torch.nonzero(x.grad[0].abs().sum(0).sum(0))
+    assert int(cols.max() - cols.min() + 1) == receptive_field

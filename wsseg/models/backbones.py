@@ -57,8 +57,8 @@ class SmallCNN(nn.Module):
     """From-scratch CNN for CPU work and tests: output stride 8, receptive field 121 px.
 
     A 5x5 stride-2 stem, then 3x3 conv + BatchNorm + ReLU layers: one at stride 2 and 4 each after a
-    downsampling one, and two dilated ones (dilation 2 and 3) at stride 8, which widen the receptive
-    field to 121 input pixels (enough to see a whole 50 px object and its surroundings in a 160x160
+    downsampling one, and by default two dilated ones (``dilations=(2, 3)``) at stride 8, which widen
+    the receptive field to 121 input pixels (41 + 16 * sum(dilations)) (enough to see a whole 50 px object and its surroundings in a 160x160
     image). Dilations 2 and 3 share no factor, so together they sample every cell: dilations 2 and 4
     left a grid of ripples on the class maps (many false local maxima; docs/benchmark.md). The stem goes straight to stride 2 because full-resolution layers cost most on a CPU:
     this layout trains about 2x faster than one with two 3x3 layers per stride, and reached a higher
@@ -68,10 +68,12 @@ class SmallCNN(nn.Module):
 
     stride = 8
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, dilations: tuple[int, ...] = (2, 3)) -> None:
         super().__init__()
         if width < 1:
             raise BadInputError("width", f"must be a positive integer, got {width}")
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations):
+            raise BadInputError("dilations", f"expected positive integers, got {dilations!r}")
         w1, w2, w3 = width, 2 * width, 3 * width
         layers = [
             *_conv_bn_relu(3, w1, stride=2, kernel=5),
@@ -79,8 +81,7 @@ class SmallCNN(nn.Module):
             *_conv_bn_relu(w1, w2),
             *_conv_bn_relu(w2, w2, stride=2),
             *_conv_bn_relu(w2, w3),
-            *_conv_bn_relu(w3, w3, dilation=2),
-            *_conv_bn_relu(w3, w3, dilation=3),
+            *(m for d in dilations for m in _conv_bn_relu(w3, w3, dilation=d)),
         ]
         self.body = nn.Sequential(*layers)
         self.out_channels = w3
@@ -223,9 +224,9 @@ def mobilenet_v3(weights: WeightsArg = None) -> TorchvisionBackbone:
     return TorchvisionBackbone(body, out_channels=960, stride=16)
 
 
-def small(weights: WeightsArg = None, width: int = 32) -> SmallCNN:
+def small(weights: WeightsArg = None, width: int = 32, dilations: tuple[int, ...] = (2, 3)) -> SmallCNN:
     """The from-scratch ``SmallCNN``; ``weights`` may be None or a path to its own state dict."""
-    model = SmallCNN(width=width)
+    model = SmallCNN(width=width, dilations=tuple(dilations))
     if weights is not None:
         if isinstance(weights, str) and weights == "imagenet":
             raise BadInputError(

@@ -54,6 +54,8 @@ class ClassifierConfig:
     peaks: settings of the PSL.
     dropout: probability in [0, 1) of dropping feature-map activations before the 1x1 conv.
     small_width: channel width of the "small" backbone (ignored by the others).
+    small_dilations: dilations of the "small" backbone's last layers at stride 8, one layer each;
+        its receptive field is 41 + 16 * sum(small_dilations) pixels.
     """
 
     num_classes: int
@@ -63,6 +65,7 @@ class ClassifierConfig:
     peaks: PeakConfig = field(default_factory=PeakConfig)
     dropout: float = 0.0
     small_width: int = 32
+    small_dilations: tuple[int, ...] = (2, 3)
 
     def __post_init__(self) -> None:
         if (
@@ -89,7 +92,11 @@ class PeakClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
-        kwargs = {"width": config.small_width} if config.backbone == "small" else {}
+        kwargs = (
+            {"width": config.small_width, "dilations": tuple(config.small_dilations)}
+            if config.backbone == "small"
+            else {}
+        )
         self.backbone = build_backbone(config.backbone, config.weights, **kwargs)
         self.stride: int = self.backbone.stride
         self.dropout = nn.Dropout(config.dropout)

@@ -39,6 +39,8 @@ def config_to_dict(config: ClassifierConfig) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any]) -> ClassifierConfig:
     data = dict(data)
     data["peaks"] = PeakConfig(**data.get("peaks", {}))
+    if "small_dilations" in data:  # JSON has lists
+        data["small_dilations"] = tuple(data["small_dilations"])
     return ClassifierConfig(**data)
 
 
