@@ -79,6 +79,17 @@ def test_augment_option() -> None:
         parse_augment("sparkle")
 
 
+def test_dilations_option() -> None:
+    from wsseg.stages.train_classifier import parse_dilations
+
+    assert parse_dilations("1") == (1,)
+    assert parse_dilations("2,3") == (2, 3)
+    assert parse_dilations("none") == ()
+    for bad in ("0", "2,x", "-1"):
+        with pytest.raises(BadInputError, match="--dilations"):
+            parse_dilations(bad)
+
+
 def test_bad_shard_and_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="i/n"):
         parse_shard("2")

@@ -70,6 +70,12 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights", default=None, help="'imagenet' (torchvision weights API) or a weights file path"
     )
+    p.add_argument(
+        "--dilations",
+        default="1",
+        help="dilations of the small backbone's last layers, comma-separated; receptive field "
+        "41 + 16 * their sum pixels: keep it a little above your largest object (default 1: 57 px)",
+    )
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -118,8 +124,8 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--relative-threshold",
         type=float,
-        default=0.5,
-        help="ignore peaks below this fraction of their class map's maximum (default 0.5)",
+        default=0.3,
+        help="ignore peaks below this fraction of their class map's maximum (default 0.3)",
     )
     p.add_argument(
         "--smooth", type=float, default=1.0, help="blur the CRMs by this std (in map cells) first (default 1)"

@@ -34,6 +34,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "base-3x": ({}, {"epochs_factor": 3}),
     "rf73-3x": ({"small_dilations": (1, 1)}, {"epochs_factor": 3}),
     "rf57-3x": ({"small_dilations": (1,)}, {"epochs_factor": 3}),
+    "rf57-3x-seed1": ({"small_dilations": (1,)}, {"epochs_factor": 3, "seed": 1}),
+    "rf57-2x": ({"small_dilations": (1,)}, {"epochs_factor": 2}),
 }
 
 #: Inference settings measured for every variant (the default first).

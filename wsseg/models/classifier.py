@@ -65,7 +65,7 @@ class ClassifierConfig:
     peaks: PeakConfig = field(default_factory=PeakConfig)
     dropout: float = 0.0
     small_width: int = 32
-    small_dilations: tuple[int, ...] = (2, 3)
+    small_dilations: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         if (

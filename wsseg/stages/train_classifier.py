@@ -133,6 +133,21 @@ def parse_augment(text: str) -> Augment | None:
     return Augment(flips="flips" in names, hflip="hflip" in names, colour="colour" in names)
 
 
+def parse_dilations(text: str) -> tuple[int, ...]:
+    """'2,3' -> (2, 3); '' or 'none' -> () (receptive field 41 px)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise BadInputError(
+            "--dilations", f"expected comma-separated positive integers such as 1 or 2,3, got {text!r}"
+        )
+    return values
+
+
 def run_from_args(args: argparse.Namespace) -> None:
     project = Project(args.project)
     classes = project.classes()
@@ -143,6 +158,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         backbone=args.backbone,
         weights=args.weights,
         peak_stimulation=args.pooling == "peaks",
+        small_dilations=parse_dilations(args.dilations),
     )
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
