@@ -39,13 +39,21 @@ slower than a loop (its convolution backward is split per seed), so the batched 
 records, during its forward, the adjoint of each layer (transposed convolution with the real or
 positive folded weights, max-pool index scatter, activation derivatives, the squeeze-excitation
 Jacobian) and applies it to the K seeds at once. ``peak_response_maps_naive`` runs the autograd
-formulations above once per peak; the tests check that both agree. On a CPU the convolutions are
-compute-bound, so the batch saves per-call overhead only; the work is still K adjoint passes.
+formulations above once per peak; the tests check that both agree.
+
+Packing (where the math allows fewer than K passes): a peak's relevance lives inside the receptive
+field of its CRM cells, a window of the input whose half-width ``receptive_radius`` computes from the
+layers. The adjoint is linear in the seed, so the seeds of peaks whose windows do not intersect add
+up to one seed, go through one pass, and come apart exactly by cutting each window out (at every
+layer the two supports are disjoint: no sum ever mixes them). A layer that sees the whole image
+(squeeze-excitation, global pooling) makes the radius infinite and turns packing off. With the
+57 px ``small`` backbone on a 160 px image, 4 to 6 peaks usually take 2 or 3 passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -482,8 +490,95 @@ def peak_response_maps(model: PeakClassifier, image: torch.Tensor, cfg: PRMConfi
         with torch.enable_grad():  # adjoint of the (small) bilinear upsampling, for K maps at once
             dummy = crm.new_zeros((len(peaks), *crm.shape[1:]), requires_grad=True)
             (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, peak_cfg.upsample), dummy, seeds)
-        maps = _finish(back(crm_seeds))
+        windows = seed_windows(crm_seeds, model.stride, receptive_radius(model.layers()), image.shape[-2:])
+        groups = pack_windows(windows)
+        relevance = back(torch.stack([crm_seeds[g].sum(dim=0) for g in groups]))
+        separated = relevance.new_zeros((len(peaks), *relevance.shape[1:]))
+        for g, members in enumerate(groups):
+            for k in members:
+                y0, y1, x0, x1 = windows[k]
+                separated[k, :, y0:y1, x0:x1] = relevance[g, :, y0:y1, x0:x1]
+        maps = _finish(separated)
     return _result(peaks, maps, scores, crm)
+
+
+Window = tuple[int, int, int, int]
+"""(y0, y1, x0, x1): input rows y0..y1-1 and columns x0..x1-1."""
+
+
+def receptive_radius(module: nn.Module) -> float:
+    """Half-width in input pixels of the receptive field of one output cell of ``module`` (a layer
+    sequence as ``PeakClassifier.layers()``): the cell at output index i sees input pixels within
+    this distance of ``stride * i``. ``math.inf`` when a layer sees the whole image."""
+    radius, _ = _field(module, 0.0, 1)
+    return radius
+
+
+def _field(m: nn.Module, radius: float, jump: int) -> tuple[float, int]:
+    """(radius, jump) after ``m``; ``jump`` is input pixels per cell of the current layer."""
+    if isinstance(m, nn.Sequential):
+        for child in m:
+            radius, jump = _field(child, radius, jump)
+        return radius, jump
+    if isinstance(m, nn.Conv2d | nn.MaxPool2d):
+        kernel, stride, dilation = (
+            (m.kernel_size, m.stride, m.dilation)
+            if isinstance(m, nn.Conv2d)
+            else ((m.kernel_size,) * 2, (m.stride,) * 2, (m.dilation,) * 2)
+            if isinstance(m.kernel_size, int)
+            else (m.kernel_size, m.stride, m.dilation)
+        )
+        k, s, d = (max(int(v[i]) for i in (0, 1)) for v in (kernel, stride, dilation))
+        return radius + (k - 1) / 2 * d * jump, jump * s
+    if isinstance(m, BasicBlock | Bottleneck):
+        branch = [m.conv1, m.conv2] + ([m.conv3] if isinstance(m, Bottleneck) else [])
+        r_branch, j_branch = _field(nn.Sequential(*branch), radius, jump)
+        r_short = _field(m.downsample, radius, jump)[0] if m.downsample is not None else radius
+        return max(r_branch, r_short), j_branch
+    if isinstance(m, InvertedResidual):
+        return _field(m.block, radius, jump)
+    if isinstance(m, (*_ELEMENTWISE, nn.BatchNorm2d, nn.Dropout, nn.Identity)):
+        return radius, jump
+    return math.inf, jump  # squeeze-excitation, global pooling, anything unknown: the whole image
+
+
+def seed_windows(seeds: torch.Tensor, stride: int, radius: float, image_hw: Sequence[int]) -> list[Window]:
+    """Input window holding all relevance of each seed of the float KxCxhxw ``seeds``: the receptive
+    fields of its non-zero cells, clipped to the image (the whole image when ``radius`` is infinite)."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    if math.isinf(radius):
+        return [(0, h, 0, w)] * len(seeds)
+    reach = math.ceil(radius) + 1
+    windows = []
+    for seed in seeds:
+        rows = torch.nonzero(seed.abs().sum(dim=(0, 2)))[:, 0]
+        cols = torch.nonzero(seed.abs().sum(dim=(0, 1)))[:, 0]
+        if len(rows) == 0:
+            windows.append((0, 0, 0, 0))
+            continue
+        windows.append(
+            (
+                max(0, stride * int(rows.min()) - reach),
+                min(h, stride * int(rows.max()) + reach + 1),
+                max(0, stride * int(cols.min()) - reach),
+                min(w, stride * int(cols.max()) + reach + 1),
+            )
+        )
+    return windows
+
+
+def pack_windows(windows: Sequence[Window]) -> list[list[int]]:
+    """Greedy grouping of window indices so that no two windows of a group intersect (in order:
+    each window joins the first group it fits)."""
+    groups: list[list[int]] = []
+    for k, (y0, y1, x0, x1) in enumerate(windows):
+        for group in groups:
+            if all(y1 <= b[0] or b[1] <= y0 or x1 <= b[2] or b[3] <= x0 for b in (windows[i] for i in group)):
+                group.append(k)
+                break
+        else:
+            groups.append([k])
+    return groups
 
 
 def peak_response_maps_naive(
