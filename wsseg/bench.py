@@ -245,6 +245,12 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def run_from_args(args: argparse.Namespace) -> None:
+    if getattr(args, "reliability", False):
+        from wsseg.reliability import render_reliability, run_reliability
+
+        print(render_reliability(run_reliability(args.out, args.seed)))
+        print(f"report written to {Path(args.out) / 'report.json'} and report.md")
+        return
     report = run_bench(args.dataset, args.quick, args.out, args.seed, args.data_root)
     print(render_markdown(report))
     print(f"report written to {Path(args.out) / 'report.json'} and report.md")

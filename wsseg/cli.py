@@ -150,6 +150,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data-root", type=Path, default=None, help="real datasets folder (default ../shared/data)"
     )
+    p.add_argument(
+        "--reliability",
+        action="store_true",
+        help="instead of training: hostile imports, killed and concurrent editors; counts what was lost",
+    )
     p.set_defaults(func=_cmd_bench)
 
 
