@@ -38,7 +38,7 @@ def predict(
     device = next(model.parameters()).device
     probs = torch.softmax(model(to_tensor(image)[None].to(device)), dim=1)
     if crf is not None:
-        raw = torch.from_numpy(np.ascontiguousarray(image)).to(device)[None]
+        raw = torch.from_numpy(np.array(image)).to(device)[None]
         probs = dense_crf(probs, raw, crf)
     probs = probs[0].float().cpu().numpy()
     return probs.argmax(0).astype(np.uint8), probs
