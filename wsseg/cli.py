@@ -156,7 +156,7 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--share", type=float, default=0.005, help="least fraction of pixels a tagged class wins")
-    p.add_argument("--neighbourhood-weight", type=float, default=1.0)
+    p.add_argument("--neighbourhood-weight", type=float, default=10.0, help="(default 10, measured)")
     p.add_argument("--classification-weight", type=float, default=1.0)
     p.add_argument("--augment", default="flips", help="flips, hflip, colour (comma-separated) or none")
     p.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")

@@ -45,9 +45,9 @@ class PLEConfig:
 
     background: bool = True
     share: float = 0.005
-    background_share: float = 0.2
+    background_share: float = 0.5
     estimator_weight: float = 1.0
-    neighbourhood_weight: float = 1.0
+    neighbourhood_weight: float = 10.0
     classification_weight: float = 1.0
     top_fraction: float = 0.05
     radius: int = 1
