@@ -45,6 +45,8 @@ class BenchPlan:
     size: int | None = None
     augment: Augment = Augment(flips=True, hflip=False, colour=True)
     """Both shapes (random colours) and nuclei (stains of several colours) are colour-agnostic."""
+    ple: bool = False
+    """Also run the pixel-label estimator's benchmark (``wsseg.bench_ple``; shapes and camvid)."""
 
 
 def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
@@ -57,13 +59,20 @@ def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPla
     classifier = ClassifierConfig(
         num_classes=num_classes, backbone="small", peak_stimulation=False, peaks=PeakConfig()
     )
+    ple = dataset in ("shapes", "camvid")
     if quick:
-        return BenchPlan(1000, 100, classifier, TrainConfig(epochs=15, batch_size=32, lr=3e-3, seed=seed))
+        return BenchPlan(
+            1000, 100, classifier, TrainConfig(epochs=15, batch_size=32, lr=3e-3, seed=seed), ple=ple
+        )
     if dataset == "shapes":
         # 46 epochs: twice the steps of the first recipe; the 57 px backbone kept improving to 69
         # (peak precision 0.75 -> 0.85 at the default threshold) but 69 costs ~40 min on 2 CPU cores.
-        return BenchPlan(3000, 300, classifier, TrainConfig(epochs=46, batch_size=32, lr=3e-3, seed=seed))
-    return BenchPlan(100_000, 100_000, classifier, TrainConfig(epochs=40, batch_size=32, lr=3e-3, seed=seed))
+        return BenchPlan(
+            3000, 300, classifier, TrainConfig(epochs=46, batch_size=32, lr=3e-3, seed=seed), ple=ple
+        )
+    return BenchPlan(
+        100_000, 100_000, classifier, TrainConfig(epochs=40, batch_size=32, lr=3e-3, seed=seed), ple=ple
+    )
 
 
 def _write_split(folder: Path, split: BenchSplit, limit: int) -> int:
@@ -159,6 +168,13 @@ def run_bench(
     t = time.perf_counter()
     report["speed"] = _speed(project, model, plan.size)
     timings["speed"] = time.perf_counter() - t
+
+    if plan.ple:
+        from wsseg.bench_ple import ple_bench
+
+        t = time.perf_counter()
+        report["ple"] = ple_bench(project, dataset, quick, seed, data_root)
+        timings["ple"] = time.perf_counter() - t
 
     timings["total"] = time.perf_counter() - started
     report["seconds"] = timings

@@ -49,6 +49,12 @@ def _cmd_peaks(args: argparse.Namespace) -> None:
     run_from_args(args)
 
 
+def _cmd_train_ple(args: argparse.Namespace) -> None:
+    from wsseg.stages.train_ple import run_from_args
+
+    run_from_args(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from wsseg.bench import run_from_args
 
@@ -136,6 +142,39 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_peaks)
 
 
+def _add_train_ple(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-ple",
+        help="train the pixel-label estimator (semantic segmentation from tags)",
+        description="Train a fully convolutional network p(z|x) from the project's tags with the pixel-label "
+        "estimator, the neighbourhood loss and the classification loss (--full: the same network on the "
+        "ground-truth pixel labels, the upper bound). Checkpoints every epoch; --resume continues a killed "
+        "run; runs unchanged under torchrun. --predict then writes a label map of every image to "
+        "artifacts/ple/run-<id>/ and prints the mIoU where the project has ground truth.",
+    )
+    p.add_argument("--project", type=Path, required=True, help="project folder")
+    p.add_argument("--full", action="store_true", help="train on ground-truth pixel labels (baseline)")
+    p.add_argument("--no-background", action="store_true", help="the data has no background label")
+    p.add_argument("--backbone", default="small", help="small | resnet18 | resnet50 | mobilenet_v3")
+    p.add_argument("--weights", default=None, help="'imagenet' or a weights file path")
+    p.add_argument("--init", default=None, help="start the backbone from this trained classifier (run name)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--share", type=float, default=0.005, help="least fraction of pixels a tagged class wins")
+    p.add_argument("--neighbourhood-weight", type=float, default=10.0, help="(default 10, measured)")
+    p.add_argument("--classification-weight", type=float, default=1.0)
+    p.add_argument("--augment", default="flips", help="flips, hflip, colour (comma-separated) or none")
+    p.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="ple", help="run name: checkpoints/<name>/")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--predict", action="store_true", help="write every image's label map afterwards")
+    p.add_argument("--crf", action="store_true", help="refine the written predictions with the dense CRF")
+    p.set_defaults(func=_cmd_train_ple)
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
@@ -193,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_classifier(sub)
     _add_peaks(sub)
+    _add_train_ple(sub)
     _add_bench(sub)
     return parser
 

@@ -1,0 +1,32 @@
+"""The PLE benchmark on a tiny shapes project: every report key, measured, and the ratio consistent."""
+
+import math
+from pathlib import Path
+
+from wsseg.bench_ple import PLEBenchPlan, ple_bench
+from wsseg.crf import CRFConfig
+from wsseg.data.shapes import ShapesConfig, write_shapes_dataset
+from wsseg.engine import TrainConfig
+from wsseg.importer import import_source
+from wsseg.store import Project
+
+
+def test_tiny_ple_bench_reports_every_key(tmp_path: Path) -> None:
+    project = Project.create(tmp_path / "p")
+    write_shapes_dataset(tmp_path / "train", 8, ShapesConfig(seed=1))
+    write_shapes_dataset(tmp_path / "val", 2, ShapesConfig(seed=2))
+    import_source(project, tmp_path / "train", split="train")
+    import_source(project, tmp_path / "val", split="val")
+    plan = PLEBenchPlan(
+        TrainConfig(epochs=1, batch_size=4, seed=0), augment=None, crf=CRFConfig(iterations=1)
+    )
+    report = ple_bench(project, "shapes", quick=True, plan=plan)
+    for key in ("weak_miou", "weak_crf_miou", "full_miou"):
+        assert 0.0 <= report[key] <= 1.0, key
+    if report["full_miou"] > 0:  # two steps of training may leave the baseline at zero
+        assert math.isclose(report["weak_over_full_miou"], report["weak_miou"] / report["full_miou"])
+    else:
+        assert math.isnan(report["weak_over_full_miou"])
+    assert set(report["ablation"]) == {"no_neighbourhood_miou", "no_crf_miou"}
+    assert report["val_pixels"] == 2 * 160 * 160 and report["backbone_init"] == "random"
+    assert {run.config["name"] for run in project.runs("ple")} == {"ple", "ple-no-neighbourhood", "ple-full"}

@@ -1,0 +1,163 @@
+"""The pixel-label estimator's benchmark: weak (tags) against full (pixel labels) supervision, mIoU.
+
+Three networks train with one schedule on the benchmark project's training images: the estimator, the
+estimator without the neighbourhood loss (ablation) and the fully supervised baseline. All start from the
+backbone of the benchmark's classifier (trained on the same tags) when there is one. mIoU on the
+validation images, the estimator's also after the dense CRF.
+
+- shapes: labels painted from the ground-truth instances (background + 4 classes); the project's
+  validation images.
+- camvid: the training crops' label maps for the baseline (tags for the others); the whole 480x360
+  validation images (unlabelled pixels ignored), 11 classes, no background.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsseg.crf import CRFConfig
+from wsseg.datasets import Augment, multi_hot
+from wsseg.engine import CHECKPOINT, TrainConfig, tqdm_callback
+from wsseg.evaluate_ple import score
+from wsseg.models.segmenter import SegmenterConfig
+from wsseg.ple import IGNORE, PLEConfig
+from wsseg.stages.train_ple import (
+    SegmentationImages,
+    label_names,
+    load_ple,
+    project_dataset,
+    semantic_truth,
+    train_ple,
+)
+from wsseg.store import Project
+
+
+@dataclasses.dataclass(frozen=True)
+class PLEBenchPlan:
+    """Schedule shared by the three networks; ``val_images`` caps the scored images (None: all)."""
+
+    train: TrainConfig
+    augment: Augment | None
+    val_images: int | None = None
+    crf: CRFConfig = CRFConfig()  # noqa: RUF009 (frozen)
+
+
+def ple_plan(dataset: str, quick: bool, seed: int) -> PLEBenchPlan:
+    """The benchmark's PLE recipe (docs/benchmark.md): shapes are colour- and orientation-free; CamVid
+    street scenes only flip horizontally."""
+    epochs = 1 if quick else (2 if dataset == "shapes" else 6)
+    augment = (
+        Augment(flips=True, hflip=False, colour=True) if dataset == "shapes" else Augment(False, True, False)
+    )
+    return PLEBenchPlan(TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed), augment)
+
+
+def _camvid_labels(labels: np.ndarray) -> np.ndarray:
+    out = labels.copy()
+    out[labels >= 11] = IGNORE
+    return out
+
+
+def _camvid_data(data_root: Path | None, seed: int, augment: Augment | None) -> SegmentationImages:
+    """The bench project's CamVid training crops (the same crops as ``wsseg.bench_data``) with labels."""
+    from wsseg.data.real import CAMVID_CLASSES, camvid
+
+    samples = list(camvid(data_root, split="train", crop=160, crop_seed=seed, crops_per_image=2))
+    images = np.stack([s.image for s in samples])
+    labels = np.stack([_camvid_labels(s.labels) for s in samples])
+    tags = multi_hot([s.tags for s in samples], CAMVID_CLASSES)
+    return SegmentationImages(images, tags, CAMVID_CLASSES, labels, augment)
+
+
+def _val_pairs(
+    project: Project, dataset: str, data_root: Path | None, limit: int | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    if dataset == "camvid":
+        from wsseg.data.real import camvid
+
+        for k, sample in enumerate(camvid(data_root, split="val")):
+            if limit is not None and k >= limit:
+                return
+            yield sample.image, _camvid_labels(sample.labels)
+        return
+    from wsseg.data.images import read_image
+
+    records = project.images(split="val", limit=limit)
+    for record, truth in zip(records, semantic_truth(project, records, True), strict=True):
+        if truth is not None:
+            yield read_image(project.image_path(record), record.filename), truth
+
+
+def ple_bench(
+    project: Project,
+    dataset: str,
+    quick: bool,
+    seed: int = 0,
+    data_root: Path | None = None,
+    plan: PLEBenchPlan | None = None,
+) -> dict[str, Any]:
+    """Train and score the three networks; return the ``ple`` section of the report."""
+    plan = plan or ple_plan(dataset, quick, seed)
+    background = dataset != "camvid"
+    classes = project.classes()
+    labels = label_names(classes, background)
+    init = "classifier" if (project.root / "checkpoints" / "classifier" / CHECKPOINT).exists() else None
+    model_config = SegmenterConfig(num_labels=len(labels), backbone="small")
+    weak = PLEConfig(background=background)
+    data = (
+        _camvid_data(data_root, seed, plan.augment)
+        if dataset == "camvid"
+        else project_dataset(project, True, background, None, plan.augment)
+    )
+    runs = {
+        "ple": (weak, False),
+        "ple-no-neighbourhood": (dataclasses.replace(weak, neighbourhood_weight=0.0), False),
+        "ple-full": (weak, True),
+    }
+    seconds: dict[str, float] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for name, (config, full) in runs.items():
+        t = time.perf_counter()
+        train_ple(
+            project,
+            model_config,
+            config,
+            plan.train,
+            name=name,
+            full=full,
+            dataset=data,
+            init=init,
+            callback=tqdm_callback(name),
+        )
+        seconds[f"train_{name}"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model, _ = load_ple(project, name)
+        crfs = {"plain": None, "crf": plan.crf} if name == "ple" else {"plain": None}
+        results[name] = score(
+            model, _val_pairs(project, dataset, data_root, plan.val_images), len(labels), crfs
+        )
+        seconds[f"eval_{name}"] = time.perf_counter() - t
+    weak_miou = results["ple"]["plain"]["miou"]
+    full_miou = results["ple-full"]["plain"]["miou"]
+    return {
+        "weak_miou": weak_miou,
+        "weak_crf_miou": results["ple"]["crf"]["miou"],
+        "full_miou": full_miou,
+        "weak_over_full_miou": weak_miou / full_miou if full_miou > 0 else float("nan"),
+        "ablation": {
+            "no_neighbourhood_miou": results["ple-no-neighbourhood"]["plain"]["miou"],
+            "no_crf_miou": weak_miou,
+        },
+        "weak_iou": dict(zip(labels, results["ple"]["plain"]["iou"], strict=True)),
+        "full_iou": dict(zip(labels, results["ple-full"]["plain"]["iou"], strict=True)),
+        "val_pixels": results["ple"]["plain"]["pixels"],
+        "backbone_init": init or "random",
+        "plan": {"train": dataclasses.asdict(plan.train), "crf": dataclasses.asdict(plan.crf)},
+        "seconds": seconds,
+    }

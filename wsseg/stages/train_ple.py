@@ -1,0 +1,295 @@
+"""Stage: train the pixel-label estimator (tags only) or the same network on pixel labels (``--full``).
+
+Writes ``checkpoints/<name>/last.pt`` (class names, labels, model and estimator configs inside) and
+``checkpoints/<name>/config.json``, and records a ``ple`` run in the project database. The fully supervised
+baseline needs pixel labels: they come from the project's ground-truth instances (``ground_truth.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from wsseg.datasets import Augment, augment_image, load_images, multi_hot, to_tensor
+from wsseg.engine import (
+    CHECKPOINT,
+    Progress,
+    TrainConfig,
+    load_checkpoint,
+    setup_distributed,
+    tqdm_callback,
+    train,
+)
+from wsseg.errors import BadInputError
+from wsseg.models.segmenter import Segmenter, SegmenterConfig
+from wsseg.ple import IGNORE, PLEConfig, full_losses, weak_losses
+from wsseg.stages.train_classifier import parse_augment
+from wsseg.store import ImageRecord, Project
+
+STAGE = "ple"
+BACKGROUND = "background"
+
+
+class SegmentationImages(Dataset):
+    """Images with tags and (optionally) pixel labels.
+
+    images: NxHxWx3 uint8. targets: NxC {0, 1} tags. labels: NxHxW uint8 label maps (0..K-1, ``IGNORE``)
+    or None (weak training: the item then carries an all-``IGNORE`` map). Item: ``(3xHxW float32
+    normalised, C float32 tags, HxW int64 labels)``; ``augment`` moves image and labels together.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        classes: Sequence[str],
+        labels: np.ndarray | None = None,
+        augment: Augment | None = None,
+    ) -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise BadInputError(
+                "images", f"expected an NxHxWx3 uint8 array, got {images.shape} {images.dtype}"
+            )
+        if targets.shape != (len(images), len(classes)):
+            raise BadInputError(
+                "targets", f"expected shape {(len(images), len(classes))}, got {targets.shape}"
+            )
+        if labels is not None and labels.shape != images.shape[:3]:
+            raise BadInputError("labels", f"expected shape {images.shape[:3]}, got {labels.shape}")
+        self.images, self.labels, self.augment = images, labels, augment
+        self.targets = targets.astype(np.float32)
+        self.classes = tuple(classes)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image = self.images[index]
+        labels = self.labels[index] if self.labels is not None else np.full(image.shape[:2], IGNORE, np.uint8)
+        if self.augment is not None:
+            # Drawn from torch's generator, which the engine reseeds each epoch: reproducible on resume.
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            image = augment_image(image, self.augment, np.random.default_rng(seed))
+            geometric = dataclasses.replace(self.augment, colour=False)
+            labels = augment_image(labels, geometric, np.random.default_rng(seed))
+        return (
+            to_tensor(image),
+            torch.from_numpy(self.targets[index]),
+            torch.from_numpy(labels.astype(np.int64)),
+        )
+
+
+def label_names(classes: Sequence[str], background: bool) -> list[str]:
+    """The network's output labels: ``background`` first when the data has one, then the classes."""
+    return [BACKGROUND, *classes] if background else list(classes)
+
+
+def semantic_truth(
+    project: Project, records: Sequence[ImageRecord], background: bool
+) -> list[np.ndarray | None]:
+    """HxW uint8 label maps from the project's ground-truth instances (label of class c: c + 1 with
+    background, c without; pixels no instance covers: 0 with background, ``IGNORE`` without). None for
+    images the ground truth does not cover; all None when the project has no ground truth."""
+    from wsseg.importer import ground_truth
+
+    coco = ground_truth(project)
+    if coco is None:
+        return [None] * len(records)
+    classes = project.classes()
+    known = {img.id for img in coco.images}
+    out: list[np.ndarray | None] = []
+    for record in records:
+        if record.id not in known:
+            out.append(None)
+            continue
+        labels = np.full((record.height, record.width), 0 if background else IGNORE, np.uint8)
+        for inst in coco.instances.get(record.id, []):
+            labels[inst.mask] = classes.index(inst.category) + (1 if background else 0)
+        out.append(labels)
+    return out
+
+
+def project_dataset(
+    project: Project, full: bool, background: bool, size: int | None, augment: Augment | None
+) -> SegmentationImages:
+    """The project's training split as a ``SegmentationImages`` (with pixel labels when ``full``)."""
+    import cv2
+
+    records = project.images(split="train")
+    if not records:
+        raise BadInputError(str(project.root), "has no images in split 'train'; import some first")
+    classes = project.classes()
+    images = load_images(project, records, size)
+    labels = None
+    if full:
+        maps = semantic_truth(project, records, background)
+        if any(m is None for m in maps):
+            raise BadInputError(
+                str(project.root), "--full needs pixel labels for every training image (ground truth masks)"
+            )
+        labels = np.stack(
+            [
+                m if size is None else cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST)
+                for m in maps
+            ]
+        )
+    return SegmentationImages(images, multi_hot([r.tags for r in records], classes), classes, labels, augment)
+
+
+def make_loss(ple: PLEConfig, full: bool) -> Callable[[torch.nn.Module, Any], dict[str, torch.Tensor]]:
+    """``loss_fn(model, batch)`` for the engine: the estimator's losses, or pixel cross-entropy."""
+
+    def loss_fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        images, tags, labels = batch
+        logits = model(images, ple.loss_scale)
+        return full_losses(logits, labels) if full else weak_losses(logits, images, tags, ple)
+
+    return loss_fn
+
+
+def train_ple(
+    project: Project,
+    model_config: SegmenterConfig,
+    ple_config: PLEConfig,
+    train_config: TrainConfig,
+    name: str = "ple",
+    full: bool = False,
+    size: int | None = None,
+    augment: Augment | None = Augment(flips=True, hflip=False, colour=False),  # noqa: B008 (frozen)
+    resume: bool = False,
+    callback: Callable[[Progress], bool | None] | None = None,
+    dataset: SegmentationImages | None = None,
+    init: str | None = None,
+) -> dict[str, Any]:
+    """Train on the project's training split (or ``dataset``); return the run's metrics.
+
+    ``init``: name of a trained classifier (``checkpoints/<init>/``) whose backbone starts the network (the
+    paper starts from a pretrained network; here the classifier trained on the same tags stands in)."""
+    info = setup_distributed()
+    data = dataset or project_dataset(project, full, ple_config.background, size, augment)
+    labels = label_names(data.classes, ple_config.background)
+    if model_config.num_labels != len(labels):
+        raise BadInputError("num_labels", f"{model_config.num_labels} != {len(labels)} labels ({labels})")
+    if full and data.labels is None:
+        raise BadInputError("dataset", "the supervised baseline needs pixel labels")
+    folder = project.root / "checkpoints" / name
+    if resume and not (folder / CHECKPOINT).exists():
+        raise BadInputError(str(folder / CHECKPOINT), "nothing to resume; start without --resume")
+    extra = {
+        "classes": list(data.classes),
+        "labels": labels,
+        "model": dataclasses.asdict(model_config),
+        "ple": dataclasses.asdict(ple_config),
+        "full": full,
+        "size": size,
+        "init": init,
+    }
+    config = {"name": name, **extra, "train": dataclasses.asdict(train_config)}
+    artifacts = str(folder.relative_to(project.root))
+    run_id = project.start_run(STAGE, config, artifacts=artifacts) if info.is_main else 0
+    model = Segmenter(model_config)
+    if init is not None:
+        init_backbone(model, project.root / "checkpoints" / init / CHECKPOINT)
+    try:
+        result = train(
+            model, data, make_loss(ple_config, full), train_config, folder, callback, resume, extra
+        )
+    except BaseException:
+        if info.is_main:
+            project.finish_run(run_id, "failed")
+        raise
+    metrics: dict[str, Any] = {"epochs_done": len(result.history)}
+    if result.history:
+        metrics["final_losses"] = result.history[-1]
+    if info.is_main:
+        project.finish_run(run_id, "stopped" if result.stopped else "done", metrics)
+    return metrics
+
+
+def init_backbone(model: Segmenter, checkpoint: Path) -> int:
+    """Copy the backbone weights of a trained classifier checkpoint (``checkpoints/<name>/last.pt`` of
+    ``train-classifier``, trained on the same tags) into ``model``; return how many tensors were copied."""
+    state = load_checkpoint(checkpoint)["model"]
+    own = model.state_dict()
+    found = {k: v for k, v in state.items() if k.startswith("backbone.")}
+    wrong = [
+        k for k in own if k.startswith("backbone.") and (k not in found or found[k].shape != own[k].shape)
+    ]
+    if not found or wrong:
+        raise BadInputError(
+            str(checkpoint),
+            f"its backbone does not fit this network ({len(wrong)} tensors differ, e.g. {wrong[:2]})",
+        )
+    model.load_state_dict(found, strict=False)
+    return len(found)
+
+
+def load_ple(
+    project_or_folder: Project | Path, name: str = "ple", device: str | torch.device = "cpu"
+) -> tuple[Segmenter, dict[str, Any]]:
+    """The trained network (eval mode) and its checkpoint's extra state (``labels``, ``classes``, ...)."""
+    folder = (
+        project_or_folder.root / "checkpoints" / name
+        if isinstance(project_or_folder, Project)
+        else project_or_folder
+    )
+    state = load_checkpoint(Path(folder) / CHECKPOINT, map_location=device)
+    extra = state["extra"]
+    model = Segmenter(SegmenterConfig(**extra["model"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), extra
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    project = Project(args.project)
+    classes = project.classes()
+    if not classes:
+        raise BadInputError(str(args.project), "has no classes; import tagged images first")
+    background = not args.no_background
+    ple_config = PLEConfig(
+        background=background,
+        neighbourhood_weight=args.neighbourhood_weight,
+        classification_weight=args.classification_weight,
+        share=args.share,
+    )
+    model_config = SegmenterConfig(
+        num_labels=len(label_names(classes, background)), backbone=args.backbone, weights=args.weights
+    )
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
+    )
+    metrics = train_ple(
+        project,
+        model_config,
+        ple_config,
+        train_config,
+        name=args.name,
+        full=args.full,
+        size=args.size,
+        augment=parse_augment(args.augment),
+        resume=args.resume,
+        callback=tqdm_callback("train-ple"),
+        init=args.init,
+    )
+    if not setup_distributed().is_main:
+        return
+    print(f"pixel-label estimator trained: {project.root / 'checkpoints' / args.name} ({metrics})")
+    if args.predict:
+        from wsseg.crf import CRFConfig
+        from wsseg.evaluate_ple import evaluate_ple
+
+        result = evaluate_ple(project, args.name, split=None, crf=CRFConfig() if args.crf else None)
+        folder = project.root / "artifacts" / "ple" / f"run-{result['run_id']}"
+        shown = (
+            f", mIoU {result['miou']:.4f} over all {result['scored_images']} images"
+            if "miou" in result
+            else ""
+        )
+        print(f"label maps written: {folder}{shown}")
