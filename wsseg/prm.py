@@ -474,16 +474,52 @@ def peak_response_maps(model: PeakClassifier, image: torch.Tensor, cfg: PRMConfi
         peaks, scores, peak_cfg = _select_peaks(model, crm, tuple(image.shape[-2:]), cfg)
         if not peaks:
             return _result(peaks, image.new_zeros((0, *image.shape[-2:])), scores, crm)
-        up_size = upsample_crm(crm, peak_cfg.upsample).shape
-        seeds = crm.new_zeros((len(peaks), *up_size[1:]))
-        seeds[
-            torch.arange(len(peaks)), *torch.tensor([[p.class_index, p.map_y, p.map_x] for p in peaks]).T
-        ] = 1
-        with torch.enable_grad():  # adjoint of the (small) bilinear upsampling, for K maps at once
-            dummy = crm.new_zeros((len(peaks), *crm.shape[1:]), requires_grad=True)
-            (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, peak_cfg.upsample), dummy, seeds)
-        maps = _finish(back(crm_seeds))
+        cells = [(p.class_index, p.map_y, p.map_x) for p in peaks]
+        maps = _seeded_maps(crm, back, cells, peak_cfg.upsample)
     return _result(peaks, maps, scores, crm)
+
+
+def _seeded_maps(
+    crm: torch.Tensor, back: Back, cells: list[tuple[int, int, int]], upsample: int
+) -> torch.Tensor:
+    """float32 KxHxW maps of one-hot seeds at K (class, map_y, map_x) cells of the upsampled CRM."""
+    up_size = upsample_crm(crm, upsample).shape
+    seeds = crm.new_zeros((len(cells), *up_size[1:]))
+    seeds[torch.arange(len(cells)), *torch.tensor(cells).T] = 1
+    with torch.enable_grad():  # adjoint of the (small) bilinear upsampling, for K maps at once
+        dummy = crm.new_zeros((len(cells), *crm.shape[1:]), requires_grad=True)
+        (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, upsample), dummy, seeds)
+    return _finish(back(crm_seeds))
+
+
+def response_maps_at(
+    model: PeakClassifier,
+    image: torch.Tensor,
+    points: list[tuple[int, int, int]],
+    cfg: PRMConfig | None = None,
+) -> np.ndarray:
+    """PRMs seeded at given points instead of found peaks (for example true instance centres).
+
+    points: K (class index, y, x) in input pixels; each is moved to the nearest cell of the
+    upsampled CRM. Returns float32 KxHxW maps, >= 0, each summing to 1 (as ``PRMResult.maps``).
+    """
+    cfg = cfg or PRMConfig()
+    image = _check_image(image)
+    if not points:
+        return np.zeros((0, *image.shape[-2:]), np.float32)
+    with _EvalMode(model), torch.no_grad():
+        crm, back = _walk_sequence(list(model.layers()), image, cfg.method == "excitation")
+        upsample = (cfg.peaks or model.config.peaks).upsample
+        size = upsample_crm(crm, upsample).shape[-2:]
+        cells = [
+            (
+                int(c),
+                min(max(round((y / model.stride + 0.5) * upsample - 0.5), 0), size[0] - 1),
+                min(max(round((x / model.stride + 0.5) * upsample - 0.5), 0), size[1] - 1),
+            )
+            for c, y, x in points
+        ]
+        return _seeded_maps(crm, back, cells, upsample).cpu().numpy()
 
 
 def peak_response_maps_naive(
