@@ -25,8 +25,12 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
     assert set(cls) >= {"peak_precision", "prm_point_precision", "prm_point_recall", "peaks_per_image"}
     assert stored["speed"]["crm_peaks_over_forward"] > 0
     # Stages not built yet are absent, never faked.
-    for later in ("proposals", "pseudo_masks", "maskrcnn", "ple", "curation"):
+    for later in ("maskrcnn", "ple", "curation"):
         assert later not in stored
+    assert 0.0 <= stored["proposals"]["abo"] <= 1.0 and stored["proposals"]["over_felzenszwalb"] > 0
+    for row in ("prm", "wise", "oracle"):
+        assert set(stored["pseudo_masks"][row]) >= {"map25", "map50", "map75"}
+    assert "annotations" in json.loads(Path(stored["pseudo_masks"]["coco"]).read_text())
     assert "`classifier.cls_map`" in (tmp_path / "report.md").read_text()
     assert report["seconds"]["total"] >= report["seconds"]["classifier_train"]
 

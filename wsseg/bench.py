@@ -166,6 +166,15 @@ def run_bench(
     timings["classifier_eval"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    from wsseg.bench_pseudo import bench_pseudo_masks
+
+    shard = (0, 3) if quick else (0, 1)  # quick: a third of the training images
+    report.update(
+        bench_pseudo_masks(project, model, plan.size, shard, coco_out=out / "pseudo_masks_train.json")
+    )
+    timings["proposals_pseudo_masks"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     report["speed"] = _speed(project, model, plan.size)
     timings["speed"] = time.perf_counter() - t
 

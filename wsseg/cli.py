@@ -55,6 +55,18 @@ def _cmd_train_ple(args: argparse.Namespace) -> None:
     run_from_args(args)
 
 
+def _cmd_proposals(args: argparse.Namespace) -> None:
+    from wsseg.stages.make_proposals import run_from_args
+
+    run_from_args(args)
+
+
+def _cmd_pseudo_masks(args: argparse.Namespace) -> None:
+    from wsseg.stages.make_pseudo_masks import run_from_args
+
+    run_from_args(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from wsseg.bench import run_from_args
 
@@ -139,6 +151,7 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-threshold", type=float, default=0.0, help="ignore classes whose score is below")
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
+    p.add_argument("--split", default=None, help="only the images of this split (default: all)")
     p.set_defaults(func=_cmd_peaks)
 
 
@@ -173,6 +186,56 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predict", action="store_true", help="write every image's label map afterwards")
     p.add_argument("--crf", action="store_true", help="refine the written predictions with the dense CRF")
     p.set_defaults(func=_cmd_train_ple)
+
+
+def _add_sharding(p: argparse.ArgumentParser, stage: str) -> None:
+    from wsseg.stages.pool import default_workers
+
+    p.add_argument("--split", default=None, help="only the images of this split (default: all)")
+    p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
+    p.add_argument("--run", type=int, default=None, help=f"add to this existing {stage} run (for shards)")
+    p.add_argument(
+        "--workers", type=int, default=default_workers(), help="worker processes (default: cores, <= 4)"
+    )
+
+
+def _add_proposals(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "proposals",
+        help="write class-agnostic mask proposals (selective search) of every image to the project",
+        description="Selective-search mask proposals per image, stored as RLE JSON under "
+        "artifacts/proposals/<run>/.",
+    )
+    p.add_argument("--project", type=Path, required=True)
+    p.add_argument("--max-proposals", type=int, default=None, help="proposals kept per image (default 200)")
+    p.add_argument("--scales", default=None, help="comma-separated Felzenszwalb scales (default 50,150,400)")
+    p.add_argument(
+        "--colour-spaces", default=None, help="comma-separated, of rgb, hsv, lab (default rgb,lab)"
+    )
+    _add_sharding(p, "proposals")
+    p.set_defaults(func=_cmd_proposals)
+
+
+def _add_pseudo_masks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pseudo-masks",
+        help="choose one proposal per peak (PRM retrieval or WISE) and store the pseudo masks",
+        description="Reads a peaks run and a proposals run (the newest by default) and stores one pseudo mask "
+        "per peak, after mask NMS, with its lineage; --export writes the run as COCO JSON.",
+    )
+    p.add_argument("--project", type=Path, required=True)
+    p.add_argument("--strategy", choices=["prm", "wise"], default=None, help="default prm")
+    p.add_argument("--alpha", type=float, default=None, help="weight of the PRM inside the proposal")
+    p.add_argument("--beta", type=float, default=None, help="weight of the background pixels inside")
+    p.add_argument("--bg", type=float, default=None, help="background: CRM below bg x its mean")
+    p.add_argument("--nms-iou", type=float, default=None, help="mask NMS IoU (0: no NMS; default 0.3)")
+    p.add_argument("--confidence", choices=["retrieval", "peak"], default=None, help="what ranks the masks")
+    p.add_argument("--peaks-run", type=int, default=None, help="peaks run to read (default: newest)")
+    p.add_argument("--proposals-run", type=int, default=None, help="proposals run to read (default: newest)")
+    p.add_argument("--all-classes", action="store_true", help="use peaks of untagged classes too")
+    p.add_argument("--export", type=Path, default=None, help="also write the run's masks as COCO JSON here")
+    _add_sharding(p, "pseudo-masks")
+    p.set_defaults(func=_cmd_pseudo_masks)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -233,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_classifier(sub)
     _add_peaks(sub)
     _add_train_ple(sub)
+    _add_proposals(sub)
+    _add_pseudo_masks(sub)
     _add_bench(sub)
     return parser
 

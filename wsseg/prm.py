@@ -482,24 +482,67 @@ def peak_response_maps(model: PeakClassifier, image: torch.Tensor, cfg: PRMConfi
         peaks, scores, peak_cfg = _select_peaks(model, crm, tuple(image.shape[-2:]), cfg)
         if not peaks:
             return _result(peaks, image.new_zeros((0, *image.shape[-2:])), scores, crm)
-        up_size = upsample_crm(crm, peak_cfg.upsample).shape
-        seeds = crm.new_zeros((len(peaks), *up_size[1:]))
-        seeds[
-            torch.arange(len(peaks)), *torch.tensor([[p.class_index, p.map_y, p.map_x] for p in peaks]).T
-        ] = 1
-        with torch.enable_grad():  # adjoint of the (small) bilinear upsampling, for K maps at once
-            dummy = crm.new_zeros((len(peaks), *crm.shape[1:]), requires_grad=True)
-            (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, peak_cfg.upsample), dummy, seeds)
-        windows = seed_windows(crm_seeds, model.stride, receptive_radius(model.layers()), image.shape[-2:])
-        groups = pack_windows(windows)
-        relevance = back(torch.stack([crm_seeds[g].sum(dim=0) for g in groups]))
-        separated = relevance.new_zeros((len(peaks), *relevance.shape[1:]))
-        for g, members in enumerate(groups):
-            for k in members:
-                y0, y1, x0, x1 = windows[k]
-                separated[k, :, y0:y1, x0:x1] = relevance[g, :, y0:y1, x0:x1]
-        maps = _finish(separated)
+        cells = [(p.class_index, p.map_y, p.map_x) for p in peaks]
+        maps = _seeded_maps(model, image.shape[-2:], crm, back, cells, peak_cfg.upsample)
     return _result(peaks, maps, scores, crm)
+
+
+def _seeded_maps(
+    model: PeakClassifier,
+    image_hw: Sequence[int],
+    crm: torch.Tensor,
+    back: Back,
+    cells: list[tuple[int, int, int]],
+    upsample: int,
+) -> torch.Tensor:
+    """float32 KxHxW maps of one-hot seeds at K (class, map_y, map_x) cells of the upsampled CRM.
+
+    Seeds whose receptive-field windows do not intersect share one adjoint pass (module docstring)."""
+    up_size = upsample_crm(crm, upsample).shape
+    seeds = crm.new_zeros((len(cells), *up_size[1:]))
+    seeds[torch.arange(len(cells)), *torch.tensor(cells).T] = 1
+    with torch.enable_grad():  # adjoint of the (small) bilinear upsampling, for K maps at once
+        dummy = crm.new_zeros((len(cells), *crm.shape[1:]), requires_grad=True)
+        (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, upsample), dummy, seeds)
+    windows = seed_windows(crm_seeds, model.stride, receptive_radius(model.layers()), image_hw)
+    groups = pack_windows(windows)
+    relevance = back(torch.stack([crm_seeds[g].sum(dim=0) for g in groups]))
+    separated = relevance.new_zeros((len(cells), *relevance.shape[1:]))
+    for g, members in enumerate(groups):
+        for k in members:
+            y0, y1, x0, x1 = windows[k]
+            separated[k, :, y0:y1, x0:x1] = relevance[g, :, y0:y1, x0:x1]
+    return _finish(separated)
+
+
+def response_maps_at(
+    model: PeakClassifier,
+    image: torch.Tensor,
+    points: list[tuple[int, int, int]],
+    cfg: PRMConfig | None = None,
+) -> np.ndarray:
+    """PRMs seeded at given points instead of found peaks (for example true instance centres).
+
+    points: K (class index, y, x) in input pixels; each is moved to the nearest cell of the
+    upsampled CRM. Returns float32 KxHxW maps, >= 0, each summing to 1 (as ``PRMResult.maps``).
+    """
+    cfg = cfg or PRMConfig()
+    image = _check_image(image)
+    if not points:
+        return np.zeros((0, *image.shape[-2:]), np.float32)
+    with _EvalMode(model), torch.no_grad():
+        crm, back = _walk_sequence(list(model.layers()), image, cfg.method == "excitation")
+        upsample = (cfg.peaks or model.config.peaks).upsample
+        size = upsample_crm(crm, upsample).shape[-2:]
+        cells = [
+            (
+                int(c),
+                min(max(round((y / model.stride + 0.5) * upsample - 0.5), 0), size[0] - 1),
+                min(max(round((x / model.stride + 0.5) * upsample - 0.5), 0), size[1] - 1),
+            )
+            for c, y, x in points
+        ]
+        return _seeded_maps(model, image.shape[-2:], crm, back, cells, upsample).cpu().numpy()
 
 
 Window = tuple[int, int, int, int]

@@ -488,15 +488,42 @@ class Project:
             )
             return int(cur.lastrowid)
 
-    def pseudo_masks(self, image_id: int | None = None) -> list[dict[str, Any]]:
-        """Pseudo masks (of one image, or all) as dicts; ``rle`` and ``lineage`` decoded."""
+    def add_pseudo_masks(self, run_id: int, image_id: int, masks: Iterable[dict[str, Any]]) -> list[int]:
+        """Store the automatic pseudo masks of one image for one run in one transaction, replacing that
+        run's earlier masks of the image. Each dict has ``class_name`` and ``rle``, optionally
+        ``peak_id``, ``strategy``, ``score``, ``lineage`` (as ``add_pseudo_mask``)."""
+        ids = []
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM pseudo_masks WHERE run_id = ? AND image_id = ?", (run_id, image_id))
+            for m in masks:
+                cur = conn.execute(
+                    "INSERT INTO pseudo_masks (run_id, image_id, class_id, peak_id, source, strategy, score, "
+                    "rle, lineage, updated_at) VALUES (?,?,?,?,'auto',?,?,?,?,?)",
+                    (
+                        run_id,
+                        image_id,
+                        self._class_id(conn, m["class_name"]),
+                        m.get("peak_id"),
+                        m.get("strategy"),
+                        m.get("score"),
+                        json.dumps(m["rle"]),
+                        json.dumps(m.get("lineage") or {}, default=str),
+                        time.time(),
+                    ),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def pseudo_masks(self, image_id: int | None = None, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Pseudo masks (of one image or all; of one run or all) as dicts; ``rle`` and ``lineage`` decoded."""
+        where = [w for w, v in (("m.image_id = ?", image_id), ("m.run_id = ?", run_id)) if v is not None]
         sql = (
             "SELECT m.*, c.name AS class_name FROM pseudo_masks m JOIN classes c ON c.id = m.class_id"
-            + (" WHERE m.image_id = ?" if image_id is not None else "")
+            + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY m.id"
         )
         with self.reading() as conn:
-            rows = conn.execute(sql, () if image_id is None else (image_id,)).fetchall()
+            rows = conn.execute(sql, [v for v in (image_id, run_id) if v is not None]).fetchall()
         out = []
         for r in rows:
             item = dict(r)

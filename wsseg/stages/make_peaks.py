@@ -77,20 +77,27 @@ def make_peaks(
     shard: tuple[int, int] = (0, 1),
     run_id: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    split: str | None = None,
 ) -> int:
-    """Compute and store CRMs, peaks and PRMs for the project's images (one shard); return the run id."""
+    """Compute and store CRMs, peaks and PRMs for the project's images (of ``split``, one shard); return
+    the run id."""
     prm_config = prm_config or PRMConfig()
     model, classes, extra = load_classifier(project, name)
     if classes != project.classes()[: len(classes)]:
         raise BadInputError(
             name, f"classifier classes {classes} do not match the project's {project.classes()}"
         )
-    config: dict[str, Any] = {"classifier": name, "prm": dataclasses.asdict(prm_config), "shard": list(shard)}
+    config: dict[str, Any] = {
+        "classifier": name,
+        "prm": dataclasses.asdict(prm_config),
+        "shard": list(shard),
+        "split": split,
+    }
     if run_id is None:
         run_id = project.start_run(STAGE, config)
     folder = project.root / "artifacts" / "peaks" / f"run-{run_id}"
     write_json(folder / "config.json", config)
-    records = project.images()[shard[0] :: shard[1]]
+    records = project.images(split=split)[shard[0] :: shard[1]]
     total_peaks = 0
     try:
         for k, record in enumerate(records):
@@ -142,6 +149,6 @@ def run_from_args(args: argparse.Namespace) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    run_id = make_peaks(project, args.name, cfg, parse_shard(args.shard), args.run, progress)
+    run_id = make_peaks(project, args.name, cfg, parse_shard(args.shard), args.run, progress, args.split)
     bar.close()
     print(f"peaks written: run {run_id}, {project.root / 'artifacts' / 'peaks' / f'run-{run_id}'}")

@@ -1,0 +1,264 @@
+"""Stage: pseudo masks of every image of a project, one proposal per peak (step 5).
+
+Reads a peaks run (``wsseg peaks``: PRMs and CRMs per image) and a proposals run (``wsseg
+proposals``), chooses a proposal per peak with ``wsseg.pseudo_masks.retrieve`` and stores the
+pseudo masks in the project database (table ``pseudo_masks``: RLE, class, score, peak, strategy and a
+lineage: the peak, where its PRM is, the WISE point, the peaks merged into it by the NMS, the top
+ranked proposals with every term of their score, the config and the runs it came from). By default
+only peaks of the classes an image is tagged with are used: on tagged images the tags are known.
+
+Images are processed by a pool of worker processes; ``--shard i/n`` takes every n-th image starting
+at the i-th and ``--run`` joins the shards of several calls into one run, so sharded runs store
+exactly what one run stores. ``--export`` writes the run's pseudo masks (all shards so far, rejected
+ones left out) as a COCO instance JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from wsseg.data.coco import decode_rle, encode_mask, write_coco
+from wsseg.errors import BadInputError
+from wsseg.fileio import write_json
+from wsseg.pseudo_masks import PeakInput, RetrievalConfig, retrieve
+from wsseg.stages.make_peaks import load_result, parse_shard
+from wsseg.stages.make_proposals import load_proposals, proposals_folder
+from wsseg.stages.pool import map_in_order
+from wsseg.store import Project, RunRecord
+
+STAGE = "pseudo_masks"
+
+
+def _run(project: Project, stage: str, run_id: int | None, command: str) -> RunRecord:
+    """The given run of ``stage``, or its newest finished one."""
+    if run_id is None:
+        run = project.latest_run(stage)
+        if run is None:
+            raise BadInputError(
+                str(project.root), f"has no finished {stage} run: run `wsseg {command}` first"
+            )
+        return run
+    run = next((r for r in project.runs(stage) if r.id == run_id), None)
+    if run is None:
+        raise BadInputError(f"run {run_id}", f"is not a {stage} run of this project")
+    return run
+
+
+def _resize_prms(prms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """KxH'xW' maps summing to 1 -> KxHxW (bilinear), renormalised to sum 1."""
+    if prms.shape[1:] == shape:
+        return prms
+    out = np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in prms])
+    out = np.clip(out, 0, None)
+    return out / np.maximum(out.sum(axis=(1, 2), keepdims=True), 1e-30)
+
+
+def image_peaks(data: dict[str, np.ndarray], shape: tuple[int, int], keep: list[int]) -> list[PeakInput]:
+    """The rows ``keep`` of a peaks file's arrays (``load_result``) as PeakInputs at image size ``shape``."""
+    peaks, prms = data["peaks"], data["prms"]
+    scale_y, scale_x = shape[0] / prms.shape[1], shape[1] / prms.shape[2]
+    maps = _resize_prms(prms[keep], shape) if keep else np.zeros((0, *shape), np.float32)
+    return [
+        PeakInput(
+            class_index=int(peaks[k, 0]),
+            y=min(int(peaks[k, 1] * scale_y), shape[0] - 1),
+            x=min(int(peaks[k, 2] * scale_x), shape[1] - 1),
+            value=float(peaks[k, 3]),
+            prm=m,
+        )
+        for k, m in zip(keep, maps, strict=True)
+    ]
+
+
+def _one_image(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Worker: the pseudo masks of one image as store rows (see ``make_pseudo_masks``)."""
+    root = Path(task["root"])
+    config = RetrievalConfig.from_dict(task["config"])
+    data = load_result(root / task["peaks_file"])
+    if len(data["peaks"]) != len(task["peak_ids"]):
+        raise BadInputError(
+            task["peaks_file"], f"holds {len(data['peaks'])} peaks, the database {len(task['peak_ids'])}"
+        )
+    proposals = load_proposals(root / task["proposals_file"])
+    shape = proposals.masks.shape[1:]
+    keep = [
+        k
+        for k in range(len(data["peaks"]))
+        if task["classes"] is None or int(data["peaks"][k, 0]) in task["classes"]
+    ]
+    peaks = image_peaks(data, shape, keep)
+    rows = []
+    for found in retrieve(proposals, peaks, data["crm"], config):
+        peak = peaks[found.peak]
+        index = keep[found.peak]
+        lineage = {
+            "strategy": config.strategy,
+            "peak": {
+                "id": task["peak_ids"][index],
+                "class_index": peak.class_index,
+                "y": peak.y,
+                "x": peak.x,
+                "value": peak.value,
+            },
+            "prm": {"path": task["peaks_file"], "index": index},
+            "point": list(found.point),
+            "merged_peaks": [task["peak_ids"][keep[m]] for m in found.merged],
+            "proposal": {"run": task["proposals_run"], "index": found.proposal},
+            "ranked": list(found.ranked),
+            "runs": {"peaks": task["peaks_run"], "proposals": task["proposals_run"]},
+            "config": task["config"],
+        }
+        rows.append(
+            {
+                "class_index": peak.class_index,
+                "rle": encode_mask(found.mask),
+                "peak_id": task["peak_ids"][index],
+                "strategy": config.strategy,
+                "score": found.score,
+                "lineage": lineage,
+            }
+        )
+    return rows
+
+
+def make_pseudo_masks(
+    project: Project,
+    config: RetrievalConfig | None = None,
+    peaks_run: int | None = None,
+    proposals_run: int | None = None,
+    split: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    run_id: int | None = None,
+    workers: int = 1,
+    tagged_only: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Choose and store the pseudo masks of the project's images (of ``split``, one shard); return the run id.
+
+    ``peaks_run`` / ``proposals_run``: the runs to read (default: the newest finished of each).
+    ``tagged_only``: use only the peaks of the classes each image is tagged with.
+    """
+    config = config or RetrievalConfig()
+    peaks = _run(project, "peaks", peaks_run, "peaks")
+    props = _run(project, "proposals", proposals_run, "proposals")
+    classes = project.classes()
+    settings = {
+        "retrieval": config.to_dict(),
+        "peaks_run": peaks.id,
+        "proposals_run": props.id,
+        "split": split,
+        "tagged_only": tagged_only,
+        "shard": list(shard),
+    }
+    records = project.images(split=split)[shard[0] :: shard[1]]
+    tasks = []
+    for record in records:
+        stored = project.peaks(record.id, peaks.id)
+        peaks_file = f"artifacts/peaks/run-{peaks.id}/{record.id}.npz"
+        proposals_file = proposals_folder(project, props.id) / f"{record.id}.json"
+        for path, stage in ((project.root / peaks_file, "peaks"), (proposals_file, "proposals")):
+            if not path.is_file():
+                raise BadInputError(
+                    record.filename,
+                    f"has no result in {stage} run {peaks.id if stage == 'peaks' else props.id} "
+                    f"({path} is missing): run `wsseg {stage}` on it first",
+                )
+        tasks.append(
+            {
+                "root": str(project.root),
+                "image_id": record.id,
+                "peaks_file": peaks_file,
+                "proposals_file": str(proposals_file.relative_to(project.root)),
+                "peak_ids": [p.id for p in stored],
+                "classes": [classes.index(t) for t in record.tags] if tagged_only else None,
+                "config": config.to_dict(),
+                "peaks_run": peaks.id,
+                "proposals_run": props.id,
+            }
+        )
+    if run_id is None:
+        run_id = project.start_run(STAGE, settings)
+    elif not any(r.id == run_id for r in project.runs(STAGE)):
+        raise BadInputError(f"--run {run_id}", "is not a pseudo-masks run of this project")
+    write_json(project.root / "artifacts" / "pseudo_masks" / f"run-{run_id}" / "config.json", settings)
+    total = 0
+    try:
+        for k, (task, rows) in enumerate(zip(tasks, map_in_order(_one_image, tasks, workers), strict=True)):
+            for row in rows:
+                row["class_name"] = classes[row.pop("class_index")]
+            project.add_pseudo_masks(run_id, task["image_id"], rows)
+            total += len(rows)
+            if progress is not None:
+                progress(k + 1, len(tasks))
+    except BaseException:
+        project.finish_run(run_id, "failed", {"images": len(tasks), "masks": total})
+        raise
+    project.finish_run(run_id, "done", {"images": len(tasks), "masks": total})
+    return run_id
+
+
+def export_coco(project: Project, run_id: int, path: Path) -> dict:
+    """Write the pseudo masks of a run (all its shards; rejected ones left out) as a COCO instance JSON
+    over the images that have any (an image without a pseudo mask teaches nothing); return the document."""
+    run = _run(project, STAGE, run_id, "pseudo-masks")
+    classes = project.classes()
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for m in project.pseudo_masks(run_id=run.id):
+        if m["status"] != "rejected":
+            by_image.setdefault(m["image_id"], []).append(m)
+    records = [project.image(image_id) for image_id in sorted(by_image)]
+    images = [{"id": r.id, "file_name": r.filename, "width": r.width, "height": r.height} for r in records]
+
+    def instances():
+        for r in records:
+            masks = by_image.get(r.id, [])
+            stack = (
+                np.stack([decode_rle(m["rle"]) for m in masks])
+                if masks
+                else np.zeros((0, r.height, r.width), bool)
+            )
+            yield stack, [classes.index(m["class_name"]) for m in masks]
+
+    return write_coco(path, images, classes, instances())
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    project = Project(args.project)
+    shard = parse_shard(args.shard)
+    given = {k: getattr(args, k) for k in ("strategy", "alpha", "beta", "bg", "nms_iou", "confidence")}
+    config = RetrievalConfig(**{k: v for k, v in given.items() if v is not None})
+    if config.nms_iou == 0:
+        config = dataclasses.replace(config, nms_iou=None)
+    bar = tqdm(desc="pseudo masks", unit="image")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    run_id = make_pseudo_masks(
+        project,
+        config,
+        args.peaks_run,
+        args.proposals_run,
+        args.split,
+        shard,
+        args.run,
+        args.workers,
+        not args.all_classes,
+        progress,
+    )
+    bar.close()
+    count = len(project.pseudo_masks(run_id=run_id))
+    print(f"pseudo masks written: run {run_id}, {count} mask(s) in {project.db_path}")
+    if args.export is not None:
+        doc = export_coco(project, run_id, args.export)
+        print(f"exported {len(doc['annotations'])} mask(s) of run {run_id} to {args.export}")
