@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -155,3 +157,34 @@ def test_bad_config_and_inputs() -> None:
     with pytest.raises(BadInputError, match="prm"):
         retrieve(_proposals([a], [1.0]), [PeakInput(0, 1, 1, 1.0, np.ones((8, 8), np.float32))], crm)
     assert RetrievalConfig.from_dict(RetrievalConfig(beta=0.5).to_dict()) == RetrievalConfig(beta=0.5)
+
+
+def test_point_choice_and_containment() -> None:
+    """The WISE point is the PRM argmax or the peak; with contain_point PRM retrieval keeps to
+    proposals holding the point even when a bigger one scores higher."""
+    h = w = 40
+    left = np.zeros((h, w), bool)
+    left[5:20, 5:20] = True
+    right = np.zeros((h, w), bool)
+    right[5:20, 22:37] = True
+    both = left | right
+    proposals = Proposals(
+        np.stack([both, left, right]),
+        np.array([0.9, 0.5, 0.4]),
+        np.zeros(3, np.int16),
+        np.zeros(3, np.int32),
+        ("hand-made",),
+    )
+    prm = np.zeros((h, w), np.float32)
+    prm[12, 30] = 1.0  # the PRM points into the right square while the peak sits in the left one
+    peak = PeakInput(0, 12, 12, 1.0, prm)
+    crm = np.zeros((1, 5, 5), np.float32)
+    wise = RetrievalConfig(strategy="wise", nms_iou=None)
+    assert retrieve(proposals, [peak], crm, wise)[0].point == (12, 30)
+    at_peak = retrieve(proposals, [peak], crm, dataclasses.replace(wise, point="peak"))[0]
+    assert at_peak.point == (12, 12) and at_peak.proposal == 0  # highest objectness holding (12, 12)
+    loose = RetrievalConfig(nms_iou=None, point="peak")
+    assert retrieve(proposals, [peak], crm, loose)[0].proposal in (0, 2)  # both hold the PRM's mass
+    strict = dataclasses.replace(loose, contain_point=True)
+    assert retrieve(proposals, [peak], crm, strict)[0].proposal in (0, 1)
+    assert all(r["proposal"] != 2 for r in retrieve(proposals, [peak], crm, strict)[0].ranked)

@@ -30,10 +30,20 @@ from wsseg.evaluate import Instances, mask_map
 from wsseg.evaluate_classifier import INFERENCE_PEAKS
 from wsseg.importer import ground_truth
 from wsseg.proposals import best_overlaps, measure_speed
-from wsseg.pseudo_masks import STRATEGIES, PeakInput, RetrievalConfig, retrieve
+from wsseg.pseudo_masks import PeakInput, RetrievalConfig, retrieve
 from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import load_proposals, proposals_folder
 from wsseg.store import ImageRecord, Project
+
+#: The rows of ``pseudo_masks.*``: name -> changes to the bench's retrieval config. "prm" and "wise"
+#: are the two strategies as published (the WISE point is the PRM's argmax); the "_peak" rows use the
+#: peak itself as the point, and "prm_peak_inside" also keeps PRM retrieval to proposals holding it.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "prm": {"strategy": "prm", "point": "prm_argmax", "contain_point": False},
+    "wise": {"strategy": "wise", "point": "prm_argmax"},
+    "wise_peak": {"strategy": "wise", "point": "peak"},
+    "prm_peak_inside": {"strategy": "prm", "point": "peak", "contain_point": True},
+}
 
 
 def true_instances(project: Project, records: list[ImageRecord]) -> dict[int, Instances]:
@@ -197,8 +207,8 @@ def bench_pseudo_masks(
 
     pseudo: dict[str, Any] = {"images": len(records)}
     chosen_run = None
-    for strategy in STRATEGIES:
-        cfg = dataclasses.replace(config, strategy=strategy)
+    for strategy, changes in VARIANTS.items():
+        cfg = dataclasses.replace(config, **changes)
         run_id = make_pseudo_masks(
             project,
             cfg,
@@ -210,7 +220,7 @@ def bench_pseudo_masks(
             progress=bar(f"pseudo masks {strategy}"),
         )
         pseudo[strategy] = _maps(truth, stored_instances(project, run_id, truth), num_classes)
-        if strategy == config.strategy:
+        if cfg == config:
             chosen_run = run_id
     pseudo["oracle"] = {
         "strategy": config.strategy,

@@ -34,6 +34,7 @@ from wsseg.proposals import Proposals
 
 STRATEGIES: tuple[str, ...] = ("prm", "wise")
 CONFIDENCES: tuple[str, ...] = ("retrieval", "peak")
+POINTS: tuple[str, ...] = ("prm_argmax", "peak")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class RetrievalConfig:
     confidence: the score an instance is ranked by (NMS, mAP): "retrieval" (the PRM score, or the
         objectness for "wise") or "peak" (the peak's CRM value).
     top_k: how many ranked proposals each pseudo mask keeps in its lineage.
+    point: the instance's point: "prm_argmax" (WISE: the argmax of the peak's PRM) or "peak" (the peak
+        itself). With the 57 px classifier the peak is inside its instance far more often than the PRM's
+        argmax (0.85 against 0.50 on shapes, docs/benchmark.md).
+    contain_point: "prm" strategy only: consider only proposals that contain the point.
     """
 
     strategy: str = "prm"
@@ -70,11 +75,14 @@ class RetrievalConfig:
     merge_prms: bool = True
     confidence: str = "retrieval"
     top_k: int = 5
+    point: str = "prm_argmax"
+    contain_point: bool = False
 
     def __post_init__(self) -> None:
         checks = [
             (self.strategy in STRATEGIES, f"strategy one of {STRATEGIES}"),
             (self.confidence in CONFIDENCES, f"confidence one of {CONFIDENCES}"),
+            (self.point in POINTS, f"point one of {POINTS}"),
             (self.contour_width >= 1, "contour_width >= 1"),
             (0.0 <= self.min_area < self.max_area <= 1.0, "0 <= min_area < max_area <= 1"),
             (self.proposal_count >= 1 and self.top_k >= 0, "proposal_count >= 1 and top_k >= 0"),
@@ -119,7 +127,7 @@ class PseudoMask:
     peak: index of its peak in the image's peak list; proposal: index of the chosen proposal.
     prm: HxW float32, its peak's PRM plus those of the instances it suppressed.
     merged: indices of the peaks whose instances it suppressed.
-    point: (y, x) WISE point (the PRM argmax), for both strategies.
+    point: (y, x) the instance's point (``RetrievalConfig.point``), for both strategies.
     ranked: the ``top_k`` best proposals for the peak, best first, each a dict with ``proposal``
         (index), ``score`` and its terms: ``inside`` (sum of R in S), ``contour`` (sum of R on the
         contour), ``background`` (sum of Q in S), ``objectness``, ``area`` (pixels).
@@ -191,7 +199,13 @@ def retrieve(
     area = masks.reshape(len(masks), -1).sum(axis=1)
     usable = (area >= config.min_area * h * w) & (area < config.max_area * h * w)
     prms = np.stack([p.prm for p in peaks]).astype(np.float32)
-    points = [np.unravel_index(int(p.prm.argmax()), (h, w)) for p in peaks]
+    points = [
+        np.unravel_index(int(p.prm.argmax()), (h, w))
+        if config.point == "prm_argmax"
+        else (min(max(int(p.y), 0), h - 1), min(max(int(p.x), 0), w - 1))
+        for p in peaks
+    ]
+    inside = np.stack([masks[:, y, x] for y, x in points], axis=1)  # NxK: proposal n holds point k
     if config.strategy == "prm":
         classes = sorted({p.class_index for p in peaks})
         q_of = {c: background_map(crm[c], (h, w), config.bg) for c in classes}
@@ -199,8 +213,9 @@ def retrieve(
             masks, contours(masks, config.contour_width), prms, np.stack([q_of[p.class_index] for p in peaks])
         )
         score = config.alpha * terms["inside"] + terms["contour"] - config.beta * terms["background"]
+        if config.contain_point:
+            score = np.where(inside, score, -np.inf)
     else:
-        inside = np.stack([masks[:, y, x] for y, x in points], axis=1)  # KxN
         terms = {"inside": inside.astype(np.float64)}
         score = np.where(inside, objectness[:, None], -np.inf)
     score = np.where(usable[:, None], score, -np.inf)
