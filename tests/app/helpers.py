@@ -1,10 +1,30 @@
-"""Running the real app headless with Streamlit's AppTest on a given project and page."""
+"""Running the real app: headless with Streamlit's AppTest, or served by ``streamlit run`` for Chromium."""
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def open_page(project: Path, page: str | None = None) -> AppTest:
@@ -24,3 +44,42 @@ def captions(at: AppTest) -> str:
 def image_urls(at: AppTest) -> list[str]:
     """The media URLs of the shown images (they change when the pictures' bytes change)."""
     return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(project: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on ``project`` at 127.0.0.1 on a free port; yields its URL once
+    ``/_stcore/health`` answers, and stops the server by its PID on exit."""
+    port = _free_port()
+    env = {**os.environ, "WSSEG_PROJECT": str(project)}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += [
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the Streamlit server did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

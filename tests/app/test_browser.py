@@ -7,11 +7,6 @@ its PRM seen, and a screenshot saved of each page (to $WSSEG_SCREENSHOTS as
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,33 +14,16 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, serve
 from wsseg.cam_view import PeakSettings, class_peaks, image_maps, open_classifier
 from wsseg.store import Project
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEOUT = 60_000
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,33 +36,8 @@ def project(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(project: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "WSSEG_PROJECT": str(project)}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += [
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the Streamlit server did not start") from None
-                time.sleep(0.5)
+    with serve(project) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +67,18 @@ def _no_exception(page: object) -> None:
     assert page.get_by_text("Traceback").count() == 0
 
 
-def _images_loaded(page: object, selector: str = "[data-testid='stImage'] img") -> list[int]:
-    images = page.locator(selector)
-    images.first.wait_for(timeout=TIMEOUT)
+def _images_loaded(
+    page: object, count: int | None = None, selector: str = "[data-testid='stImage'] img"
+) -> list[int]:
+    """Natural widths of the page's images once there are ``count`` of them (at least one when
+    None) and all have loaded."""
+    condition = "els.length > 0" if count is None else f"els.length === {count}"
     page.wait_for_function(
-        f'() => [...document.querySelectorAll("{selector}")].every(e => e.complete && e.naturalWidth > 0)',
+        f'() => {{ const els = [...document.querySelectorAll("{selector}")];'
+        f" return {condition} && els.every(e => e.complete && e.naturalWidth > 0); }}",
         timeout=TIMEOUT,
     )
-    return images.evaluate_all("els => els.map(e => e.naturalWidth)")
+    return page.locator(selector).evaluate_all("els => els.map(e => e.naturalWidth)")
 
 
 def _wait_idle(page: object) -> None:
@@ -135,7 +92,7 @@ def test_project_page_shows_status_and_lineage(server: str, browser: object, tmp
     page.goto(server)
     page.get_by_role("heading", name="Project").wait_for(timeout=TIMEOUT)
     page.get_by_text("Chosen mask").wait_for(timeout=TIMEOUT)
-    widths = _images_loaded(page)
+    widths = _images_loaded(page, 5)
     assert len(widths) == 5 and all(w > 0 for w in widths)
     _no_exception(page)
     _screenshot(page, "project", tmp_path)
@@ -148,9 +105,16 @@ def test_data_page_browses_and_reports_bad_uploads_by_name(
     page = browser.new_page()
     page.goto(server + "/data")
     page.get_by_text("shapes_00000.png").wait_for(timeout=TIMEOUT)
-    assert len(_images_loaded(page)) == 12
+    assert len(_images_loaded(page, 12)) == 12
     _no_exception(page)
     _screenshot(page, "data", tmp_path)
+
+    # Filtering by a tag changes the grid to that tag's images.
+    n_square = Project(project).count_images(tag="square")
+    page.locator("[data-testid='stSelectbox']").first.click()
+    page.get_by_role("option", name="square", exact=True).click()
+    page.get_by_text(f"{n_square} image(s) · page 1 of 1").wait_for(timeout=TIMEOUT)
+    assert len(_images_loaded(page, n_square)) == n_square < 12
 
     good = tmp_path / "fresh.png"
     cv2.imwrite(str(good), np.full((40, 40, 3), 120, np.uint8))
