@@ -139,9 +139,12 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
                 st.image(
                     jpeg_bytes(overlay_view(maps.image, normalize(prm), style, [points[chosen]], 0)),
                     caption=origin,
+                    width="stretch",
                 )
 
-    with st.expander("Every class, tagged or absent (the same scale shows how weak absent classes are)"):
+    with st.expander(
+        "Every class, tagged or absent (the same scale shows how weak absent classes are)", expanded=True
+    ):
         strip = st.columns(len(classes))
         small = OverlayStyle(opacity=opacity, colormap=colormap)
         for k, col in enumerate(strip):

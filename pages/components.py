@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from wsseg.overlay import jpeg_bytes
+
 try:
     from streamlit_image_coordinates import streamlit_image_coordinates
 except ImportError:  # the plain-widget fallback
@@ -39,13 +41,13 @@ def new_click(key: str) -> tuple[float, float, float, float] | None:
 
 
 def clickable_image(picture: np.ndarray, key: str, caption: str | None = None) -> None:
-    """Show HxWx3 uint8 ``picture`` (at most its own size, narrower if the column is); clicks on it
-    arrive through ``new_click(key)`` on the next run."""
+    """Show HxWx3 uint8 ``picture`` (JPEG) at the column's width; clicks on it arrive through
+    ``new_click(key)`` on the next run, in pixels of the picture as shown."""
     if streamlit_image_coordinates is None:
-        st.image(picture, caption=caption)
+        st.image(jpeg_bytes(picture), caption=caption)
         return
     streamlit_image_coordinates(
-        picture, key=key, width="content", png_compression_level=1, cursor="crosshair"
+        picture, key=key, width="stretch", image_format="JPEG", jpeg_quality=90, cursor="crosshair"
     )
     if caption:
         st.caption(caption)

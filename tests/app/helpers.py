@@ -83,3 +83,8 @@ def serve(project: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def first_tagged(classes: list[str], tags: tuple[str, ...]) -> int:
+    """The class the CAMs page opens on: the first of the project's classes the image is tagged with."""
+    return next(k for k, c in enumerate(classes) if c in tags)

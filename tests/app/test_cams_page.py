@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from tests.app.helpers import captions, image_urls, open_page
+from tests.app.helpers import captions, first_tagged, image_urls, open_page
+from wsseg.cam_view import PeakSettings, class_peaks, image_maps, open_classifier
+from wsseg.store import Project
 
 PAGE = "pages/cams.py"
 
@@ -46,12 +48,24 @@ def test_overlay_controls_change_the_pictures(trained: Path) -> None:
     assert image_urls(at) != after
 
 
+def _expected(project: Path, **settings) -> list[str]:
+    """The peaks the page should list for the first image's first tagged class, as (y, x) text."""
+    store = Project(project)
+    record = store.images(limit=1)[0]
+    maps = image_maps(store, record, open_classifier(store))
+    peaks = class_peaks(maps, PeakSettings(**settings), first_tagged(store.classes(), record.tags))
+    return [f"({p.y}, {p.x})" for p in peaks]
+
+
 def test_class_threshold_and_window_change_the_peaks(trained: Path) -> None:
     at = _loose(open_page(trained, PAGE))
-    loose = len(at.selectbox(key="cam_peak").options)
+    loose = dict(relative_threshold=0.0, peak_threshold=None)
+    shown = [o.split(" · ")[1] for o in at.selectbox(key="cam_peak").options]
+    assert shown == _expected(trained, **loose) and shown
     at.selectbox(key="cam_window").select(9).run()
     assert not at.exception
-    assert len(at.selectbox(key="cam_peak").options) < loose
+    shown = [o.split(" · ")[1] for o in at.selectbox(key="cam_peak").options]
+    assert shown == _expected(trained, window=9, **loose)
     at.selectbox(key="cam_class").select(3).run()
     assert any(m.value.startswith("**CAM of star**") for m in at.markdown)
 
