@@ -1,7 +1,7 @@
 """wsseg's Streamlit app: ``streamlit run app.py`` (``make app`` starts it on the demo project).
 
 Pages live in ``pages/`` and are registered here with ``st.navigation``; the shared look and the
-current-project state are in ``pages/common.py``.
+current-project state are in ``pages/common.py``, third-party components behind ``pages/components.py``.
 """
 
 import streamlit as st
@@ -9,7 +9,9 @@ import streamlit as st
 st.set_page_config(page_title="wsseg", page_icon="🧩", layout="wide")
 
 PAGES = [
-    st.Page("pages/project.py", title="Project", icon="📁", default=True),
+    st.Page("pages/project.py", title="Project", icon=":material/folder_open:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
+    st.Page("pages/cams.py", title="CAMs and peaks", icon=":material/local_fire_department:"),
 ]
 
 st.navigation(PAGES).run()

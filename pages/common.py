@@ -49,3 +49,12 @@ def thumbnail(path: str, mtime: float, size: int = 160) -> np.ndarray:
 def show_error(error: WssegError) -> None:
     """Show a user-facing error as a message (never a traceback)."""
     st.error(str(error))
+
+
+def tag_filter(project: Project, key: str, column: object = st) -> tuple[str | None, bool, int]:
+    """A 'Filter by tag' select box (all, untagged, or one class); returns (tag or None, untagged,
+    number of matching images)."""
+    choice = column.selectbox("Filter by tag", ["(all)", "(untagged)", *project.classes()], key=key)
+    tag = None if choice in ("(all)", "(untagged)") else choice
+    untagged = choice == "(untagged)"
+    return tag, untagged, project.count_images(tag=tag, untagged=untagged)

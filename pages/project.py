@@ -1,14 +1,17 @@
-"""Project page: open or create a project, see its pipeline status and browse its tagged images."""
+"""Project page: open or create a project, see its pipeline status (which stages ran, with which
+config, when) and the lineage of any pseudo mask, each step a picture. Images are browsed on the
+Data page."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import streamlit as st
 
-from pages.common import current_project, thumbnail
+from pages.common import current_project
 from wsseg.errors import WssegError
+from wsseg.lineage import images_with_masks, mask_lineage
+from wsseg.overlay import OverlayStyle, blend, display_scale, draw_peaks, enlarge, jpeg_bytes, normalize
 from wsseg.store import Project
 
 
@@ -21,6 +24,52 @@ def _flat(config: dict, prefix: str = "") -> list[tuple[str, object]]:
         else:
             items.append((f"{prefix}{key}", value))
     return items
+
+
+def lineage_view(project: Project) -> None:
+    """Tags -> CRM -> peak -> PRM -> chosen mask of one pseudo mask, as pictures."""
+    image_ids = images_with_masks(project)
+    if not image_ids:
+        st.info(
+            "No pseudo masks yet. They come from the pseudo-mask stage, after the classifier and its "
+            f"peaks: `wsseg train-classifier --project {project.root}`, then `wsseg peaks --project "
+            f"{project.root}`, then `wsseg pseudo-masks --project {project.root}`."
+        )
+        return
+    left, right = st.columns(2)
+    k = left.number_input(
+        f"Image with pseudo masks (1 to {len(image_ids)})", 1, len(image_ids), 1, key="lin_image"
+    )
+    masks = project.pseudo_masks(image_ids[k - 1])
+    pick = right.selectbox(
+        "Pseudo mask",
+        range(len(masks)),
+        format_func=lambda i: f"#{masks[i]['id']} {masks[i]['class_name']} ({masks[i]['status']})",
+        key="lin_mask",
+    )
+    lin = mask_lineage(project, masks[pick])
+    scale = display_scale(lin.image.shape[:2], 240)
+    style = OverlayStyle()
+    point = [lin.peak] if lin.peak else []
+    steps = [("Image and tags", enlarge(lin.image, scale), ", ".join(lin.tags) or "no tags")]
+    if lin.crm is not None:
+        crm = enlarge(blend(lin.image, normalize(lin.crm), style.opacity, style.colormap), scale)
+        steps.append((f"CRM of {lin.class_name}", crm, "class response map (linked peaks run)"))
+        steps.append(("Peak", draw_peaks(crm, point, scale=scale), f"at (y, x) = {lin.peak}"))
+    if lin.prm is not None:
+        prm = enlarge(blend(lin.image, normalize(lin.prm), style.opacity, style.colormap), scale)
+        steps.append(("PRM", draw_peaks(prm, point, scale=scale), "peak response map of that peak"))
+    mask = enlarge(blend(lin.image, lin.mask.astype("float32"), 0.6, "viridis"), scale)
+    steps.append(("Chosen mask", mask, f"{lin.info['strategy'] or 'mask'} · score {lin.info['score']}"))
+    for col, (title, picture, caption) in zip(st.columns(len(steps)), steps, strict=True):
+        col.markdown(f"**{title}**")
+        col.image(jpeg_bytes(picture), caption=caption, width="stretch")
+    if lin.crm is None:
+        st.caption("This mask is linked to no stored peak, so its CRM, peak and PRM cannot be shown.")
+    st.caption(
+        " · ".join(f"{k}: {v}" for k, v in lin.info.items())
+        + (" · recorded: " + ", ".join(f"{k}={v}" for k, v in _flat(lin.recorded)) if lin.recorded else "")
+    )
 
 
 st.title("Project")
@@ -59,6 +108,7 @@ else:
                 "stage": r.stage,
                 "status": r.status,
                 "started": dt.datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M"),
+                "took": f"{r.finished_at - r.started_at:.0f} s" if r.finished_at else "",
                 "metrics": ", ".join(
                     f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items()
                 ),
@@ -70,32 +120,5 @@ else:
         width="stretch",
     )
 
-st.subheader("Images")
-left, mid, right = st.columns([2, 1, 1])
-tag = left.selectbox("Filter by tag", ["(all)", "(untagged)", *counts], key="tag_filter")
-per_page = mid.selectbox("Per page", [24, 48, 96], key="per_page")
-tag_arg = None if tag in ("(all)", "(untagged)") else tag
-untagged = tag == "(untagged)"
-total = project.count_images(tag=tag_arg, untagged=untagged)
-pages = max(1, -(-total // per_page))
-page = right.number_input("Page", min_value=1, max_value=pages, value=1, key="page_number")
-shown = project.images(tag=tag_arg, untagged=untagged, offset=(page - 1) * per_page, limit=per_page)
-st.caption(f"{total} image(s) · page {page} of {pages}")
-
-grid = st.columns(6)
-for i, record in enumerate(shown):
-    path = project.image_path(record)
-    with grid[i % 6]:
-        if path.exists():
-            st.image(thumbnail(str(path), path.stat().st_mtime), width="stretch")
-        else:
-            st.warning(f"{record.filename}: file missing")
-        st.caption(f"**{record.filename}**  \n" + (" · ".join(record.tags) if record.tags else "_no tags_"))
-
-if not shown:
-    st.info(
-        "No images match this filter."
-        if n_images
-        else f"This project has no images yet. Import some: "
-        f"`wsseg import FOLDER --project {Path(project.root)}`"
-    )
+st.subheader("Where a pseudo mask comes from")
+lineage_view(project)

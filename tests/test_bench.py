@@ -24,6 +24,7 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
     assert 0.0 <= cls["instance_recall"] <= 1.0 and cls["count_mae"] >= 0.0
     assert set(cls) >= {"peak_precision", "prm_point_precision", "prm_point_recall", "peaks_per_image"}
     assert stored["speed"]["crm_peaks_over_forward"] > 0
+    assert stored["speed"]["app_overlay_ms"] > 0
     # Stages not built yet are absent, never faked.
     for later in ("maskrcnn", "ple", "curation"):
         assert later not in stored

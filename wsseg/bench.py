@@ -219,6 +219,9 @@ def _speed(project: Project, model: torch.nn.Module, size: int | None) -> dict[s
             speed["prm_naive_loop_over_fwd_bwd"] = ratios["naive"]
             speed["prm_num_peaks"] = ratios["num_peaks"]
             break
+    from wsseg.overlay import measure_overlay_ms
+
+    speed["app_overlay_ms"] = measure_overlay_ms(size=256)  # the CAMs page's pictures, 256x256
     return speed
 
 

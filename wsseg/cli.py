@@ -22,6 +22,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
     project = create_demo_project(args.project, n_images=args.images, seed=args.seed)
     print(f"demo project ready: {project.root.resolve()} ({project.count_images()} images)")
+    if args.train:
+        from wsseg.demo import train_demo_classifier
+        from wsseg.engine import tqdm_callback
+
+        run_id = train_demo_classifier(project, args.epochs, tqdm_callback("demo classifier"))
+        print(f"demo classifier trained and peaks computed (run {run_id}): see the CAMs and peaks page")
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
@@ -278,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="also train a small classifier (about a minute; weak maps, for exploring the app) and compute peaks",
+    )
+    p.add_argument("--epochs", type=int, default=10, help="epochs of --train (default 10)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(

@@ -1,29 +1,24 @@
-"""End-to-end: the real app served by Streamlit, driven in Debian's Chromium through Playwright."""
+"""End-to-end: the real app served by Streamlit, driven in Debian's Chromium through Playwright.
+
+Every page is visited, one control moved on each and the picture seen to change, a peak clicked and
+its PRM seen, and a screenshot saved of each page (to $WSSEG_SCREENSHOTS as
+``screenshot-<page>.png`` when that is set, e.g. ``assets``, else to the test's temporary folder).
+"""
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
-from wsseg.demo import create_demo_project
+from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, first_tagged, serve
+from wsseg.cam_view import PeakSettings, class_peaks, image_maps, open_classifier
+from wsseg.store import Project
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+TIMEOUT = 60_000
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,57 +26,173 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def project(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the trained test project (the upload test adds images to it)."""
+    copy = tmp_path_factory.mktemp("browser") / "project"
+    shutil.copytree(trained, copy)
+    return copy
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    project = tmp_path_factory.mktemp("browser") / "demo"
-    create_demo_project(project, n_images=12, seed=3)
-    port = _free_port()
-    env = {**os.environ, "WSSEG_PROJECT": str(project)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the Streamlit server did not start") from None
-                time.sleep(0.5)
+def server(project: Path) -> Iterator[str]:
+    with serve(project) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
-def test_project_page_renders_thumbnails_in_chromium(server: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
+    profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.goto(server)
-        page.get_by_role("heading", name="Project").wait_for(timeout=60_000)
-        page.get_by_text("shapes_00000.png").wait_for(timeout=60_000)
-        images = page.locator("[data-testid='stImage'] img")
-        images.nth(11).wait_for(timeout=30_000)
-        assert images.count() == 12
-        # Each thumbnail really loaded (a broken image has no natural width).
-        widths = images.evaluate_all("els => els.map(e => e.naturalWidth)")
-        assert all(w > 0 for w in widths)
-        assert page.get_by_text("Traceback").count() == 0
-        page.screenshot(path=str(tmp_path / "project.png"))
-        browser.close()
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        yield context
+        context.close()
+
+
+def _screenshot(page: object, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("WSSEG_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"screenshot-{name}.png"), full_page=True)
+
+
+def _no_exception(page: object) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("Traceback").count() == 0
+
+
+def _images_loaded(
+    page: object, count: int | None = None, selector: str = "[data-testid='stImage'] img"
+) -> list[int]:
+    """Natural widths of the page's images once there are ``count`` of them (at least one when
+    None) and all have loaded."""
+    condition = "els.length > 0" if count is None else f"els.length === {count}"
+    page.wait_for_function(
+        f'() => {{ const els = [...document.querySelectorAll("{selector}")];'
+        f" return {condition} && els.every(e => e.complete && e.naturalWidth > 0); }}",
+        timeout=TIMEOUT,
+    )
+    return page.locator(selector).evaluate_all("els => els.map(e => e.naturalWidth)")
+
+
+def _wait_idle(page: object) -> None:
+    """Until Streamlit has finished the current run (its status widget gone)."""
+    page.wait_for_timeout(300)
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=TIMEOUT)
+
+
+def test_project_page_shows_status_and_lineage(server: str, browser: object, tmp_path: Path) -> None:
+    page = browser.new_page()
+    page.goto(server)
+    page.get_by_role("heading", name="Project").wait_for(timeout=TIMEOUT)
+    page.get_by_text("Chosen mask").wait_for(timeout=TIMEOUT)
+    widths = _images_loaded(page, 5)
+    assert len(widths) == 5 and all(w > 0 for w in widths)
+    _no_exception(page)
+    _screenshot(page, "project", tmp_path)
+    page.close()
+
+
+def test_data_page_browses_and_reports_bad_uploads_by_name(
+    server: str, browser: object, project: Path, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    page.goto(server + "/data")
+    page.get_by_text("shapes_00000.png").wait_for(timeout=TIMEOUT)
+    assert len(_images_loaded(page, 12)) == 12
+    _no_exception(page)
+    _screenshot(page, "data", tmp_path)
+
+    # Filtering by a tag changes the grid to that tag's images.
+    n_square = Project(project).count_images(tag="square")
+    page.locator("[data-testid='stSelectbox']").first.click()
+    page.get_by_role("option", name="square", exact=True).click()
+    page.get_by_text(f"{n_square} image(s) · page 1 of 1").wait_for(timeout=TIMEOUT)
+    assert len(_images_loaded(page, n_square)) == n_square < 12
+
+    good = tmp_path / "fresh.png"
+    cv2.imwrite(str(good), np.full((40, 40, 3), 120, np.uint8))
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not a png")
+    tags = tmp_path / "tags.csv"
+    tags.write_text("filename,tags\nfresh.png,disc\nbroken.png,square\n")
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        [str(good), str(bad), str(tags)]
+    )
+    page.get_by_text("fresh.png").first.wait_for(timeout=TIMEOUT)
+    page.get_by_role("button", name="Import").click()
+    page.get_by_text("Imported 1 image(s).").wait_for(timeout=TIMEOUT)
+    page.get_by_text("images/broken.png", exact=True).wait_for(timeout=TIMEOUT)
+    _no_exception(page)
+    assert Project(project).count_images() == 13
+    page.close()
+
+
+def test_cams_page_controls_and_peak_click(
+    server: str, browser: object, project: Path, tmp_path: Path
+) -> None:
+    # The first image (in the stored peaks run) whose first tagged class has two peaks or more with
+    # the page's default settings: the page opens on that class.
+    store = Project(project)
+    classifier = open_classifier(store)
+    candidates = []
+    for number, record in enumerate(store.images(limit=12), start=1):
+        maps = image_maps(store, record, classifier)
+        if record.tags and maps.source.startswith("peaks run"):
+            peaks = class_peaks(maps, PeakSettings(), first_tagged(store.classes(), record.tags))
+            candidates.append((number, record, maps, peaks))
+    candidates = [c for c in candidates if len(c[3]) >= 2]
+    assert candidates, "the test classifier gives no image two peaks for its first tagged class"
+    number, record, maps, peaks = candidates[0]
+
+    page = browser.new_page()
+    page.goto(server + "/cams")
+    page.get_by_text("Viewer rendered in").wait_for(timeout=TIMEOUT)
+    if number > 1:
+        field = page.get_by_label("Image (1 to")
+        field.fill(str(number))
+        field.press("Enter")
+        page.get_by_text(record.filename).wait_for(timeout=TIMEOUT)
+        _wait_idle(page)
+    page.get_by_text("PRM of peak 1").wait_for(timeout=TIMEOUT)
+    frame = page.frame_locator("iframe[title*='streamlit_image_coordinates']")
+    cam = frame.locator("img")
+    cam.wait_for(timeout=TIMEOUT)
+    _images_loaded(page)
+    _no_exception(page)
+    _wait_idle(page)
+    _screenshot(page, "cams", tmp_path)
+
+    # Moving the opacity slider changes the CAM picture (a new image source from the server).
+    before = cam.get_attribute("src")
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(6):
+        slider.press("ArrowRight")
+    page.wait_for_function(
+        "([sel, old]) => { const f = document.querySelector(sel); const img = f && f.contentDocument"
+        " && f.contentDocument.querySelector('img'); return img && img.src !== old; }",
+        arg=["iframe[title*='streamlit_image_coordinates']", before],
+        timeout=TIMEOUT,
+    )
+    _wait_idle(page)
+
+    # Clicking the last peak (in pixels of the picture as shown) shows that peak's PRM.
+    target = len(peaks) - 1
+    box = cam.bounding_box()
+    natural = cam.evaluate("e => [e.naturalWidth, e.naturalHeight]")
+    scale = box["width"] / maps.image.shape[1]
+    assert natural[0] >= maps.image.shape[1]
+    cam.click(position={"x": (peaks[target].x + 0.5) * scale, "y": (peaks[target].y + 0.5) * scale})
+    page.get_by_text(f"PRM of peak {target + 1}").wait_for(timeout=TIMEOUT)
+    _images_loaded(page)
+    _no_exception(page)
+    _wait_idle(page)
+    page.close()

@@ -1,68 +1,44 @@
-"""The Project page, run headless with Streamlit's AppTest on a real demo project."""
+"""The Project page, run headless with Streamlit's AppTest on real projects."""
 
 from pathlib import Path
 
-import pytest
-from streamlit.testing.v1 import AppTest
-
-from wsseg.demo import create_demo_project
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.app.helpers import captions, image_urls, open_page
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "project"
-    create_demo_project(root, n_images=30, seed=2)
-    return root
-
-
-def _app(project: Path) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["project_root"] = str(project)
-    return at.run()
-
-
-def test_project_page_shows_the_demo_grid(demo: Path) -> None:
-    at = _app(demo)
+def test_project_page_shows_counts_and_no_runs_yet(demo: Path) -> None:
+    at = open_page(demo)
     assert not at.exception
     assert at.title[0].value == "Project"
     assert "30 images" in at.caption[0].value
-    assert len(at.get("image")) == 24  # first page of the thumbnail grid
-    captions = [c.value for c in at.caption]
-    assert any("shapes_00000.png" in c for c in captions)
+    infos = " ".join(i.value for i in at.info)
+    assert "No stage has run yet" in infos
+    assert "wsseg pseudo-masks" in infos  # says which command creates pseudo masks
 
 
-def test_tag_filter_and_paging_change_the_grid(demo: Path) -> None:
-    from wsseg.store import Project
-
-    project = Project(demo)
-    at = _app(demo)
-    at.selectbox(key="tag_filter").select("star").run()
+def test_pipeline_status_lists_the_runs_with_their_config(trained: Path) -> None:
+    at = open_page(trained)
     assert not at.exception
-    n_star = project.count_images(tag="star")
-    assert f"{n_star} image(s)" in " ".join(c.value for c in at.caption)
-    assert len(at.get("image")) == min(n_star, 24)
-    at.selectbox(key="tag_filter").select("(all)").run()
-    at.number_input(key="page_number").set_value(2).run()
-    assert len(at.get("image")) == 30 - 24
-    assert any("shapes_00024.png" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert list(table["stage"]) == ["peaks", "classifier"]
+    assert (table["status"] == "done").all()
+    assert "model.backbone=small" in table["config"].iloc[1]
+    assert "prm.method=excitation" in table["config"].iloc[0]
+
+
+def test_lineage_shows_each_step_as_a_picture(trained: Path) -> None:
+    at = open_page(trained)
+    assert not at.exception
+    titles = [m.value for m in at.markdown]
+    for step in ("**Image and tags**", "**Peak**", "**PRM**", "**Chosen mask**"):
+        assert step in titles
+    assert any(t.startswith("**CRM of ") for t in titles)
+    assert len(image_urls(at)) == 5
+    assert "strategy: prm" in captions(at) and "proposal_rank=1" in captions(at)
 
 
 def test_opening_a_missing_project_shows_an_error(demo: Path, tmp_path: Path) -> None:
-    at = _app(demo)
+    at = open_page(demo)
     at.text_input[0].input(str(tmp_path / "nothing"))
     at.button[0].click().run()
     assert not at.exception
     assert any("not a wsseg project" in e.value for e in at.error)
-
-
-def test_untagged_filter_shows_only_images_without_tags(demo: Path) -> None:
-    from wsseg.store import Project
-
-    n = Project(demo).count_images(untagged=True)
-    at = _app(demo)
-    at.selectbox(key="tag_filter").select("(untagged)").run()
-    assert not at.exception
-    assert f"{n} image(s)" in " ".join(c.value for c in at.caption)
-    assert len(at.get("image")) == min(n, 24)

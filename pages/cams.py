@@ -1,0 +1,189 @@
+"""CAMs and peaks page: each class's response map on the image, its peaks numbered, and the peak
+response map of the peak you click, beside the CAM it came from.
+
+Maps come from the newest peaks run (``wsseg peaks``) or are computed by the trained classifier;
+the viewer is an ``st.fragment``, so moving a control reruns only the viewer, on the cached maps.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from pages.common import current_project, tag_filter
+from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
+from wsseg.cam_view import (
+    Classifier,
+    ImageMaps,
+    PeakSettings,
+    checkpoint_path,
+    class_peaks,
+    image_maps,
+    open_classifier,
+    peak_prm,
+)
+from wsseg.overlay import (
+    COLORMAPS,
+    OverlayStyle,
+    crm_to_pixels,
+    jpeg_bytes,
+    nearest_peak,
+    normalize,
+    overlay_view,
+)
+from wsseg.peaks import FILTERS, Peak
+from wsseg.prm import METHODS
+from wsseg.store import Project
+
+CLICK_KEY = "cam_click"
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the classifier…")
+def _classifier(root: str, mtime: float) -> Classifier | None:
+    """The project's classifier, reloaded when its checkpoint file changes (``mtime``)."""
+    return open_classifier(Project(root))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _maps(root: str, image_id: int, stamp: tuple) -> ImageMaps | None:
+    """One image's maps; ``stamp`` (checkpoint mtime, newest peaks run) invalidates them."""
+    project = Project(root)
+    return image_maps(project, project.image(image_id), _classifier(root, stamp[0]))
+
+
+@st.cache_resource(max_entries=256, show_spinner="Computing the peak response map…")
+def _prm(
+    root: str, image_id: int, stamp: tuple, settings: PeakSettings, peak: Peak, method: str
+) -> tuple[np.ndarray | None, str]:
+    return peak_prm(_maps(root, image_id, stamp), peak, settings, _classifier(root, stamp[0]), method)
+
+
+def _class_label(name: str, score: float, tagged: bool) -> str:
+    return f"{name} · {'tagged' if tagged else 'absent'} · score {score:+.2f}"
+
+
+def _heat(maps: ImageMaps, class_index: int, shared: bool) -> np.ndarray:
+    """float32 HxW in [0, 1]: the class's CRM at pixel resolution, over its own maximum or over the
+    maximum of every class's map (``shared``: absent classes then look as weak as they are)."""
+    pixels = crm_to_pixels(maps.crm[class_index], maps.stride, maps.image.shape[:2])
+    return normalize(pixels, float(maps.crm.max()) if shared else None)
+
+
+@st.fragment
+def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tuple[str, ...]) -> None:
+    started = time.perf_counter()
+    maps = _maps(root, image_id, stamp)
+    scores = maps.class_scores
+    labels = [_class_label(c, float(scores[k]), c in tags) for k, c in enumerate(classes)]
+    first = next((k for k, c in enumerate(classes) if c in tags), int(np.argmax(scores)))
+
+    row = st.columns([3, 2, 2, 2])
+    class_index = row[0].selectbox(
+        "Class", range(len(classes)), index=first, format_func=labels.__getitem__, key="cam_class"
+    )
+    colormap = row[1].selectbox("Colormap", list(COLORMAPS), key="cam_colormap")
+    opacity = row[2].slider("Opacity", 0.0, 1.0, 0.55, 0.05, key="cam_opacity")
+    shared = row[3].toggle("One scale for all classes", value=True, key="cam_shared")
+    row = st.columns([2, 2, 3, 2, 2, 2])
+    window = row[0].selectbox("Peak window", [1, 3, 5, 7, 9], index=1, key="cam_window")
+    peak_filter = row[1].selectbox("Peak filter", list(FILTERS), key="cam_filter")
+    relative = row[2].slider(
+        "Threshold (fraction of the map's max)", 0.0, 1.0, 0.5, 0.05, key="cam_threshold"
+    )
+    smooth = row[3].slider("Smoothing (cells)", 0.0, 3.0, 1.0, 0.5, key="cam_smooth")
+    positive = row[4].toggle("Positive peaks only", value=True, key="cam_positive")
+    method = row[5].selectbox("PRM method", list(METHODS), key="cam_method")
+
+    settings = PeakSettings(
+        window=window,
+        peak_filter=peak_filter,
+        relative_threshold=relative,
+        peak_threshold=0.0 if positive else None,
+        smooth=smooth,
+    )
+    peaks = class_peaks(maps, settings, class_index)
+    points = [(p.y, p.x) for p in peaks]
+    options = [f"{k + 1} · ({p.y}, {p.x}) · {p.value:+.2f}" for k, p in enumerate(peaks)]
+
+    click = new_click(CLICK_KEY)
+    if click is not None and peaks:
+        hit = nearest_peak(click[:2], click[2:], maps.image.shape[:2], points, max_distance=16.0)
+        if hit is not None:
+            st.session_state["cam_peak"] = options[hit]
+    if st.session_state.get("cam_peak") not in options:
+        st.session_state["cam_peak"] = options[0] if options else None
+    chosen = options.index(st.session_state["cam_peak"]) if options else None
+
+    style = OverlayStyle(opacity=opacity, colormap=colormap)
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**CAM of {classes[class_index]}** · {len(peaks)} peak(s)")
+        picture = overlay_view(maps.image, _heat(maps, class_index, shared), style, points, chosen)
+        clickable_image(
+            picture, CLICK_KEY, caption="Click a numbered peak to see its PRM." if CLICKS_AVAILABLE else None
+        )
+    with right:
+        if not peaks:
+            st.markdown("**PRM**")
+            st.info("No peak passes these settings for this class: lower the threshold or change the filter.")
+        else:
+            st.selectbox("Peak", options, key="cam_peak")
+            peak = peaks[chosen]
+            prm, origin = _prm(root, image_id, stamp, settings, peak, method)
+            st.markdown(f"**PRM of peak {chosen + 1}** ({method})")
+            if prm is None:
+                st.warning(f"No PRM for this peak: {origin}.")
+            else:
+                st.image(
+                    jpeg_bytes(overlay_view(maps.image, normalize(prm), style, [points[chosen]], 0)),
+                    caption=origin,
+                    width="stretch",
+                )
+
+    with st.expander(
+        "Every class, tagged or absent (the same scale shows how weak absent classes are)", expanded=True
+    ):
+        strip = st.columns(len(classes))
+        small = OverlayStyle(opacity=opacity, colormap=colormap)
+        for k, col in enumerate(strip):
+            col.image(
+                jpeg_bytes(overlay_view(maps.image, _heat(maps, k, shared), small, target=200)),
+                caption=labels[k],
+            )
+    st.caption(f"Viewer rendered in {(time.perf_counter() - started) * 1000:.0f} ms on the server.")
+
+
+st.title("CAMs and peaks")
+project = current_project()
+if project is None:
+    st.stop()
+root = str(project.root)
+ckpt = checkpoint_path(project)
+peak_runs = [r.id for r in project.runs("peaks") if r.status == "done"]
+if not ckpt.is_file() and not peak_runs:
+    st.info(
+        "The class response maps come from the trained classifier, and this project has none yet. "
+        f"Train it first: `wsseg train-classifier --project {project.root} --backbone small --epochs 10` "
+        f"(for the demo: `wsseg demo --project {project.root} --train` trains one in about a minute)."
+    )
+    st.stop()
+stamp = (ckpt.stat().st_mtime if ckpt.is_file() else 0.0, max(peak_runs, default=0))
+
+tag, untagged, total = tag_filter(project, key="cam_tag")
+if total == 0:
+    st.info("No image matches this filter.")
+    st.stop()
+number = st.number_input(f"Image (1 to {total})", min_value=1, max_value=total, value=1, key="cam_image")
+record = project.images(tag=tag, untagged=untagged, offset=number - 1, limit=1)[0]
+maps = _maps(root, record.id, stamp)
+if maps is None:
+    st.warning(f"{record.filename}: no peaks run holds it and there is no classifier to compute its maps.")
+    st.stop()
+classes = project.classes()[: len(maps.class_scores)]
+st.caption(
+    f"**{record.filename}** · tags: {', '.join(record.tags) or 'none'} · maps {maps.source} · "
+    f"CRM {maps.crm.shape[1]}x{maps.crm.shape[2]}, stride {maps.stride}"
+)
+viewer(root, record.id, stamp, classes, record.tags)

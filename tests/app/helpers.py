@@ -1,0 +1,90 @@
+"""Running the real app: headless with Streamlit's AppTest, or served by ``streamlit run`` for Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def open_page(project: Path, page: str | None = None) -> AppTest:
+    """The app on ``project``, showing ``page`` (e.g. "pages/data.py"; None: the default page)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["project_root"] = str(project)
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    return at
+
+
+def captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def image_urls(at: AppTest) -> list[str]:
+    """The media URLs of the shown images (they change when the pictures' bytes change)."""
+    return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(project: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on ``project`` at 127.0.0.1 on a free port; yields its URL once
+    ``/_stcore/health`` answers, and stops the server by its PID on exit."""
+    port = _free_port()
+    env = {**os.environ, "WSSEG_PROJECT": str(project)}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += [
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the Streamlit server did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def first_tagged(classes: list[str], tags: tuple[str, ...]) -> int:
+    """The class the CAMs page opens on: the first of the project's classes the image is tagged with."""
+    return next(k for k, c in enumerate(classes) if c in tags)
