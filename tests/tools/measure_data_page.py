@@ -1,6 +1,6 @@
 """How responsive the Data page stays on a large project: server-side time of its runs, in AppTest.
 
-    python scripts/measure_data_page.py [--images 5000] [--out /tmp/wsseg-5k]
+    python -m tests.tools.measure_data_page [--images 5000] [--out /tmp/wsseg-5k]
 
 Builds (once) a project of N small distinct PNG images (48x48, 1 to 3 random tags of 4 classes)
 directly through the store, then times, with Streamlit's AppTest (the real page script, no

@@ -1,6 +1,6 @@
 """Screenshots of every page of the app on a project, in headless Debian Chromium (Playwright).
 
-    python -m scripts.screenshots --project projects/demo --out assets
+    python -m tests.tools.screenshots --project projects/demo --out assets
 
 Serves the app on the project (``wsseg demo --project DIR --train`` gives one with maps), opens each
 page, waits until its pictures have loaded, and writes ``screenshot-<page>.png``.

@@ -1,0 +1,1 @@
+"""Developer tools that drive the app like the tests do: screenshots, page timings."""
