@@ -29,14 +29,16 @@ def _init_worker() -> None:
 def map_in_order(fn: Callable[[Any], T], tasks: Sequence[Any], workers: int) -> Iterator[T]:
     """``fn(task)`` for every task, yielded in order; ``workers`` <= 1 runs them in this process.
 
-    Workers are forked where the platform allows it (spawning would re-run a calling script that
-    lacks a ``__main__`` guard); they run numpy/OpenCV work only, with OpenCV on one thread. ``fn``
-    must be a module-level function and the tasks picklable.
+    Workers start from a fork server, not by forking this process: a fork copies the locks of every
+    thread alive here (torch's and OpenCV's pools, a Streamlit server) and the child can wait on one
+    forever; the full test suite hung that way. As with spawn, a script that uses the pool needs an
+    ``if __name__ == "__main__":`` guard (``python -m wsseg`` has one). Workers run numpy/OpenCV work
+    only, with OpenCV on one thread. ``fn`` must be a module-level function and the tasks picklable.
     """
     if workers <= 1 or len(tasks) <= 1:
         yield from map(fn, tasks)
         return
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker) as pool:
         yield from pool.map(fn, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers))))
