@@ -10,6 +10,7 @@ st.set_page_config(page_title="wsseg", page_icon="🧩", layout="wide")
 
 PAGES = [
     st.Page("pages/project.py", title="Project", icon="📁", default=True),
+    st.Page("pages/curate.py", title="Curate", icon="✅"),
 ]
 
 st.navigation(PAGES).run()
