@@ -32,7 +32,11 @@ def test_terms_are_computed_as_documented() -> None:
     assert curation.relative_margin(ranked((0, -1.0), (1, -3.0))) == pytest.approx(1.0)  # clipped
     assert curation.value_ranks([3.0, 1.0, 2.0]) == [1.0, 0.0, 0.5]
     assert curation.value_ranks([1.0, 1.0]) == [0.5, 0.5]
-    assert curation.combine({"margin": 0.2, "disagreement": None, "confidence": 0.6}) == pytest.approx(0.4)
+    assert (
+        curation.combine({"margin": 0.2, "disagreement": None, "confidence": 0.6}, curation.EQUAL_WEIGHTS)
+        == 0.4
+    )
+    assert curation.combine({"margin": 0.2, "disagreement": None, "confidence": 0.6}) == pytest.approx(0.6)
     assert curation.combine(
         {"margin": 0.2, "confidence": 0.6}, {"margin": 3.0, "confidence": 1.0}
     ) == pytest.approx(0.3)
@@ -40,7 +44,7 @@ def test_terms_are_computed_as_documented() -> None:
 
 def test_queue_without_the_other_strategy(project: Project) -> None:
     a1, a2, b = (m["id"] for m in masks(project))
-    queue = curation.review_queue(project)
+    queue = curation.review_queue(project, weights=curation.EQUAL_WEIGHTS)
     by_id = {item.mask_id: item for item in queue}
     assert by_id[a1].terms == pytest.approx({"margin": 0.1, "confidence": 0.0})
     assert by_id[a2].terms == pytest.approx({"margin": 0.95, "confidence": 1.0})
@@ -64,7 +68,7 @@ def test_disagreement_with_the_wise_run_reorders_the_queue(project: Project) -> 
     ]
     project.add_pseudo_masks(wise, 1, rows)
     project.finish_run(wise)
-    queue = curation.review_queue(project, run_id=2)
+    queue = curation.review_queue(project, run_id=2, weights=curation.EQUAL_WEIGHTS)
     by_id = {item.mask_id: item for item in queue}
     assert by_id[a1].strategy_iou == pytest.approx(0.0)
     assert by_id[a2].strategy_iou == pytest.approx(1.0)  # the mask that absorbed its peak
@@ -73,7 +77,11 @@ def test_disagreement_with_the_wise_run_reorders_the_queue(project: Project) -> 
     assert by_id[a2].error == pytest.approx((0.95 + 1.0 + 0.0) / 3)
     assert [item.mask_id for item in queue] == [a2, a1, b]  # b: (0 + 0.5 + 0) / 3
     # without the comparison the order is the one of the margin and confidence alone
-    assert [i.mask_id for i in curation.review_queue(project, run_id=2, against_run=-1)] == [a2, b, a1]
+    queue = curation.review_queue(project, run_id=2, against_run=-1, weights=curation.EQUAL_WEIGHTS)
+    assert [i.mask_id for i in queue] == [a2, b, a1]
+    # the default weights leave the margin out: (confidence + disagreement) / 2
+    default = {i.mask_id: i.error for i in curation.review_queue(project, run_id=2)}
+    assert default == pytest.approx({a1: 0.5, a2: 0.5, b: 0.25})
 
 
 def test_every_action_is_recorded_with_before_after_and_a_version_bump(project: Project) -> None:

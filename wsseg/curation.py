@@ -15,7 +15,11 @@ each in [0, 1] (1 = most likely wrong):
   class with one mask gets 0.5). A rank, not the raw value, because response scales differ by class.
 
 ``error`` is the weighted mean of the terms present (``DEFAULT_WEIGHTS``); the queue is sorted by it,
-highest first. Every action (accept, reject, swap to a ranked proposal, paint/erase, add a missed
+highest first. The default leaves the margin out (weight 0, still shown): on 150 shapes training images
+(a well-trained small classifier; truth used only to measure), the AUC of each term at telling a wrong
+mask (IoU < 0.5 with every true instance of its class) from a right one was, for the PRM run (30% wrong)
+margin 0.35, disagreement 0.71, confidence 0.78, and for the WISE run (49% wrong) 0.60, 0.90, 0.65;
+equal weights gave 0.77 / 0.87, disagreement + confidence 0.81 / 0.89. Every action (accept, reject, swap to a ranked proposal, paint/erase, add a missed
 instance, flag) goes through ``Project.edit_mask``, so it is in the database the moment it is made,
 with its before and after; ``undo`` and ``redo`` write the reverse or the re-application as a new edit
 naming the one it reverts.
@@ -39,7 +43,8 @@ from wsseg.store import Project, RunRecord
 
 STAGE = "pseudo_masks"
 TERMS: tuple[str, ...] = ("margin", "disagreement", "confidence")
-DEFAULT_WEIGHTS: dict[str, float] = {"margin": 1.0, "disagreement": 1.0, "confidence": 1.0}
+DEFAULT_WEIGHTS: dict[str, float] = {"margin": 0.0, "disagreement": 1.0, "confidence": 1.0}
+EQUAL_WEIGHTS: dict[str, float] = {"margin": 1.0, "disagreement": 1.0, "confidence": 1.0}
 FRESH = "fresh"  # an edit that is neither an undo nor a redo
 
 
