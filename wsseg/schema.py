@@ -88,5 +88,10 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # Curation (wsseg.curation): a mask can be flagged as uncertain; an undo or redo names the edit it reverts.
+    """
+    ALTER TABLE pseudo_masks ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE edits ADD COLUMN reverts INTEGER REFERENCES edits (id)
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -540,15 +540,20 @@ class Project:
         status: str | None = None,
         rle: dict[str, Any] | None = None,
         author: str = "",
+        flagged: bool | None = None,
+        reverts: int | None = None,
     ) -> int:
-        """Change a pseudo mask's status and/or shape, recording before/after in the edit history.
+        """Change a pseudo mask's status, shape and/or uncertainty flag, recording before/after (each a
+        dict with ``status``, ``rle``, ``flagged``) in the edit history.
 
         ``expected_version`` is the version the editor saw: if someone else changed the mask since, the
-        edit is refused (a conflict is reported, never silently overwritten). Returns the new version.
+        edit is refused (a conflict is reported, never silently overwritten). ``reverts``: the id of the
+        edit this one undoes or redoes (``wsseg.curation``), marked ``undone`` in the same transaction.
+        Returns the new version.
         """
         with self.transaction() as conn:
             row = conn.execute(
-                "SELECT status, rle, version FROM pseudo_masks WHERE id = ?", (mask_id,)
+                "SELECT status, rle, version, flagged FROM pseudo_masks WHERE id = ?", (mask_id,)
             ).fetchone()
             if row is None:
                 raise BadInputError(f"mask {mask_id}", "no such pseudo mask")
@@ -558,16 +563,23 @@ class Project:
                     f"was changed by someone else (version {row['version']}, you edited version "
                     f"{expected_version}); reload it and edit again",
                 )
-            before = {"status": row["status"], "rle": json.loads(row["rle"])}
-            after = {"status": status or before["status"], "rle": rle if rle is not None else before["rle"]}
+            before = {"status": row["status"], "rle": json.loads(row["rle"]), "flagged": bool(row["flagged"])}
+            after = {
+                "status": status or before["status"],
+                "rle": rle if rle is not None else before["rle"],
+                "flagged": before["flagged"] if flagged is None else bool(flagged),
+            }
             conn.execute(
-                "UPDATE pseudo_masks SET status = ?, rle = ?, version = version + 1, updated_at = ? WHERE id = ?",
-                (after["status"], json.dumps(after["rle"]), time.time(), mask_id),
+                "UPDATE pseudo_masks SET status = ?, rle = ?, flagged = ?, version = version + 1, updated_at = ? "
+                "WHERE id = ?",
+                (after["status"], json.dumps(after["rle"]), int(after["flagged"]), time.time(), mask_id),
             )
             conn.execute(
-                "INSERT INTO edits (mask_id, action, before, after, author, at) VALUES (?,?,?,?,?,?)",
-                (mask_id, action, json.dumps(before), json.dumps(after), author, time.time()),
+                "INSERT INTO edits (mask_id, action, before, after, author, at, reverts) VALUES (?,?,?,?,?,?,?)",
+                (mask_id, action, json.dumps(before), json.dumps(after), author, time.time(), reverts),
             )
+            if reverts is not None:
+                conn.execute("UPDATE edits SET undone = 1 WHERE id = ?", (reverts,))
             return row["version"] + 1
 
     def edit_history(self, mask_id: int | None = None) -> list[dict[str, Any]]:

@@ -204,14 +204,17 @@ def make_pseudo_masks(
     return run_id
 
 
-def export_coco(project: Project, run_id: int, path: Path) -> dict:
-    """Write the pseudo masks of a run (all its shards; rejected ones left out) as a COCO instance JSON
-    over the images that have any (an image without a pseudo mask teaches nothing); return the document."""
+def export_coco(
+    project: Project, run_id: int, path: Path, keep: Callable[[dict[str, Any]], bool] | None = None
+) -> dict:
+    """Write the pseudo masks of a run (all its shards; those ``keep`` accepts, by default all but the
+    rejected ones) as a COCO instance JSON over the images that have any (an image without a pseudo
+    mask teaches nothing; empty masks are skipped); return the document."""
     run = _run(project, STAGE, run_id, "pseudo-masks")
     classes = project.classes()
     by_image: dict[int, list[dict[str, Any]]] = {}
     for m in project.pseudo_masks(run_id=run.id):
-        if m["status"] != "rejected":
+        if (m["status"] != "rejected") if keep is None else keep(m):
             by_image.setdefault(m["image_id"], []).append(m)
     records = [project.image(image_id) for image_id in sorted(by_image)]
     images = [{"id": r.id, "file_name": r.filename, "width": r.width, "height": r.height} for r in records]
