@@ -138,3 +138,18 @@ def test_cli_help_for_every_command() -> None:
     for name in commands:
         done = _cli(name, "--help")
         assert done.returncode == 0 and "usage: wsseg " + name in done.stdout, name
+
+
+def test_demo_checkpoint_is_made_and_installed(tmp_path: Path) -> None:
+    from wsseg.demo import install_demo_checkpoint, make_demo_checkpoint
+    from wsseg.stages.train_classifier import load_classifier
+
+    out = tmp_path / "demo-classifier.pt"
+    make_demo_checkpoint(out, tmp_path / "work", images=40, epochs=1)
+    assert 0 < out.stat().st_size < 3_000_000  # weights and config only, no optimiser state
+    project = create_demo_project(tmp_path / "demo", n_images=4, seed=2)
+    run_id = install_demo_checkpoint(project, out)
+    assert run_id is not None and project.latest_run("peaks").id == run_id
+    model, classes, _ = load_classifier(project)
+    assert classes == project.classes() and model.config.small_dilations == (1,)
+    assert install_demo_checkpoint(project, out) is None  # never over a classifier already there

@@ -28,6 +28,24 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
         run_id = train_demo_classifier(project, args.epochs, tqdm_callback("demo classifier"))
         print(f"demo classifier trained and peaks computed (run {run_id}): see the CAMs and peaks page")
+    elif not args.no_checkpoint:
+        from wsseg.demo import DEMO_CHECKPOINT, install_demo_checkpoint
+
+        run_id = install_demo_checkpoint(project)
+        if run_id is not None:
+            print(
+                f"shipped demo classifier installed ({DEMO_CHECKPOINT.name}), peaks computed (run {run_id})"
+            )
+
+
+def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from wsseg.demo import make_demo_checkpoint
+
+    with tempfile.TemporaryDirectory() as work:
+        metrics = make_demo_checkpoint(args.out, Path(work) / "project", args.images, args.epochs, args.seed)
+    print(f"demo checkpoint written to {args.out} ({metrics})")
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
@@ -285,12 +303,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="do not install the shipped demo classifier (assets/demo-classifier.pt) and its peaks",
+    )
+    p.add_argument(
         "--train",
         action="store_true",
         help="also train a small classifier (about a minute; weak maps, for exploring the app) and compute peaks",
     )
     p.add_argument("--epochs", type=int, default=10, help="epochs of --train (default 10)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "demo-checkpoint",
+        help="train the demo classifier shipped in assets/ (the full shapes benchmark's recipe)",
+        description="Train the classifier that `wsseg demo` installs into the demo project, on fresh "
+        "shapes images with the full benchmark's recipe, and save it (without optimiser state).",
+    )
+    p.add_argument("--out", type=Path, default=Path("assets/demo-classifier.pt"))
+    p.add_argument("--images", type=int, default=3000)
+    p.add_argument("--epochs", type=int, default=46)
+    p.add_argument("--seed", type=int, default=1, help="generator seed of the training images (demo: 0)")
+    p.set_defaults(func=_cmd_demo_checkpoint)
 
     p = sub.add_parser(
         "import",

@@ -31,6 +31,74 @@ def create_demo_project(root: str | Path, n_images: int = 200, seed: int = 0) ->
     return project
 
 
+#: The shipped demo classifier (``python -m wsseg demo-checkpoint`` makes it; see ``make_demo_checkpoint``).
+DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "demo-classifier.pt"
+
+
+def make_demo_checkpoint(out: Path, work: Path, images: int = 3000, epochs: int = 46, seed: int = 1) -> dict:
+    """Train the demo classifier with the full shapes benchmark's recipe and save it to ``out``.
+
+    ``images`` fresh shapes images (generator seed ``seed``, not the demo's 0) are imported into a
+    project under ``work``; the classifier of ``wsseg.bench.plan_for("shapes")`` trains on them; its
+    checkpoint is saved without the optimiser state (about 1 MB). Returns the training metrics.
+    """
+    import dataclasses
+    import io
+
+    import torch
+
+    from wsseg.bench import plan_for
+    from wsseg.engine import CHECKPOINT, load_checkpoint, tqdm_callback
+    from wsseg.fileio import write_bytes
+    from wsseg.stages.train_classifier import train_classifier
+
+    project = create_demo_project(work, n_images=images, seed=seed)
+    plan = plan_for("shapes", False, len(project.classes()), seed)
+    metrics = train_classifier(
+        project,
+        plan.classifier,
+        dataclasses.replace(plan.train, epochs=epochs),
+        augment=plan.augment,
+        callback=tqdm_callback("demo checkpoint"),
+    )
+    state = load_checkpoint(project.root / "checkpoints" / "classifier" / CHECKPOINT)
+    slim = {"model": state["model"], "extra": state["extra"], "epoch": state.get("epoch")}
+    buffer = io.BytesIO()
+    torch.save(slim, buffer)
+    write_bytes(Path(out), buffer.getvalue())
+    return metrics
+
+
+def install_demo_checkpoint(project: Project, checkpoint: Path = DEMO_CHECKPOINT) -> int | None:
+    """Give the demo project the shipped classifier and compute its peaks; the peaks run id, or None
+    when no checkpoint is shipped or the project already has a classifier."""
+    from wsseg.engine import CHECKPOINT
+    from wsseg.fileio import write_bytes
+
+    target = project.root / "checkpoints" / "classifier" / CHECKPOINT
+    if not Path(checkpoint).is_file() or target.exists():
+        return None
+    write_bytes(target, Path(checkpoint).read_bytes())
+    run_id = project.start_run(
+        "classifier", {"name": "classifier", "source": str(checkpoint)}, artifacts="checkpoints/classifier"
+    )
+    project.finish_run(run_id, "done", {"installed_from": Path(checkpoint).name})
+    return _demo_peaks(project)
+
+
+def _demo_peaks(project: Project) -> int:
+    from wsseg.evaluate_classifier import INFERENCE_PEAKS
+    from wsseg.prm import PRMConfig
+    from wsseg.stages.make_peaks import make_peaks
+
+    cfg = PRMConfig(
+        peak_threshold=INFERENCE_PEAKS.peak_threshold,
+        relative_threshold=INFERENCE_PEAKS.relative_threshold,
+        smooth=INFERENCE_PEAKS.smooth,
+    )
+    return make_peaks(project, prm_config=cfg)
+
+
 def train_demo_classifier(
     project: Project, epochs: int = 10, callback: Callable[[Progress], bool | None] | None = None
 ) -> int:
@@ -44,17 +112,9 @@ def train_demo_classifier(
     The peaks run uses the inference peaks of ``wsseg.evaluate_classifier``.
     """
     from wsseg.engine import TrainConfig
-    from wsseg.evaluate_classifier import INFERENCE_PEAKS
     from wsseg.models.classifier import ClassifierConfig
-    from wsseg.prm import PRMConfig
-    from wsseg.stages.make_peaks import make_peaks
     from wsseg.stages.train_classifier import train_classifier
 
     config = ClassifierConfig(num_classes=len(project.classes()), backbone="small", peak_stimulation=False)
     train_classifier(project, config, TrainConfig(epochs=epochs, batch_size=32, lr=3e-3), callback=callback)
-    cfg = PRMConfig(
-        peak_threshold=INFERENCE_PEAKS.peak_threshold,
-        relative_threshold=INFERENCE_PEAKS.relative_threshold,
-        smooth=INFERENCE_PEAKS.smooth,
-    )
-    return make_peaks(project, prm_config=cfg)
+    return _demo_peaks(project)
