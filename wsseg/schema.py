@@ -88,5 +88,18 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # 1 -> 2: instance predictions of a model (Mask R-CNN), one row per instance, tied to the
+    # evaluation or prediction run that wrote them.
+    """
+    CREATE TABLE predictions (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+        class_id INTEGER NOT NULL REFERENCES classes (id),
+        score REAL NOT NULL,
+        rle TEXT NOT NULL
+    );
+    CREATE INDEX predictions_image ON predictions (image_id, run_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
