@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from wsseg.bench_data import BenchSplit, dataset_splits
+from wsseg.bench_maskrcnn import MaskRCNNPlan, bench_maskrcnn, maskrcnn_plan
 from wsseg.data.tagged_folder import write_tagged_folder
 from wsseg.datasets import Augment
 from wsseg.engine import TrainConfig, tqdm_callback
 from wsseg.evaluate_classifier import INFERENCE_PEAKS, evaluate_classifier
 from wsseg.fileio import write_json
-from wsseg.importer import import_source
+from wsseg.importer import ground_truth, import_source
 from wsseg.models.classifier import ClassifierConfig
 from wsseg.peaks import PeakConfig
 from wsseg.stages.train_classifier import load_classifier, train_classifier
@@ -45,6 +46,8 @@ class BenchPlan:
     size: int | None = None
     augment: Augment = Augment(flips=True, hflip=False, colour=True)
     """Both shapes (random colours) and nuclei (stains of several colours) are colour-agnostic."""
+    maskrcnn: MaskRCNNPlan | None = None
+    """None: ``wsseg.bench_maskrcnn.maskrcnn_plan`` for the run."""
 
 
 def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
@@ -157,6 +160,13 @@ def run_bench(
     t = time.perf_counter()
     report["speed"] = _speed(project, model, plan.size)
     timings["speed"] = time.perf_counter() - t
+
+    truth = ground_truth(project)
+    if truth is not None and any(truth.instances.values()):  # camvid has no instances
+        t = time.perf_counter()
+        mplan = plan.maskrcnn or maskrcnn_plan(quick, len(train_split.classes), seed)
+        report["maskrcnn"] = bench_maskrcnn(project, mplan)
+        timings["maskrcnn"] = time.perf_counter() - t
 
     timings["total"] = time.perf_counter() - started
     report["seconds"] = timings
