@@ -161,3 +161,34 @@ def test_evaluate_errors_are_one_line(project: Project, capsys: pytest.CaptureFi
     assert main(["evaluate", "--project", str(project.root), "--stage", "crf"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "checkpoint not found" in err[0] and "--stage" in err[1]
+
+
+def test_weights_file_of_the_classification_model_is_loaded(tmp_path: Path) -> None:
+    import torchvision
+
+    torch.manual_seed(3)
+    net = torchvision.models.mobilenet_v3_large()
+    torch.save(net.state_dict(), tmp_path / "mnv3.pt")
+    model = build_maskrcnn(MaskRCNNConfig(num_classes=2, weights=str(tmp_path / "mnv3.pt")))
+    assert torch.equal(model.backbone.body["0"][0].weight, net.features[0][0].weight)
+
+
+def test_stored_pseudo_masks_are_exported_without_rejected_ones(tmp_path: Path) -> None:
+    from wsseg.data.coco import encode_mask, read_coco
+    from wsseg.importer import ground_truth
+    from wsseg.stages.train_maskrcnn import export_pseudo_masks
+
+    project = tiny_project(tmp_path, n_train=2, n_val=1)
+    gt = ground_truth(project)
+    records = project.images(split="train")[:2]
+    ids = []
+    for record in records:
+        inst = gt.instances[record.id][0]
+        ids.append(project.add_pseudo_mask(record.id, inst.category, encode_mask(inst.mask)))
+    project.edit_mask(ids[1], 1, "reject", status="rejected")
+    coco = read_coco(export_pseudo_masks(project, tmp_path / "pseudo.json"))
+    assert [img.file_name for img in coco.images] == [records[0].filename]
+    (inst,) = coco.instances[records[0].id]
+    assert np.array_equal(inst.mask, gt.instances[records[0].id][0].mask)
+    data = InstanceImages.from_coco(project, tmp_path / "pseudo.json")
+    assert len(data) == 1 and len(data[0][1]["labels"]) == 1

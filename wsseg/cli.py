@@ -161,7 +161,7 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=160, help="shorter image side the model works at")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=2e-3, help="one-cycle peak of AdamW (default 2e-3)")
     p.add_argument(
         "--augment", default="flips", help="comma-separated: flips, hflip, colour, none (default flips)"
     )

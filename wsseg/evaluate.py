@@ -27,6 +27,7 @@ from scipy import ndimage
 from wsseg.data.coco import encode_mask
 from wsseg.data.images import read_image
 from wsseg.errors import BadInputError
+from wsseg.store import Project
 
 IOU_THRESHOLDS: tuple[float, ...] = (0.25, 0.5, 0.75)
 
@@ -170,10 +171,10 @@ def pointing_and_counting(
     }
 
 
-def truth_instances(project: Any, split: str | None = "val") -> tuple[dict[int, Instances], list[str]]:
+def truth_instances(project: Project, split: str | None = "val") -> tuple[dict[int, Instances], list[str]]:
     """The ground-truth instances of a project split's images (keyed by image id), and the class names.
 
-    ``project`` is a ``wsseg.store.Project``. Raises BadInputError when the project has no ground truth
+    Raises BadInputError when the project has no ground truth
     or no image of that split."""
     from wsseg.importer import ground_truth
 
@@ -202,7 +203,7 @@ def truth_instances(project: Any, split: str | None = "val") -> tuple[dict[int, 
 
 
 def evaluate_split(
-    project: Any,
+    project: Project,
     predict: Callable[[list[np.ndarray]], list[Instances]],
     split: str | None = "val",
     score_threshold: float = 0.5,

@@ -74,8 +74,10 @@ class InstanceImages(Dataset):
         coco_path: str | Path,
         split: str | None = "train",
         augment: Augment | None = None,
+        max_images: int | None = None,
     ) -> InstanceImages:
-        """The project's ``split`` images that ``coco_path`` lists, with its instances as targets."""
+        """The project's ``split`` images that ``coco_path`` lists (the first ``max_images`` of them when
+        given), with its instances as targets."""
         coco = read_coco(coco_path)
         classes = project.classes()
         unknown = sorted(set(coco.categories.values()) - set(classes))
@@ -106,7 +108,7 @@ class InstanceImages(Dataset):
             raise BadInputError(
                 str(coco_path), f"lists none of the project's {split!r} images (matched by file name)"
             )
-        return cls(items, classes, augment)
+        return cls(items[:max_images], classes, augment)
 
 
 def mask_boxes(masks: np.ndarray) -> torch.Tensor:

@@ -102,9 +102,7 @@ def train_maskrcnn(
     """Train on the ``split`` images listed in ``coco_path`` (the first ``max_images`` of them when
     given); return the run's metrics."""
     info = setup_distributed()
-    data = InstanceImages.from_coco(project, coco_path, split=split, augment=augment)
-    if max_images is not None:
-        data.items = data.items[:max_images]
+    data = InstanceImages.from_coco(project, coco_path, split, augment, max_images)
     if model_config.num_classes != len(data.classes):
         raise BadInputError(
             "num_classes", f"{model_config.num_classes} != {len(data.classes)} classes in the project"
