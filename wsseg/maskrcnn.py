@@ -47,7 +47,7 @@ class MaskRCNNConfig:
         a path to a state dict of the full torchvision classification model.
     image_size: the shorter side images are resized to (torchvision's ``min_size``); the longer side
         is capped at twice that. Predictions come back at the input image's own size.
-    anchor_sizes: one tuple per FPN level (strides 8, 16, 32, 64), in pixels.
+    anchor_sizes: one tuple per FPN level (strides 8, 16, 32, 64), in pixels of the resized image.
     rpn_*/roi_*: proposals kept before/after NMS, and anchors/RoIs sampled per image for the losses
         (torchvision's defaults are sized for 800 px COCO images: 2000/2000, 256, 512).
     box_head_size: hidden width of the box head's two MLP layers (torchvision: 1024).
@@ -82,6 +82,8 @@ class MaskRCNNConfig:
             raise BadInputError(f"backbone={self.backbone!r}", f"expected one of {', '.join(BACKBONES)}")
         if self.image_size < 32:
             raise BadInputError("image_size", f"must be at least 32 pixels, got {self.image_size}")
+        if self.mask_head_convs < 1:
+            raise BadInputError("mask_head_convs", f"must be at least 1, got {self.mask_head_convs}")
         if len(self.anchor_sizes) != 4:
             raise BadInputError(
                 "anchor_sizes", f"expected one tuple per FPN level (4), got {len(self.anchor_sizes)}"
@@ -158,7 +160,7 @@ def build_maskrcnn(config: MaskRCNNConfig) -> MaskRCNN:
         box_score_thresh=config.score_threshold,
         mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
         mask_head=MaskRCNNHeads(c, mask_layers, 1),
-        mask_predictor=MaskRCNNPredictor(mask_layers[-1] if mask_layers else c, c, config.num_classes + 1),
+        mask_predictor=MaskRCNNPredictor(mask_layers[-1], c, config.num_classes + 1),
     )
 
 
