@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from tests._maskrcnn_data import TINY
 from wsseg.bench import BenchPlan, run_bench
+from wsseg.bench_maskrcnn import MaskRCNNPlan
 from wsseg.engine import TrainConfig
 from wsseg.errors import DataNotFoundError
 from wsseg.models.classifier import ClassifierConfig
@@ -15,6 +17,7 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
         val_images=8,
         classifier=ClassifierConfig(num_classes=4, backbone="small", small_width=8),
         train=TrainConfig(epochs=1, batch_size=8, lr=1e-3),
+        maskrcnn=MaskRCNNPlan(TINY, TrainConfig(epochs=1, batch_size=4, lr=1e-3), max_images=8),
     )
     report = run_bench("shapes", quick=True, out=tmp_path, plan=plan)
     stored = json.loads((tmp_path / "report.json").read_text())
@@ -25,8 +28,15 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
     assert set(cls) >= {"peak_precision", "prm_point_precision", "prm_point_recall", "peaks_per_image"}
     assert stored["speed"]["crm_peaks_over_forward"] > 0
     assert stored["speed"]["app_overlay_ms"] > 0
+    full = stored["maskrcnn"]["full"]
+    assert all(0.0 <= full[k] <= 1.0 for k in ("map25", "map50", "map75", "pointing_accuracy"))
+    assert full["map25"] >= full["map50"] >= full["map75"] and full["count_mae"] >= 0.0
+    weak = stored["maskrcnn"]["weak"]  # the same model and schedule on the bench's pseudo masks
+    assert all(0.0 <= weak[k] <= 1.0 for k in ("map25", "map50", "map75", "pointing_accuracy"))
+    if full["map50"] > 0:
+        assert stored["maskrcnn"]["weak_over_full_map50"] == pytest.approx(weak["map50"] / full["map50"])
     # Stages not built yet are absent, never faked.
-    for later in ("maskrcnn", "ple", "curation"):
+    for later in ("ple", "curation"):
         assert later not in stored
     assert 0.0 <= stored["proposals"]["abo"] <= 1.0 and stored["proposals"]["over_felzenszwalb"] > 0
     for row in ("prm", "wise", "oracle"):

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wsseg.errors import BadInputError
@@ -156,3 +157,25 @@ def test_untagged_filter(tmp_path: Path) -> None:
     _add(project, "c.png", b"c")
     assert project.count_images(untagged=True) == 2
     assert [r.filename for r in project.images(untagged=True, offset=1, limit=5)] == ["c.png"]
+
+
+def test_predictions_round_trip_and_replace_per_image(tmp_path: Path) -> None:
+    from wsseg.data.coco import decode_rle, encode_mask
+
+    project = Project.create(tmp_path / "p")
+    record = project.add_image("a.png", b"x", 8, 6, "h", ["cat"])
+    run = project.start_run("evaluate", {})
+    m1, m2 = np.zeros((6, 8), bool), np.zeros((6, 8), bool)
+    m1[1:3, 2:5], m2[4:, :] = True, True
+    rows = [
+        {"class_name": "cat", "score": 0.4, "rle": encode_mask(m1)},
+        {"class_name": "dog", "score": 0.9, "rle": encode_mask(m2)},
+    ]
+    project.add_predictions(run, record.id, rows)
+    stored = project.predictions(run, record.id)
+    assert [(p["class_name"], p["score"]) for p in stored] == [("dog", 0.9), ("cat", 0.4)]
+    assert np.array_equal(decode_rle(stored[0]["rle"]), m2) and np.array_equal(
+        decode_rle(stored[1]["rle"]), m1
+    )
+    project.add_predictions(run, record.id, rows[:1])
+    assert len(project.predictions(run)) == 1

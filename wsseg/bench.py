@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from wsseg.bench_data import BenchSplit, dataset_splits
+from wsseg.bench_maskrcnn import MaskRCNNPlan, bench_maskrcnn, maskrcnn_plan
 from wsseg.data.tagged_folder import write_tagged_folder
 from wsseg.datasets import Augment
 from wsseg.engine import TrainConfig, tqdm_callback
 from wsseg.evaluate_classifier import INFERENCE_PEAKS, evaluate_classifier
 from wsseg.fileio import write_json
-from wsseg.importer import import_source
+from wsseg.importer import ground_truth, import_source
 from wsseg.models.classifier import ClassifierConfig
 from wsseg.peaks import PeakConfig
 from wsseg.stages.train_classifier import load_classifier, train_classifier
@@ -47,6 +48,8 @@ class BenchPlan:
     """Both shapes (random colours) and nuclei (stains of several colours) are colour-agnostic."""
     ple: bool = False
     """Also run the pixel-label estimator's benchmark (``wsseg.bench_ple``; shapes and camvid)."""
+    maskrcnn: MaskRCNNPlan | None = None
+    """None: ``wsseg.bench_maskrcnn.maskrcnn_plan`` for the run."""
 
 
 def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
@@ -184,6 +187,13 @@ def run_bench(
         t = time.perf_counter()
         report["ple"] = ple_bench(project, dataset, quick, seed, data_root)
         timings["ple"] = time.perf_counter() - t
+    truth = ground_truth(project)
+    if truth is not None and any(truth.instances.values()):  # camvid has no instances
+        t = time.perf_counter()
+        mplan = plan.maskrcnn or maskrcnn_plan(quick, len(train_split.classes), seed)
+        pseudo_coco = report.get("pseudo_masks", {}).get("coco")
+        report["maskrcnn"] = bench_maskrcnn(project, mplan, Path(pseudo_coco) if pseudo_coco else None)
+        timings["maskrcnn"] = time.perf_counter() - t
 
     timings["total"] = time.perf_counter() - started
     report["seconds"] = timings

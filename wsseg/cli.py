@@ -79,6 +79,12 @@ def _cmd_train_ple(args: argparse.Namespace) -> None:
     run_from_args(args)
 
 
+def _cmd_train_maskrcnn(args: argparse.Namespace) -> None:
+    from wsseg.stages.train_maskrcnn import run_from_args
+
+    run_from_args(args)
+
+
 def _cmd_proposals(args: argparse.Namespace) -> None:
     from wsseg.stages.make_proposals import run_from_args
 
@@ -87,6 +93,12 @@ def _cmd_proposals(args: argparse.Namespace) -> None:
 
 def _cmd_pseudo_masks(args: argparse.Namespace) -> None:
     from wsseg.stages.make_pseudo_masks import run_from_args
+
+    run_from_args(args)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from wsseg.stages.evaluate import run_from_args
 
     run_from_args(args)
 
@@ -262,6 +274,57 @@ def _add_pseudo_masks(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_pseudo_masks)
 
 
+def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-maskrcnn",
+        help="train Mask R-CNN on pseudo masks (or the true masks: the fully-supervised upper bound)",
+        description="Train torchvision's Mask R-CNN (MobileNetV3-FPN from scratch by default) on the "
+        "training split's instances from a COCO JSON (--coco), the project's ground truth (--source truth) "
+        "or its stored pseudo masks (--source pseudo). Checkpoints every epoch; --resume continues a "
+        "killed run. Runs unchanged under torchrun --nproc_per_node=N.",
+    )
+    p.add_argument("--project", type=Path, required=True, help="project folder")
+    p.add_argument("--coco", type=Path, default=None, help="COCO instance JSON of the training masks")
+    p.add_argument("--source", choices=["pseudo", "truth"], default=None, help="instead of --coco")
+    p.add_argument("--backbone", default="mobilenet_v3", choices=["mobilenet_v3", "resnet50"])
+    p.add_argument(
+        "--weights", default=None, help="'imagenet' (torchvision weights API) or a weights file path"
+    )
+    p.add_argument("--image-size", type=int, default=160, help="shorter image side the model works at")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3, help="one-cycle peak of AdamW (default 2e-3)")
+    p.add_argument(
+        "--augment", default="flips", help="comma-separated: flips, hflip, colour, none (default flips)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="maskrcnn", help="run name: checkpoints/<name>/")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.set_defaults(func=_cmd_train_maskrcnn)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a trained model against the project's ground truth; print a table, write JSON",
+        description="Mask mAP at IoU 0.25/0.5/0.75 (per class), pointing accuracy and counting error of a "
+        "trained model on a split; its predictions are stored in the project.",
+    )
+    p.add_argument("--project", type=Path, required=True)
+    p.add_argument("--stage", default="maskrcnn", help="what to evaluate (default maskrcnn)")
+    p.add_argument("--name", default="maskrcnn", help="run name of the model (checkpoints/<name>/)")
+    p.add_argument("--split", default="val", help="image split to evaluate on (default val)")
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        help="instances kept for counting (mAP uses every score; default 0.5)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="also write the metrics JSON here")
+    p.set_defaults(func=_cmd_evaluate)
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
@@ -345,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_ple(sub)
     _add_proposals(sub)
     _add_pseudo_masks(sub)
+    _add_train_maskrcnn(sub)
+    _add_evaluate(sub)
     _add_bench(sub)
     return parser
 

@@ -88,10 +88,24 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
-    # Curation (wsseg.curation): a mask can be flagged as uncertain; an undo or redo names the edit it reverts.
+    # 1 -> 2: curation (wsseg.curation): a mask can be flagged as uncertain; an undo or redo names the
+    # edit it reverts.
     """
     ALTER TABLE pseudo_masks ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE edits ADD COLUMN reverts INTEGER REFERENCES edits (id)
+    ALTER TABLE edits ADD COLUMN reverts INTEGER REFERENCES edits (id);
+    """,
+    # 2 -> 3: instance predictions of a model (Mask R-CNN), one row per instance, tied to the
+    # evaluation or prediction run that wrote them.
+    """
+    CREATE TABLE predictions (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+        class_id INTEGER NOT NULL REFERENCES classes (id),
+        score REAL NOT NULL,
+        rle TEXT NOT NULL
+    );
+    CREATE INDEX predictions_image ON predictions (image_id, run_id);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

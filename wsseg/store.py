@@ -455,6 +455,39 @@ class Project:
             for r in rows
         ]
 
+    # ------------------------------------------------------------------ model predictions
+    def add_predictions(self, run_id: int, image_id: int, instances: Iterable[dict[str, Any]]) -> None:
+        """Store one image's predicted instances for a run, replacing that run's earlier ones of the image.
+
+        Each instance is a dict with ``class_name``, ``score`` and ``rle`` (COCO RLE, str ``counts``)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM predictions WHERE run_id = ? AND image_id = ?", (run_id, image_id))
+            conn.executemany(
+                "INSERT INTO predictions (run_id, image_id, class_id, score, rle) VALUES (?,?,?,?,?)",
+                [
+                    (
+                        run_id,
+                        image_id,
+                        self._class_id(conn, i["class_name"]),
+                        float(i["score"]),
+                        json.dumps(i["rle"]),
+                    )
+                    for i in instances
+                ],
+            )
+
+    def predictions(self, run_id: int, image_id: int | None = None) -> list[dict[str, Any]]:
+        """A run's predicted instances (of one image, or all), best score first per image; ``rle`` decoded."""
+        sql = (
+            "SELECT p.image_id, c.name AS class_name, p.score, p.rle FROM predictions p "
+            "JOIN classes c ON c.id = p.class_id WHERE p.run_id = ?"
+            + (" AND p.image_id = ?" if image_id is not None else "")
+            + " ORDER BY p.image_id, p.score DESC, p.id"
+        )
+        with self.reading() as conn:
+            rows = conn.execute(sql, (run_id,) if image_id is None else (run_id, image_id)).fetchall()
+        return [{**dict(r), "rle": json.loads(r["rle"])} for r in rows]
+
     # ------------------------------------------------------------------ pseudo masks and their history
     def add_pseudo_mask(
         self,

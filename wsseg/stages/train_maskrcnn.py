@@ -1,0 +1,190 @@
+"""Stage: train Mask R-CNN on instance masks of a project (pseudo masks, or the true ones).
+
+The masks come from a COCO instance JSON: ``--coco FILE`` (for example the pseudo-mask stage's
+export), ``--source truth`` (the project's ``ground_truth.json``: the fully-supervised upper bound,
+same data, same schedule, same evaluation) or ``--source pseudo`` (the project's stored pseudo masks
+that are not rejected, curated edits included, exported to ``artifacts/maskrcnn/<name>/pseudo.json``).
+Only the images of the training split are used. Writes ``checkpoints/<name>/last.pt`` and
+``config.json`` and records a ``maskrcnn`` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.models.detection import MaskRCNN
+
+from wsseg.data.coco import coco_dict
+from wsseg.datasets import Augment
+from wsseg.engine import (
+    CHECKPOINT,
+    Progress,
+    TrainConfig,
+    load_checkpoint,
+    setup_distributed,
+    tqdm_callback,
+    train,
+)
+from wsseg.errors import BadInputError
+from wsseg.fileio import write_json
+from wsseg.importer import GROUND_TRUTH
+from wsseg.instance_data import InstanceImages, collate
+from wsseg.maskrcnn import MaskRCNNConfig, build_maskrcnn
+from wsseg.stages.train_classifier import parse_augment
+from wsseg.store import Project
+
+STAGE = "maskrcnn"
+SOURCES = ("truth", "pseudo")
+
+
+def maskrcnn_loss(model: torch.nn.Module, batch: tuple[list, list]) -> dict[str, torch.Tensor]:
+    """torchvision's five losses (RPN objectness and box, RoI class, box and mask), by name."""
+    images, targets = batch
+    return model(images, targets)
+
+
+def export_pseudo_masks(project: Project, path: Path) -> Path:
+    """Write the project's stored pseudo masks that are not rejected as a COCO JSON; return ``path``."""
+    classes = project.classes()
+    masks = [m for m in project.pseudo_masks() if m["status"] != "rejected"]
+    if not masks:
+        raise BadInputError(str(project.root), "has no pseudo masks; run the pseudo-mask stage first")
+    image_ids = sorted({m["image_id"] for m in masks})
+    records = [project.image(i) for i in image_ids]
+    annotations = [
+        {
+            "id": k + 1,
+            "image_id": m["image_id"],
+            "category_id": classes.index(m["class_name"]) + 1,
+            "segmentation": m["rle"],
+            "iscrowd": 0,
+        }
+        for k, m in enumerate(masks)
+    ]
+    images = [{"id": r.id, "file_name": r.filename, "width": r.width, "height": r.height} for r in records]
+    write_json(path, coco_dict(images, classes, annotations))
+    return path
+
+
+def training_coco(project: Project, name: str, coco: Path | None, source: str | None) -> Path:
+    """The COCO file to train on: ``coco`` when given, else the one ``source`` names."""
+    if coco is not None:
+        if source is not None:
+            raise BadInputError("--coco", "give either --coco or --source, not both")
+        return Path(coco)
+    if source == "truth":
+        path = project.root / GROUND_TRUTH
+        if not path.is_file():
+            raise BadInputError(str(project.root), "has no ground truth (ground_truth.json) to train on")
+        return path
+    if source == "pseudo":
+        return export_pseudo_masks(project, project.root / "artifacts" / STAGE / name / "pseudo.json")
+    raise BadInputError("--source", f"expected one of {', '.join(SOURCES)} (or give --coco), got {source!r}")
+
+
+def train_maskrcnn(
+    project: Project,
+    coco_path: str | Path,
+    model_config: MaskRCNNConfig,
+    train_config: TrainConfig,
+    name: str = "maskrcnn",
+    augment: Augment | None = Augment(flips=True, hflip=False, colour=False),  # noqa: B008 (frozen)
+    resume: bool = False,
+    callback: Callable[[Progress], bool | None] | None = None,
+    split: str | None = "train",
+    max_images: int | None = None,
+) -> dict[str, Any]:
+    """Train on the ``split`` images listed in ``coco_path`` (the first ``max_images`` of them when
+    given); return the run's metrics."""
+    info = setup_distributed()
+    data = InstanceImages.from_coco(project, coco_path, split, augment, max_images)
+    if model_config.num_classes != len(data.classes):
+        raise BadInputError(
+            "num_classes", f"{model_config.num_classes} != {len(data.classes)} classes in the project"
+        )
+    folder = project.root / "checkpoints" / name
+    if resume and not (folder / CHECKPOINT).exists():
+        raise BadInputError(str(folder / CHECKPOINT), "nothing to resume; start without --resume")
+    torch.manual_seed(train_config.seed)
+    model = build_maskrcnn(model_config)
+    config = {
+        "name": name,
+        "coco": str(coco_path),
+        "images": len(data),
+        "model": model_config.as_dict(),
+        "train": dataclasses.asdict(train_config),
+        "augment": None if augment is None else dataclasses.asdict(augment),
+    }
+    run_id = project.start_run(STAGE, config, str(folder.relative_to(project.root))) if info.is_main else 0
+    try:
+        result = train(
+            model,
+            data,
+            maskrcnn_loss,
+            train_config,
+            folder,
+            callback=callback,
+            resume=resume,
+            extra_state={"classes": data.classes, "model": model_config.as_dict(), "coco": str(coco_path)},
+            collate_fn=collate,
+        )
+    except BaseException:
+        if info.is_main:
+            project.finish_run(run_id, "failed")
+        raise
+    last = result.history[-1] if result.history else {}
+    metrics = {"final_loss": sum(last.values()) if last else float("nan"), "epochs_done": len(result.history)}
+    metrics.update({f"final_{k}": v for k, v in last.items()})
+    if info.is_main:
+        project.finish_run(run_id, "stopped" if result.stopped else "done", metrics)
+    return metrics
+
+
+def load_maskrcnn(
+    project_or_folder: Project | Path, name: str = "maskrcnn", device: str | torch.device = "cpu"
+) -> tuple[MaskRCNN, list[str], dict[str, Any]]:
+    """The trained model (eval mode), its class names, and the checkpoint's extra state."""
+    folder = (
+        project_or_folder.root / "checkpoints" / name
+        if isinstance(project_or_folder, Project)
+        else Path(project_or_folder)
+    )
+    state = load_checkpoint(folder / CHECKPOINT, map_location=device)
+    extra = state["extra"]
+    if "model" not in extra or "anchor_sizes" not in extra["model"]:
+        raise BadInputError(str(folder / CHECKPOINT), "is not a Mask R-CNN checkpoint")
+    model = build_maskrcnn(MaskRCNNConfig.from_dict(extra["model"]))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return model, list(extra["classes"]), extra
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    project = Project(args.project)
+    classes = project.classes()
+    if not classes:
+        raise BadInputError(str(args.project), "has no classes; import tagged images first")
+    coco = training_coco(project, args.name, args.coco, args.source)
+    model_config = MaskRCNNConfig(
+        num_classes=len(classes), backbone=args.backbone, weights=args.weights, image_size=args.image_size
+    )
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
+    )
+    metrics = train_maskrcnn(
+        project,
+        coco,
+        model_config,
+        train_config,
+        name=args.name,
+        augment=parse_augment(args.augment),
+        resume=args.resume,
+        callback=tqdm_callback("train-maskrcnn"),
+    )
+    if setup_distributed().is_main:
+        print(f"Mask R-CNN trained on {coco}: {project.root / 'checkpoints' / args.name} ({metrics})")
