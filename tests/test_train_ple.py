@@ -40,6 +40,16 @@ def test_train_ple_then_predict_writes_label_maps_and_a_run(project_root: Path) 
     assert not model.training and extra["classes"] == project.classes()
 
 
+def test_evaluate_command_scores_the_estimator(project_root: Path, capsys) -> None:
+    if Project(project_root).latest_run("ple") is None:
+        assert main(_args(project_root)) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--project", str(project_root), "--stage", "ple", "--split", "train"]) == 0
+    printed = capsys.readouterr().out
+    direct = evaluate_ple(Project(project_root), "ple", "train", write=False)
+    assert f"miou                 {direct['miou']:.4f}" in printed and "IoU background" in printed
+
+
 def test_full_baseline_and_resume_of_a_finished_run(project_root: Path) -> None:
     assert main(_args(project_root, "--full", "--name", "full")) == 0
     before = load_ple(Project(project_root), "full")[0].state_dict()

@@ -309,11 +309,18 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a trained model against the project's ground truth; print a table, write JSON",
         description="Mask mAP at IoU 0.25/0.5/0.75 (per class), pointing accuracy and counting error of a "
-        "trained model on a split; its predictions are stored in the project.",
+        "trained Mask R-CNN on a split, or the mIoU of a pixel-label estimator (--stage ple); the "
+        "predictions are stored in the project.",
     )
     p.add_argument("--project", type=Path, required=True)
-    p.add_argument("--stage", default="maskrcnn", help="what to evaluate (default maskrcnn)")
-    p.add_argument("--name", default="maskrcnn", help="run name of the model (checkpoints/<name>/)")
+    p.add_argument(
+        "--stage",
+        default="maskrcnn",
+        help="maskrcnn (mask mAP, pointing, counting) or ple (mIoU of the pixel-label estimator)",
+    )
+    p.add_argument(
+        "--name", default=None, help="run name of the model: checkpoints/<name>/ (default: the stage)"
+    )
     p.add_argument("--split", default="val", help="image split to evaluate on (default val)")
     p.add_argument(
         "--score-threshold",

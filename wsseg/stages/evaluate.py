@@ -79,15 +79,41 @@ def store_predictions(
     write_json(coco_path, results)
 
 
-EVALUATORS: dict[str, Callable[..., dict[str, Any]]] = {"maskrcnn": evaluate_maskrcnn}
+def evaluate_semantic(
+    project: Project,
+    name: str = "ple",
+    split: str | None = "val",
+    score_threshold: float = 0.5,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """mIoU of a trained pixel-label estimator (``wsseg.evaluate_ple``); its label maps are written to
+    ``artifacts/ple/run-<id>/``. ``score_threshold`` and ``progress`` are unused (same signature)."""
+    from wsseg.evaluate_ple import evaluate_ple
+
+    metrics = evaluate_ple(project, name, split)
+    return {**metrics, "run": metrics.get("run_id")}
+
+
+EVALUATORS: dict[str, Callable[..., dict[str, Any]]] = {
+    "maskrcnn": evaluate_maskrcnn,
+    "ple": evaluate_semantic,
+}
 
 
 def format_table(metrics: dict[str, Any]) -> str:
     """The metrics as a plain-text table: overall figures, then AP per class at each IoU threshold."""
     lines = []
-    for key in ("images", *(threshold_key(t) for t in IOU_THRESHOLDS), "pointing_accuracy", "count_mae"):
+    for key in (
+        "images",
+        *(threshold_key(t) for t in IOU_THRESHOLDS),
+        "pointing_accuracy",
+        "count_mae",
+        "miou",
+    ):
         if key in metrics:
             lines.append(f"{key:<20} {_show(metrics[key])}")
+    for label, iou in (metrics.get("iou") or {}).items():
+        lines.append(f"  IoU {label:<15} {_show(iou)}")
     per_class = {k: metrics.get(f"per_class_{k}") for k in (threshold_key(t) for t in IOU_THRESHOLDS)}
     per_class = {k: v for k, v in per_class.items() if v}
     if per_class:
@@ -120,7 +146,7 @@ def run_from_args(args: argparse.Namespace) -> None:
 
     try:
         metrics = EVALUATORS[args.stage](
-            project, args.name, args.split, args.score_threshold, progress=progress
+            project, args.name or args.stage, args.split, args.score_threshold, progress=progress
         )
     finally:
         for bar in bars:
