@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, serve
 
-PAGES = {"project": "", "data": "/data", "cams": "/cams"}
+PAGES = {"project": "", "data": "/data", "cams": "/cams", "curate": "/curate"}
 
 
 def main() -> None:
