@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,15 @@ from pathlib import Path
 from wsseg.errors import WssegError
 
 DEFAULT_DEMO = Path("projects/demo")
+
+
+def _stage(module: str) -> Callable[[argparse.Namespace], None]:
+    """A command whose work is ``run_from_args`` of a stage module, imported only when it runs."""
+
+    def run(args: argparse.Namespace) -> None:
+        importlib.import_module(module).run_from_args(args)
+
+    return run
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -59,54 +69,6 @@ def _cmd_import(args: argparse.Namespace) -> None:
         print(f"refused {problem.source}: {problem.message}")
     if report.skipped_duplicates:
         print(f"skipped {len(report.skipped_duplicates)} image(s) already in the project (same content)")
-
-
-def _cmd_train_classifier(args: argparse.Namespace) -> None:
-    from wsseg.stages.train_classifier import run_from_args
-
-    run_from_args(args)
-
-
-def _cmd_peaks(args: argparse.Namespace) -> None:
-    from wsseg.stages.make_peaks import run_from_args
-
-    run_from_args(args)
-
-
-def _cmd_train_ple(args: argparse.Namespace) -> None:
-    from wsseg.stages.train_ple import run_from_args
-
-    run_from_args(args)
-
-
-def _cmd_train_maskrcnn(args: argparse.Namespace) -> None:
-    from wsseg.stages.train_maskrcnn import run_from_args
-
-    run_from_args(args)
-
-
-def _cmd_proposals(args: argparse.Namespace) -> None:
-    from wsseg.stages.make_proposals import run_from_args
-
-    run_from_args(args)
-
-
-def _cmd_pseudo_masks(args: argparse.Namespace) -> None:
-    from wsseg.stages.make_pseudo_masks import run_from_args
-
-    run_from_args(args)
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from wsseg.stages.evaluate import run_from_args
-
-    run_from_args(args)
-
-
-def _cmd_bench(args: argparse.Namespace) -> None:
-    from wsseg.bench import run_from_args
-
-    run_from_args(args)
 
 
 def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
@@ -155,7 +117,7 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="classifier", help="run name: checkpoints/<name>/")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.set_defaults(func=_cmd_train_classifier)
+    p.set_defaults(func=_stage("wsseg.stages.train_classifier"))
 
 
 def _add_peaks(sub: argparse._SubParsersAction) -> None:
@@ -188,7 +150,7 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
     p.add_argument("--split", default=None, help="only the images of this split (default: all)")
-    p.set_defaults(func=_cmd_peaks)
+    p.set_defaults(func=_stage("wsseg.stages.make_peaks"))
 
 
 def _add_train_ple(sub: argparse._SubParsersAction) -> None:
@@ -221,7 +183,7 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--predict", action="store_true", help="write every image's label map afterwards")
     p.add_argument("--crf", action="store_true", help="refine the written predictions with the dense CRF")
-    p.set_defaults(func=_cmd_train_ple)
+    p.set_defaults(func=_stage("wsseg.stages.train_ple"))
 
 
 def _add_sharding(p: argparse.ArgumentParser, stage: str) -> None:
@@ -249,7 +211,7 @@ def _add_proposals(sub: argparse._SubParsersAction) -> None:
         "--colour-spaces", default=None, help="comma-separated, of rgb, hsv, lab (default rgb,lab)"
     )
     _add_sharding(p, "proposals")
-    p.set_defaults(func=_cmd_proposals)
+    p.set_defaults(func=_stage("wsseg.stages.make_proposals"))
 
 
 def _add_pseudo_masks(sub: argparse._SubParsersAction) -> None:
@@ -271,7 +233,7 @@ def _add_pseudo_masks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-classes", action="store_true", help="use peaks of untagged classes too")
     p.add_argument("--export", type=Path, default=None, help="also write the run's masks as COCO JSON here")
     _add_sharding(p, "pseudo-masks")
-    p.set_defaults(func=_cmd_pseudo_masks)
+    p.set_defaults(func=_stage("wsseg.stages.make_pseudo_masks"))
 
 
 def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
@@ -301,7 +263,7 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="maskrcnn", help="run name: checkpoints/<name>/")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.set_defaults(func=_cmd_train_maskrcnn)
+    p.set_defaults(func=_stage("wsseg.stages.train_maskrcnn"))
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -329,7 +291,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="instances kept for counting (mAP uses every score; default 0.5)",
     )
     p.add_argument("--out", type=Path, default=None, help="also write the metrics JSON here")
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=_stage("wsseg.stages.evaluate"))
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -351,7 +313,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="instead of training: hostile imports, killed and concurrent editors; counts what was lost",
     )
-    p.set_defaults(func=_cmd_bench)
+    p.set_defaults(func=_stage("wsseg.bench"))
 
 
 def build_parser() -> argparse.ArgumentParser:

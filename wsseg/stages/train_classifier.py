@@ -19,7 +19,6 @@ from wsseg.engine import (
     CHECKPOINT,
     Progress,
     TrainConfig,
-    load_checkpoint,
     setup_distributed,
     tqdm_callback,
     train,
@@ -27,6 +26,7 @@ from wsseg.engine import (
 from wsseg.errors import BadInputError
 from wsseg.models.classifier import ClassifierConfig, PeakClassifier
 from wsseg.peaks import PeakConfig
+from wsseg.stages.common import checkpoint_state, train_config_from_args
 from wsseg.store import Project
 
 STAGE = "classifier"
@@ -107,12 +107,7 @@ def load_classifier(
     project_or_folder: Project | Path, name: str = "classifier", device: str | torch.device = "cpu"
 ) -> tuple[PeakClassifier, list[str], dict[str, Any]]:
     """The trained model (eval mode), its class names, and the checkpoint's extra state."""
-    folder = (
-        project_or_folder.root / "checkpoints" / name
-        if isinstance(project_or_folder, Project)
-        else project_or_folder
-    )
-    state = load_checkpoint(Path(folder) / CHECKPOINT, map_location=device)
+    _, state = checkpoint_state(project_or_folder, name, device)
     extra = state["extra"]
     model = PeakClassifier(config_from_dict(extra["model"]))
     model.load_state_dict(state["model"])
@@ -160,9 +155,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         peak_stimulation=args.pooling == "peaks",
         small_dilations=parse_dilations(args.dilations),
     )
-    train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
-    )
+    train_config = train_config_from_args(args)
     metrics = train_classifier(
         project,
         model_config,

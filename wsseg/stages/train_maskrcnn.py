@@ -25,7 +25,6 @@ from wsseg.engine import (
     CHECKPOINT,
     Progress,
     TrainConfig,
-    load_checkpoint,
     setup_distributed,
     tqdm_callback,
     train,
@@ -35,6 +34,7 @@ from wsseg.fileio import write_json
 from wsseg.importer import GROUND_TRUTH
 from wsseg.instance_data import InstanceImages, collate
 from wsseg.maskrcnn import MaskRCNNConfig, build_maskrcnn
+from wsseg.stages.common import checkpoint_state, train_config_from_args
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store import Project
 
@@ -149,15 +149,10 @@ def load_maskrcnn(
     project_or_folder: Project | Path, name: str = "maskrcnn", device: str | torch.device = "cpu"
 ) -> tuple[MaskRCNN, list[str], dict[str, Any]]:
     """The trained model (eval mode), its class names, and the checkpoint's extra state."""
-    folder = (
-        project_or_folder.root / "checkpoints" / name
-        if isinstance(project_or_folder, Project)
-        else Path(project_or_folder)
-    )
-    state = load_checkpoint(folder / CHECKPOINT, map_location=device)
+    path, state = checkpoint_state(project_or_folder, name, device)
     extra = state["extra"]
     if "model" not in extra or "anchor_sizes" not in extra["model"]:
-        raise BadInputError(str(folder / CHECKPOINT), "is not a Mask R-CNN checkpoint")
+        raise BadInputError(str(path), "is not a Mask R-CNN checkpoint")
     model = build_maskrcnn(MaskRCNNConfig.from_dict(extra["model"]))
     model.load_state_dict(state["model"])
     model.to(device).eval()
@@ -173,9 +168,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     model_config = MaskRCNNConfig(
         num_classes=len(classes), backbone=args.backbone, weights=args.weights, image_size=args.image_size
     )
-    train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
-    )
+    train_config = train_config_from_args(args)
     metrics = train_maskrcnn(
         project,
         coco,

@@ -30,6 +30,7 @@ from wsseg.engine import (
 from wsseg.errors import BadInputError
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.ple import IGNORE, PLEConfig, full_losses, weak_losses
+from wsseg.stages.common import checkpoint_state, train_config_from_args
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store import ImageRecord, Project
 
@@ -235,12 +236,7 @@ def load_ple(
     project_or_folder: Project | Path, name: str = "ple", device: str | torch.device = "cpu"
 ) -> tuple[Segmenter, dict[str, Any]]:
     """The trained network (eval mode) and its checkpoint's extra state (``labels``, ``classes``, ...)."""
-    folder = (
-        project_or_folder.root / "checkpoints" / name
-        if isinstance(project_or_folder, Project)
-        else project_or_folder
-    )
-    state = load_checkpoint(Path(folder) / CHECKPOINT, map_location=device)
+    _, state = checkpoint_state(project_or_folder, name, device)
     extra = state["extra"]
     model = Segmenter(SegmenterConfig(**extra["model"]))
     model.load_state_dict(state["model"])
@@ -262,9 +258,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     model_config = SegmenterConfig(
         num_labels=len(label_names(classes, background)), backbone=args.backbone, weights=args.weights
     )
-    train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
-    )
+    train_config = train_config_from_args(args)
     metrics = train_ple(
         project,
         model_config,

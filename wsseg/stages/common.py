@@ -1,0 +1,32 @@
+"""What every training stage shares: its checkpoint folder and state, and its schedule from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsseg.engine import CHECKPOINT, TrainConfig, load_checkpoint
+from wsseg.store import Project
+
+
+def checkpoint_state(
+    project_or_folder: Project | Path, name: str, device: str | torch.device = "cpu"
+) -> tuple[Path, dict[str, Any]]:
+    """(checkpoint file, its state) of the run ``name`` of a project, or of a checkpoint folder."""
+    folder = (
+        project_or_folder.root / "checkpoints" / name
+        if isinstance(project_or_folder, Project)
+        else Path(project_or_folder)
+    )
+    path = folder / CHECKPOINT
+    return path, load_checkpoint(path, map_location=device)
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The schedule options every training command takes (--epochs, --batch-size, --lr, --seed, --workers)."""
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
+    )
