@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import current_project, tag_filter
-from pages.curate_draw import CANDIDATE_COLOUR, MASK_COLOUR, overlay
+from pages.curate_draw import CANDIDATE_COLOUR, overlay
 from wsseg.overlay import (
     OverlayStyle,
     display_scale,
@@ -41,6 +41,7 @@ from wsseg.retrieval_view import (
 from wsseg.store import Project
 
 BETAS = [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
+PRM_COLOUR = (255, 220, 0)  # yellow: the PRM strategy; WISE in CANDIDATE_COLOUR (cyan)
 POINTS = {"prm_argmax": "PRM argmax", "peak": "the peak itself"}
 TABLE_COLUMNS = ["rank", "proposal", "score", *[n for n, _ in WEIGHTED_TERMS], "inside", "background"]
 TABLE_COLUMNS += ["objectness", "area"]
@@ -54,7 +55,7 @@ def _candidates(root: str, image_id: int, stamp: tuple[int, int]) -> ImageCandid
 
 
 def _mask_picture(
-    cands: ImageCandidates, ranking: Ranking, rank: int, colour: tuple[int, int, int] = MASK_COLOUR
+    cands: ImageCandidates, ranking: Ranking, rank: int, colour: tuple[int, int, int] = PRM_COLOUR
 ) -> np.ndarray:
     """HxWx3 uint8, enlarged: the proposal of 1-based ``rank`` tinted on the image, with the point."""
     scale = display_scale(cands.image.shape[:2], 320)
@@ -97,7 +98,7 @@ def viewer(cands: ImageCandidates, peak_index: int, class_name: str) -> None:
 
     prm = rank_proposals(cands, peak_index, RetrievalConfig(alpha=alpha, beta=beta, bg=bg))
     wise = rank_proposals(cands, peak_index, RetrievalConfig(strategy="wise", point=point))
-    style = OverlayStyle()
+    style = OverlayStyle(opacity=0.85)
     pictures = st.columns(4)
     with pictures[0]:
         st.markdown(f"**PRM of the peak** ({class_name})")
