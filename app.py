@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/project.py", title="Project", icon=":material/folder_open:", default=True),
     st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
     st.Page("pages/cams.py", title="CAMs and peaks", icon=":material/local_fire_department:"),
+    st.Page("pages/proposals.py", title="Proposals and pseudo masks", icon=":material/layers:"),
     st.Page("pages/curate.py", title="Curate", icon=":material/task_alt:"),
 ]
 

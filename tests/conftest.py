@@ -52,3 +52,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         lineage={"proposal_rank": 1},
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def proposed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 demo images through the product's commands: a classifier (1 epoch, batch 4), a peaks run
+    (every class, so each image has peaks) and a proposals run (one worker). About 10 s."""
+    from wsseg.cli import main
+    from wsseg.demo import create_demo_project
+
+    root = tmp_path_factory.mktemp("proposed") / "project"
+    create_demo_project(root, n_images=6)
+    main(["train-classifier", "--project", str(root), "--epochs", "1", "--batch-size", "4"])
+    main(["peaks", "--project", str(root), "--class-threshold", "-1000"])
+    main(["proposals", "--project", str(root), "--workers", "1"])
+    return root

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, serve
 
-PAGES = {"project": "", "data": "/data", "cams": "/cams", "curate": "/curate"}
+PAGES = {
+    "project": "",
+    "data": "/data",
+    "cams": "/cams",
+    "proposals": "/proposals",
+    "curate": "/curate",
+}
 
 
 def main() -> None:
