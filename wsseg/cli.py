@@ -41,7 +41,16 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     elif not args.no_checkpoint:
         from wsseg.demo import DEMO_CHECKPOINT, install_demo_checkpoint
 
-        run_id = install_demo_checkpoint(project)
+        from tqdm import tqdm
+
+        bar = tqdm(desc="demo peaks", unit="image")
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        run_id = install_demo_checkpoint(project, progress=progress)
+        bar.close()
         if run_id is not None:
             print(
                 f"shipped demo classifier installed ({DEMO_CHECKPOINT.name}), peaks computed (run {run_id})"

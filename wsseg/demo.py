@@ -69,7 +69,11 @@ def make_demo_checkpoint(out: Path, work: Path, images: int = 3000, epochs: int 
     return metrics
 
 
-def install_demo_checkpoint(project: Project, checkpoint: Path = DEMO_CHECKPOINT) -> int | None:
+def install_demo_checkpoint(
+    project: Project,
+    checkpoint: Path = DEMO_CHECKPOINT,
+    progress: Callable[[int, int], None] | None = None,
+) -> int | None:
     """Give the demo project the shipped classifier and compute its peaks; the peaks run id, or None
     when no checkpoint is shipped or the project already has a classifier."""
     from wsseg.engine import CHECKPOINT
@@ -83,10 +87,10 @@ def install_demo_checkpoint(project: Project, checkpoint: Path = DEMO_CHECKPOINT
         "classifier", {"name": "classifier", "source": str(checkpoint)}, artifacts="checkpoints/classifier"
     )
     project.finish_run(run_id, "done", {"installed_from": Path(checkpoint).name})
-    return _demo_peaks(project)
+    return _demo_peaks(project, progress)
 
 
-def _demo_peaks(project: Project) -> int:
+def _demo_peaks(project: Project, progress: Callable[[int, int], None] | None = None) -> int:
     from wsseg.evaluate_classifier import INFERENCE_PEAKS
     from wsseg.prm import PRMConfig
     from wsseg.stages.make_peaks import make_peaks
@@ -96,7 +100,7 @@ def _demo_peaks(project: Project) -> int:
         relative_threshold=INFERENCE_PEAKS.relative_threshold,
         smooth=INFERENCE_PEAKS.smooth,
     )
-    return make_peaks(project, prm_config=cfg)
+    return make_peaks(project, prm_config=cfg, progress=progress)
 
 
 def train_demo_classifier(
