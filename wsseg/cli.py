@@ -39,9 +39,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         run_id = train_demo_classifier(project, args.epochs, tqdm_callback("demo classifier"))
         print(f"demo classifier trained and peaks computed (run {run_id}): see the CAMs and peaks page")
     elif not args.no_checkpoint:
-        from wsseg.demo import DEMO_CHECKPOINT, install_demo_checkpoint
-
         from tqdm import tqdm
+
+        from wsseg.demo import DEMO_CHECKPOINT, install_demo_checkpoint
 
         bar = tqdm(desc="demo peaks", unit="image")
 
