@@ -90,7 +90,12 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
     window = row[0].selectbox("Peak window", [1, 3, 5, 7, 9], index=1, key="cam_window")
     peak_filter = row[1].selectbox("Peak filter", list(FILTERS), key="cam_filter")
     relative = row[2].slider(
-        "Threshold (fraction of the map's max)", 0.0, 1.0, 0.5, 0.05, key="cam_threshold"
+        "Threshold (fraction of the map's max)",
+        0.0,
+        1.0,
+        PeakSettings().relative_threshold,
+        0.05,
+        key="cam_threshold",
     )
     smooth = row[3].slider("Smoothing (cells)", 0.0, 3.0, 1.0, 0.5, key="cam_smooth")
     positive = row[4].toggle("Positive peaks only", value=True, key="cam_positive")

@@ -16,6 +16,7 @@ import torch
 
 from wsseg.datasets import to_tensor
 from wsseg.engine import CHECKPOINT
+from wsseg.evaluate_classifier import INFERENCE_PEAKS
 from wsseg.models.classifier import PeakClassifier
 from wsseg.peaks import Peak, PeakConfig, find_peaks
 from wsseg.prm import PRMConfig, peak_response_maps
@@ -81,9 +82,9 @@ class PeakSettings:
 
     window: int = 3
     peak_filter: str = "median"
-    relative_threshold: float = 0.5
-    peak_threshold: float | None = 0.0
-    smooth: float = 1.0
+    relative_threshold: float = INFERENCE_PEAKS.relative_threshold or 0.0
+    peak_threshold: float | None = INFERENCE_PEAKS.peak_threshold
+    smooth: float = INFERENCE_PEAKS.smooth or 0.0
 
 
 def stored_peaks_file(project: Project, record: ImageRecord) -> tuple[Path, dict] | None:
