@@ -95,8 +95,15 @@ def viewer(cands: ImageCandidates, peak_index: int, class_name: str) -> None:
         "WISE point", list(POINTS), format_func=POINTS.__getitem__, key="pm_point", horizontal=True
     )
     top = row[4].slider("Proposals listed", 3, 30, 10, key="pm_top")
+    contain = st.checkbox(
+        "PRM strategy: only proposals that hold the peak (the default; off is PRM as published)",
+        value=RetrievalConfig().contain_point,
+        key="pm_contain",
+    )
 
-    prm = rank_proposals(cands, peak_index, RetrievalConfig(alpha=alpha, beta=beta, bg=bg))
+    prm = rank_proposals(
+        cands, peak_index, RetrievalConfig(alpha=alpha, beta=beta, bg=bg, point="peak", contain_point=contain)
+    )
     wise = rank_proposals(cands, peak_index, RetrievalConfig(strategy="wise", point=point))
     style = OverlayStyle(opacity=0.85)
     pictures = st.columns(4)

@@ -179,11 +179,11 @@ def test_point_choice_and_containment() -> None:
     prm[12, 30] = 1.0  # the PRM points into the right square while the peak sits in the left one
     peak = PeakInput(0, 12, 12, 1.0, prm)
     crm = np.zeros((1, 5, 5), np.float32)
-    wise = RetrievalConfig(strategy="wise", nms_iou=None)
+    wise = RetrievalConfig(strategy="wise", nms_iou=None, point="prm_argmax")
     assert retrieve(proposals, [peak], crm, wise)[0].point == (12, 30)
     at_peak = retrieve(proposals, [peak], crm, dataclasses.replace(wise, point="peak"))[0]
     assert at_peak.point == (12, 12) and at_peak.proposal == 0  # highest objectness holding (12, 12)
-    loose = RetrievalConfig(nms_iou=None, point="peak")
+    loose = RetrievalConfig(nms_iou=None, point="peak", contain_point=False)
     assert retrieve(proposals, [peak], crm, loose)[0].proposal in (0, 2)  # both hold the PRM's mass
     strict = dataclasses.replace(loose, contain_point=True)
     assert retrieve(proposals, [peak], crm, strict)[0].proposal in (0, 1)

@@ -55,7 +55,7 @@ def scene() -> ImageCandidates:
 
 
 def test_prm_ranking_terms_and_order_equal_the_direct_computation(scene: ImageCandidates) -> None:
-    config = RetrievalConfig(alpha=0.8, beta=0.5, bg=0.95)
+    config = RetrievalConfig(alpha=0.8, beta=0.5, bg=0.95, contain_point=False)
     ranking = rank_proposals(scene, 0, config)
     masks, prm = scene.proposals.masks, scene.peaks[0].prm
     terms = score_terms(
@@ -79,8 +79,8 @@ def test_prm_ranking_terms_and_order_equal_the_direct_computation(scene: ImageCa
 
 
 def test_beta_reorders_the_ranking(scene: ImageCandidates) -> None:
-    low = rank_proposals(scene, 0, RetrievalConfig(beta=0.0))
-    high = rank_proposals(scene, 0, RetrievalConfig(beta=1.0))
+    low = rank_proposals(scene, 0, RetrievalConfig(beta=0.0, contain_point=False))
+    high = rank_proposals(scene, 0, RetrievalConfig(beta=1.0, contain_point=False))
     # without the background penalty the large square (mostly background) outranks the one elsewhere;
     # with it, the large square falls last, 580 background pixels against 100
     assert rank_of(low, 2) < rank_of(low, 4) and rank_of(high, 2) == 4 == len(high.rows)
@@ -100,7 +100,7 @@ def test_wise_takes_the_most_objectness_proposal_holding_the_point(scene: ImageC
 
 
 def test_no_usable_proposal_gives_an_empty_ranking(scene: ImageCandidates) -> None:
-    ranking = rank_proposals(scene, 0, RetrievalConfig(strategy="prm", max_area=0.01))
+    ranking = rank_proposals(scene, 0, RetrievalConfig(strategy="prm", max_area=0.01, contain_point=False))
     assert ranking.rows == [] and ranking.mask is None and ranking.point is None
 
 
