@@ -47,9 +47,10 @@ layers. The adjoint is linear in the seed, so the seeds of peaks whose windows d
 up to one seed, go through one pass, and come apart exactly by cutting each window out (at every
 layer the two supports are disjoint: no sum ever mixes them). A layer that sees the whole image
 (squeeze-excitation, global pooling) makes the radius infinite and turns packing off. With the
-57 px ``small`` backbone on a 160 px image, 4 to 6 peaks usually take 2 or 3 passes. Within a pass,
-each transposed convolution runs on the bounding box of the non-zero relevance only, so a pass costs
-the fraction of the image that the peaks' receptive fields cover.
+57 px ``small`` backbone on a 160 px image, peaks on objects far apart share a pass; the peaks of
+one cluster (several classes on one object, touching nuclei) do not. Measured on shapes with the
+demo classifier: all PRMs of a 4-peak image cost 2.1 to 3.4 training steps (forward+backward), one
+backward per peak 2.9 to 3.7; the modified forward alone costs about one training step.
 """
 
 from __future__ import annotations
