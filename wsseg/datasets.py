@@ -54,20 +54,21 @@ def augment_image(image: np.ndarray, aug: Augment, rng: np.random.Generator) -> 
     return np.ascontiguousarray(image)
 
 
+def check_tagged_arrays(images: np.ndarray, targets: np.ndarray, classes: Sequence[str]) -> None:
+    """Raise BadInputError unless ``images`` is NxHxWx3 uint8 and ``targets`` is N x len(classes)."""
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise BadInputError("images", f"expected an NxHxWx3 uint8 array, got {images.shape} {images.dtype}")
+    if targets.shape != (len(images), len(classes)):
+        raise BadInputError("targets", f"expected shape {(len(images), len(classes))}, got {targets.shape}")
+
+
 class TaggedImages(Dataset):
     """Images and multi-hot targets. Item: ``(3xHxW float32 normalised, C float32 in {0, 1})``."""
 
     def __init__(
         self, images: np.ndarray, targets: np.ndarray, classes: Sequence[str], augment: Augment | None = None
     ) -> None:
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise BadInputError(
-                "images", f"expected an NxHxWx3 uint8 array, got {images.shape} {images.dtype}"
-            )
-        if targets.shape != (len(images), len(classes)):
-            raise BadInputError(
-                "targets", f"expected shape {(len(images), len(classes))}, got {targets.shape}"
-            )
+        check_tagged_arrays(images, targets, classes)
         self.images = images
         self.targets = targets.astype(np.float32)
         self.classes = tuple(classes)

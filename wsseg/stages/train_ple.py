@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from wsseg.datasets import Augment, augment_image, load_images, multi_hot, to_tensor
+from wsseg.datasets import Augment, augment_image, check_tagged_arrays, load_images, multi_hot, to_tensor
 from wsseg.engine import (
     CHECKPOINT,
     Progress,
@@ -54,14 +54,7 @@ class SegmentationImages(Dataset):
         labels: np.ndarray | None = None,
         augment: Augment | None = None,
     ) -> None:
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise BadInputError(
-                "images", f"expected an NxHxWx3 uint8 array, got {images.shape} {images.dtype}"
-            )
-        if targets.shape != (len(images), len(classes)):
-            raise BadInputError(
-                "targets", f"expected shape {(len(images), len(classes))}, got {targets.shape}"
-            )
+        check_tagged_arrays(images, targets, classes)
         if labels is not None and labels.shape != images.shape[:3]:
             raise BadInputError("labels", f"expected shape {images.shape[:3]}, got {labels.shape}")
         self.images, self.labels, self.augment = images, labels, augment
