@@ -196,3 +196,46 @@ def test_cams_page_controls_and_peak_click(
     _no_exception(page)
     _wait_idle(page)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def masked_server(proposed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The proposals test project, copied, with a pseudo-masks run, served."""
+    from wsseg.cli import main
+
+    copy = tmp_path_factory.mktemp("browser-masks") / "project"
+    shutil.copytree(proposed, copy)
+    assert main(["pseudo-masks", "--project", str(copy), "--workers", "1"]) == 0
+    with serve(copy) as url:
+        yield url, copy
+
+
+def test_proposals_and_curate_pages_render_and_a_decision_is_stored(
+    masked_server: tuple[str, Path], browser: object, tmp_path: Path
+) -> None:
+    url, root = masked_server
+    page = browser.new_page()
+    page.goto(url + "/proposals")
+    page.get_by_text("Ranked proposals (PRM score)").wait_for(timeout=TIMEOUT)
+    assert len(_images_loaded(page)) >= 4  # PRM, background, both strategies' masks
+    _no_exception(page)
+    _screenshot(page, "proposals", tmp_path)
+
+    page.goto(url + "/curate")
+    page.get_by_text("Ranked proposals").wait_for(timeout=TIMEOUT)
+    _images_loaded(page)
+    _no_exception(page)
+    before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
+    page.get_by_role("button", name="Accept").first.click()
+    changed: list[dict] = []
+    for _ in range(150):  # the click's rerun writes the decision; poll the database for it (<= 30 s)
+        changed = [m for m in Project(root).pseudo_masks() if m["version"] != before[m["id"]]]
+        if changed:
+            break
+        page.wait_for_timeout(200)
+    _wait_idle(page)
+    assert len(changed) == 1 and changed[0]["status"] == "accepted"  # in the database at once
+    assert Project(root).edit_history(changed[0]["id"])[-1]["after"]["status"] == "accepted"
+    _no_exception(page)
+    _screenshot(page, "curate", tmp_path)
+    page.close()
