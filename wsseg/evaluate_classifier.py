@@ -1,7 +1,7 @@
 """Evaluate the tag classifier against a project's ground truth: classification mAP and peak quality.
 
 Peaks are the inference peaks of ``wsseg.peaks.find_peaks`` (``INFERENCE_PEAKS``: the classes the image
-is tagged with, peaks with a positive response of at least half their class map's maximum), scored as
+is tagged with, peaks with a positive response of at least 0.3 of their class map's maximum), scored as
 in PRM's evaluation: a peak of a present class is correct when it falls inside a true instance of that
 class. The same is reported for each peak's WISE point, the argmax of its peak response map.
 """
