@@ -40,8 +40,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 #: Inference settings measured for every variant (the default first).
 INFERENCE = {
-    "rel0.5-s1": InferencePeaks(),
-    "rel0.3-s1": InferencePeaks(relative_threshold=0.3),
+    "default": InferencePeaks(),
+    "rel0.5-s1": InferencePeaks(relative_threshold=0.5),
     "rel0.5-s0": InferencePeaks(smooth=None),
 }
 
