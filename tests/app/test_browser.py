@@ -217,7 +217,10 @@ def test_proposals_and_curate_pages_render_and_a_decision_is_stored(
     page = browser.new_page()
     page.goto(url + "/proposals")
     page.get_by_text("Ranked proposals (PRM score)").wait_for(timeout=TIMEOUT)
-    assert len(_images_loaded(page)) >= 4  # PRM, background, both strategies' masks
+    page.wait_for_function(  # PRM, background, both strategies' masks
+        "() => document.querySelectorAll(\"[data-testid='stImage'] img\").length >= 4", timeout=TIMEOUT
+    )
+    assert len(_images_loaded(page)) >= 4
     _no_exception(page)
     _screenshot(page, "proposals", tmp_path)
 
