@@ -13,12 +13,11 @@ from wsseg.prm import (
     PRMConfig,
     _walk_sequence,
     measure_prm_speed,
-    pack_windows,
     peak_response_maps,
     peak_response_maps_naive,
-    receptive_radius,
-    seed_windows,
 )
+from wsseg.receptive_field import receptive_radius
+from wsseg.windowed_adjoint import is_plain, walk, windowed_adjoint
 
 
 def random_model(backbone: str = "small", num_classes: int = 3) -> PeakClassifier:
@@ -57,38 +56,34 @@ def test_batched_maps_equal_one_by_one(backbone: str, method: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["excitation", "gradient"])
-def test_far_apart_peaks_share_a_pass_and_still_equal_one_by_one(method: str) -> None:
-    model = random_model()
-    image = torch.randn(1, 3, 192, 192)
-    cfg = PRMConfig(method=method, class_threshold=None, max_peaks=12)
-    packed = peak_response_maps(model, image, cfg)
-    one_by_one = peak_response_maps_naive(model, image, cfg)
-    assert packed.peaks == one_by_one.peaks and len(packed.peaks) == 12
-    np.testing.assert_allclose(packed.maps, one_by_one.maps, rtol=1e-4, atol=1e-7)
-    # The same windows as inside peak_response_maps: on a 192 px image the 57 px fields of 12 peaks
-    # must share passes, or this test would not exercise the packing.
-    up = upsample_crm(torch.zeros(1, 3, 24, 24), 2)
-    seeds = torch.zeros(12, *up.shape[1:])
-    for k, p in enumerate(packed.peaks):
-        seeds[k, p.class_index, p.map_y, p.map_x] = 1
-    crm_seeds = torch.nn.functional.avg_pool2d(seeds, 2) * 4  # support of the bilinear adjoint, roughly
-    windows = seed_windows(crm_seeds, model.stride, receptive_radius(model.layers()), (192, 192))
-    assert len(pack_windows(windows)) < 12
-    # Each map is zero outside its peak's receptive field.
-    for k, p in enumerate(packed.peaks):
-        ys, xs = np.nonzero(packed.maps[k])
-        assert (
-            np.abs(ys - p.y).max() <= 28 + 2 * model.stride
-            and np.abs(xs - p.x).max() <= 28 + 2 * model.stride
-        )
+def test_windowed_adjoint_equals_the_full_size_one(method: str) -> None:
+    # Seeds of several shapes and places, one touching the border, through both adjoints of the
+    # same walk: the windowed one cuts each seed's receptive field out, the full-size one runs
+    # every layer on the whole map.
+    model = random_model().eval()
+    layers = list(model.layers())
+    assert is_plain(layers) and not is_plain(list(random_model("resnet18").layers()))
+    image = torch.randn(1, 3, 150, 170)
+    with torch.no_grad():
+        crm, back = _walk_sequence(layers, image, method == "excitation")
+        crm_windowed, steps = walk(layers, image, method == "excitation")
+        torch.testing.assert_close(crm_windowed, crm)
+        seeds = torch.zeros(4, *crm.shape[1:])
+        seeds[0, 0, 0, 0] = 1.0
+        seeds[1, 1, 9, 10:12] = torch.tensor([0.3, 0.7])
+        seeds[2, 2, 5:7, 3:5] = 0.25
+        seeds[3, :, -1, -1] = 1.0
+        full = back(seeds).sum(dim=1)
+        windowed = windowed_adjoint(steps, seeds, image.shape[-2:])
+    torch.testing.assert_close(windowed, full, rtol=1e-4, atol=1e-6)
+    # Each map lies inside its seed's receptive field (57 px: 28 px either side of a cell centre).
+    ys, xs = np.nonzero(windowed[0].numpy())
+    assert ys.max() <= 28 + 4 and xs.max() <= 28 + 4 and (windowed[0] != 0).any()
 
 
-def test_receptive_radius_and_packing() -> None:
+def test_receptive_radius() -> None:
     assert receptive_radius(random_model().layers()) == 28  # 57 px
     assert receptive_radius(random_model("mobilenet_v3").layers()) == float("inf")
-    windows = [(0, 10, 0, 10), (5, 15, 5, 15), (20, 30, 0, 10), (10, 20, 10, 20)]
-    # 1 meets 0; 2 fits with 0; 3 touches 0 only at a corner (half-open windows) and fits.
-    assert pack_windows(windows) == [[0, 2, 3], [1]]
 
 
 def test_excitation_conserves_relevance() -> None:

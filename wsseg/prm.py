@@ -41,21 +41,20 @@ positive folded weights, max-pool index scatter, activation derivatives, the squ
 Jacobian) and applies it to the K seeds at once. ``peak_response_maps_naive`` runs the autograd
 formulations above once per peak; the tests check that both agree.
 
-Packing (where the math allows fewer than K passes): a peak's relevance lives inside the receptive
-field of its CRM cells, a window of the input whose half-width ``receptive_radius`` computes from the
-layers. The adjoint is linear in the seed, so the seeds of peaks whose windows do not intersect add
-up to one seed, go through one pass, and come apart exactly by cutting each window out (at every
-layer the two supports are disjoint: no sum ever mixes them). A layer that sees the whole image
-(squeeze-excitation, global pooling) makes the radius infinite and turns packing off. With the
-57 px ``small`` backbone on a 160 px image, peaks on objects far apart share a pass; the peaks of
-one cluster (several classes on one object, touching nuclei) do not. Measured on shapes with the
-demo classifier: all PRMs of a 4-peak image cost 2.1 to 3.4 training steps (forward+backward), one
-backward per peak 2.9 to 3.7; the modified forward alone costs about one training step.
+Windows (where the math allows less than K full passes): a seed of a few CRM cells only reaches the
+receptive field of those cells, so on a plain convolution stack (the ``small`` backbone) each peak's
+adjoint runs inside its own window, followed layer by layer (``wsseg.windowed_adjoint``). With the
+57 px ``small`` backbone on a 160 px image that is 57 x 57 input pixels instead of 160 x 160. Other
+networks (residual blocks, squeeze-excitation: receptive fields as large as the image) take the
+full-size pass for all K seeds at once. Measured with ``measure_prm_speed`` on shapes with the demo
+classifier (one thread, a loaded machine): all PRMs of a 6-peak image cost 1.1 to 1.3 training steps
+(forward+backward), of an 11-peak image 2.1 to 2.3; one backward per peak 3 to 11. The modified
+forward alone costs about 0.6 of a training step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,8 +68,9 @@ from torchvision.ops.misc import SqueezeExcitation
 from wsseg.errors import BadInputError
 from wsseg.models.classifier import PeakClassifier
 from wsseg.peaks import Peak, PeakConfig, find_peaks, peak_stimulation, upsample_crm
-from wsseg.receptive_field import _ELEMENTWISE, pack_windows, receptive_radius, seed_windows
-from wsseg.timing import best_time
+from wsseg.receptive_field import _ELEMENTWISE
+from wsseg.timing import best_times
+from wsseg.windowed_adjoint import derivative, folded_weight, is_plain, shifted, walk, windowed_adjoint
 
 Back = Callable[[torch.Tensor], torch.Tensor]
 
@@ -126,7 +126,7 @@ class PRMResult:
 
 def _relay(carrier: torch.Tensor) -> torch.Tensor:
     """Value: the activation shifted to be >= 0; gradient: multiplied by that value."""
-    a = _shifted(carrier.detach())
+    a = shifted(carrier.detach())
     return a + (carrier - carrier.detach()) * a
 
 
@@ -146,10 +146,9 @@ def _conv_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(real output of conv+bn, its positive-weight term on the relayed input)."""
     value = conv(x.detach())
-    weight = conv.weight
     if bn is not None:
         value = bn(value)
-        weight = weight * (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(-1, 1, 1, 1)
+    weight = folded_weight(conv, bn)
     h = F.conv2d(_relay(x), weight.clamp(min=0), None, conv.stride, conv.padding, conv.dilation, conv.groups)
     return value, h
 
@@ -234,20 +233,6 @@ METHODS: dict[str, Callable[[PeakClassifier, torch.Tensor], torch.Tensor]] = {
 # ---------------------------------------------------------------- batched backward
 
 
-def _shifted(x: torch.Tensor) -> torch.Tensor:
-    """The batch-1 activation ``x`` minus its minimum when that is negative (the same tensor otherwise)."""
-    low = x.amin()
-    return x - low if low < 0 else x
-
-
-def _derivative(f: nn.Module, pre: torch.Tensor) -> torch.Tensor:
-    """Element-wise derivative of activation ``f`` at ``pre`` (same shape)."""
-    with torch.enable_grad():
-        x = pre.detach().clone().requires_grad_(True)
-        (d,) = torch.autograd.grad(f(x.clone()).sum(), x)
-    return d
-
-
 def _conv_adjoint(conv: nn.Conv2d, weight: torch.Tensor, r: torch.Tensor, in_hw: torch.Size) -> torch.Tensor:
     """Adjoint of ``conv`` (with ``weight``, no bias) applied to a batch of output seeds ``r``.
 
@@ -274,13 +259,10 @@ def _conv_adjoint(conv: nn.Conv2d, weight: torch.Tensor, r: torch.Tensor, in_hw:
 
 def _conv_term(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, x: torch.Tensor, excite: bool):
     """(real output, z term or None, adjoint) of conv+bn applied to ``x``."""
-    value, weight = conv(x), conv.weight
-    if bn is not None:
-        value = bn(value)
-        weight = weight * (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(-1, 1, 1, 1)
+    value, weight = (bn(conv(x)) if bn is not None else conv(x)), folded_weight(conv, bn)
     a, z = None, None
     if excite:
-        a, weight = _shifted(x), weight.clamp(min=0)
+        a, weight = shifted(x), weight.clamp(min=0)
         z = F.conv2d(a, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     def back(r: torch.Tensor) -> torch.Tensor:
@@ -291,7 +273,7 @@ def _conv_term(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, x: torch.Tensor, exci
 
 
 def _identity_term(x: torch.Tensor, excite: bool):
-    a = _shifted(x) if excite else None
+    a = shifted(x) if excite else None
     return x, a, (lambda r: r * a) if a is not None else (lambda r: r)
 
 
@@ -363,7 +345,7 @@ def _walk_squeeze_excitation(
     scale = m.scale_activation(pre2.clone())
     if excite:
         return scale * x, lambda r: r
-    d1, d2 = _derivative(m.activation, pre1), _derivative(m.scale_activation, pre2)
+    d1, d2 = derivative(m.activation, pre1), derivative(m.scale_activation, pre2)
 
     def back(r: torch.Tensor) -> torch.Tensor:
         k = r.shape[0]
@@ -389,7 +371,7 @@ def _walk(m: nn.Module, x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Ba
         y = F.relu(x) if isinstance(m, nn.ReLU) else m(x.clone())
         if excite:
             return y, lambda r: r
-        d = _derivative(m, x)
+        d = derivative(m, x)
         return y, lambda r: r * d
     if isinstance(m, nn.MaxPool2d):
         y, idx = F.max_pool2d(
@@ -420,11 +402,15 @@ def _check_image(image: torch.Tensor) -> torch.Tensor:
 
 
 def _finish(relevance: torch.Tensor) -> torch.Tensor:
-    """float Kx3xHxW input relevance -> float32 KxHxW maps >= 0 summing to 1."""
-    maps = relevance.sum(dim=1).clamp(min=0).float()
+    """float KxHxW input relevance (summed over RGB) -> float32 KxHxW maps >= 0 summing to 1
+    (a map with no positive relevance becomes uniform)."""
+    maps = relevance.clamp(min=0).float()
     total = maps.sum(dim=(1, 2), keepdim=True)
-    uniform = torch.full_like(maps, 1.0 / maps[0].numel()) if len(maps) else maps
-    return torch.where(total > 0, maps / total.clamp(min=1e-30), uniform)
+    maps = maps / total.clamp(min=1e-30)
+    empty = (total <= 0).flatten()
+    if empty.any():
+        maps[empty] = 1.0 / maps[0].numel()
+    return maps
 
 
 def _select_peaks(
@@ -478,47 +464,46 @@ class _EvalMode:
 def peak_response_maps(model: PeakClassifier, image: torch.Tensor, cfg: PRMConfig | None = None) -> PRMResult:
     """PRMs of every kept peak of one normalised float 3xHxW (or 1x3xHxW) image.
 
-    One forward and one backward of a batch of K one-hot seeds (see the module docstring). The
+    One forward, then the adjoint of a batch of K one-hot seeds (see the module docstring). The
     model runs in eval mode (BatchNorm running statistics) and is left in its previous mode.
     """
     cfg = cfg or PRMConfig()
     image = _check_image(image)
     with _EvalMode(model), torch.no_grad():
-        crm, back = _walk_sequence(list(model.layers()), image, cfg.method == "excitation")
+        crm, adjoint = _forward(model, image, cfg.method == "excitation")
         peaks, scores, peak_cfg = _select_peaks(model, crm, tuple(image.shape[-2:]), cfg)
         if not peaks:
             return _result(peaks, image.new_zeros((0, *image.shape[-2:])), scores, crm)
         cells = [(p.class_index, p.map_y, p.map_x) for p in peaks]
-        maps = _seeded_maps(model, image.shape[-2:], crm, back, cells, peak_cfg.upsample)
+        maps = _seeded_maps(crm, adjoint, cells, peak_cfg.upsample)
     return _result(peaks, maps, scores, crm)
 
 
-def _seeded_maps(
-    model: PeakClassifier,
-    image_hw: Sequence[int],
-    crm: torch.Tensor,
-    back: Back,
-    cells: list[tuple[int, int, int]],
-    upsample: int,
-) -> torch.Tensor:
-    """float32 KxHxW maps of one-hot seeds at K (class, map_y, map_x) cells of the upsampled CRM.
+def _forward(model: PeakClassifier, image: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Back]:
+    """The raw CRM (float 1xCxhxw) of the batch-1 ``image`` and the adjoint taking K seeds at the CRM
+    (float KxCxhxw) to their K separate input maps summed over RGB (float KxHxW).
 
-    Seeds whose receptive-field windows do not intersect share one adjoint pass (module docstring)."""
+    A plain stack (the ``small`` backbone) runs each seed inside its own receptive field
+    (``wsseg.windowed_adjoint``); other networks take one full-size pass for the batch of seeds."""
+    layers, image_hw = list(model.layers()), image.shape[-2:]
+    if is_plain(layers):
+        crm, steps = walk(layers, image, excite)
+        return crm, lambda seeds: windowed_adjoint(steps, seeds, image_hw)
+    crm, back = _walk_sequence(layers, image, excite)
+    return crm, lambda seeds: back(seeds).sum(dim=1)
+
+
+def _seeded_maps(
+    crm: torch.Tensor, adjoint: Back, cells: list[tuple[int, int, int]], upsample: int
+) -> torch.Tensor:
+    """float32 KxHxW maps of one-hot seeds at K (class, map_y, map_x) cells of the upsampled CRM."""
     up_size = upsample_crm(crm, upsample).shape
     seeds = crm.new_zeros((len(cells), *up_size[1:]))
     seeds[torch.arange(len(cells)), *torch.tensor(cells).T] = 1
     with torch.enable_grad():  # adjoint of the (small) bilinear upsampling, for K maps at once
         dummy = crm.new_zeros((len(cells), *crm.shape[1:]), requires_grad=True)
         (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, upsample), dummy, seeds)
-    windows = seed_windows(crm_seeds, model.stride, receptive_radius(model.layers()), image_hw)
-    groups = pack_windows(windows)
-    relevance = back(torch.stack([crm_seeds[g].sum(dim=0) for g in groups]))
-    separated = relevance.new_zeros((len(cells), *relevance.shape[1:]))
-    for g, members in enumerate(groups):
-        for k in members:
-            y0, y1, x0, x1 = windows[k]
-            separated[k, :, y0:y1, x0:x1] = relevance[g, :, y0:y1, x0:x1]
-    return _finish(separated)
+    return _finish(adjoint(crm_seeds))
 
 
 def response_maps_at(
@@ -537,7 +522,7 @@ def response_maps_at(
     if not points:
         return np.zeros((0, *image.shape[-2:]), np.float32)
     with _EvalMode(model), torch.no_grad():
-        crm, back = _walk_sequence(list(model.layers()), image, cfg.method == "excitation")
+        crm, adjoint = _forward(model, image, cfg.method == "excitation")
         upsample = (cfg.peaks or model.config.peaks).upsample
         size = upsample_crm(crm, upsample).shape[-2:]
         cells = [
@@ -548,7 +533,7 @@ def response_maps_at(
             )
             for c, y, x in points
         ]
-        return _seeded_maps(model, image.shape[-2:], crm, back, cells, upsample).cpu().numpy()
+        return _seeded_maps(crm, adjoint, cells, upsample).cpu().numpy()
 
 
 def peak_response_maps_naive(
@@ -562,7 +547,11 @@ def peak_response_maps_naive(
         peaks, scores, peak_cfg = _select_peaks(model, crm, tuple(image.shape[-2:]), cfg)
         up = upsample_crm(crm, peak_cfg.upsample)[0]
         maps = [
-            _finish(torch.autograd.grad(up[p.class_index, p.map_y, p.map_x], image, retain_graph=True)[0])
+            _finish(
+                torch.autograd.grad(up[p.class_index, p.map_y, p.map_x], image, retain_graph=True)[0].sum(
+                    dim=1
+                )
+            )
             for p in peaks
         ]
     stacked = torch.cat(maps) if maps else image.new_zeros((0, *image.shape[-2:]))
@@ -588,8 +577,17 @@ def measure_prm_speed(
             loss = model.loss(out, torch.ones_like(out["logits"]))["classification"]
             torch.autograd.grad(loss, params)
 
-    base = best_time(unit, n_repeat)
-    batched = best_time(lambda: peak_response_maps(model, image, cfg), n_repeat)
-    naive = best_time(lambda: peak_response_maps_naive(model, image, cfg), n_repeat)
+    times = best_times(
+        {
+            "unit": unit,
+            "batched": lambda: peak_response_maps(model, image, cfg),
+            "naive": lambda: peak_response_maps_naive(model, image, cfg),
+        },
+        n_repeat,
+    )
     num_peaks = len(peak_response_maps(model, image, cfg).peaks)
-    return {"num_peaks": float(num_peaks), "batched": batched / base, "naive": naive / base}
+    return {
+        "num_peaks": float(num_peaks),
+        "batched": times["batched"] / times["unit"],
+        "naive": times["naive"] / times["unit"],
+    }

@@ -19,3 +19,20 @@ def best_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> fl
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """``best_time`` of several functions, their calls interleaved (after one untimed call of each).
+
+    Each round calls every function once, so a burst of load from other processes hits all of them
+    alike and the ratios between the minima stay fair on a shared machine.
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
