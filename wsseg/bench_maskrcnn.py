@@ -39,7 +39,7 @@ def maskrcnn_plan(quick: bool, num_classes: int, seed: int) -> MaskRCNNPlan:
     full run, a few minutes with ``quick``. AdamW at a one-cycle peak of 2e-3, batch 8."""
     model = MaskRCNNConfig(num_classes=num_classes)
     if quick:
-        return MaskRCNNPlan(model, TrainConfig(epochs=2, batch_size=8, lr=2e-3, seed=seed), max_images=400)
+        return MaskRCNNPlan(model, TrainConfig(epochs=3, batch_size=8, lr=2e-3, seed=seed), max_images=100)
     return MaskRCNNPlan(model, TrainConfig(epochs=5, batch_size=8, lr=2e-3, seed=seed), max_images=2000)
 
 

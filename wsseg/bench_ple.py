@@ -45,6 +45,8 @@ class PLEBenchPlan:
     train: TrainConfig
     augment: Augment | None
     val_images: int | None = None
+    max_images: int | None = None
+    """Train on the first this many training images (None: all)."""
     crf: CRFConfig = CRFConfig()  # noqa: RUF009 (frozen)
 
 
@@ -55,7 +57,10 @@ def ple_plan(dataset: str, quick: bool, seed: int) -> PLEBenchPlan:
     augment = (
         Augment(flips=True, hflip=False, colour=True) if dataset == "shapes" else Augment(False, True, False)
     )
-    return PLEBenchPlan(TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed), augment)
+    train = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed)
+    if quick:
+        return PLEBenchPlan(train, augment, val_images=50, max_images=300)
+    return PLEBenchPlan(train, augment)
 
 
 def _camvid_labels(labels: np.ndarray) -> np.ndarray:
@@ -113,7 +118,7 @@ def ple_bench(
     data = (
         _camvid_data(data_root, seed, plan.augment)
         if dataset == "camvid"
-        else project_dataset(project, True, background, None, plan.augment)
+        else project_dataset(project, True, background, None, plan.augment, plan.max_images)
     )
     runs = {
         "ple": (weak, False),

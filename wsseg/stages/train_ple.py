@@ -111,12 +111,18 @@ def semantic_truth(
 
 
 def project_dataset(
-    project: Project, full: bool, background: bool, size: int | None, augment: Augment | None
+    project: Project,
+    full: bool,
+    background: bool,
+    size: int | None,
+    augment: Augment | None,
+    limit: int | None = None,
 ) -> SegmentationImages:
-    """The project's training split as a ``SegmentationImages`` (with pixel labels when ``full``)."""
+    """The project's training split (its first ``limit`` images; None: all) as a ``SegmentationImages``
+    (with pixel labels when ``full``)."""
     import cv2
 
-    records = project.images(split="train")
+    records = project.images(split="train", limit=limit)
     if not records:
         raise BadInputError(str(project.root), "has no images in split 'train'; import some first")
     classes = project.classes()
