@@ -43,7 +43,7 @@ def _curated_count(project: Project) -> tuple[int | None, int]:
 
 def start_form(project: Project) -> None:
     """Stage and settings, and the Start button."""
-    top = st.columns([2, 2, 1, 1, 1])
+    top = st.columns([2, 2, 1, 1, 1.4])
     stage = top[0].selectbox("Stage", list(TRAINED_STAGES), format_func=TRAINED_STAGES.get, key="train_stage")
     epochs, batch, lr = DEFAULTS[stage]
     source = None
