@@ -24,6 +24,7 @@ from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
 from wsseg.store import Project
 
 POLL_SECONDS = 1.5
+PICTURE = 400  # pixels: the width of each compared picture
 # The command line's defaults: (epochs, batch size, learning rate).
 DEFAULTS = {"classifier": (30, 32, 3e-3), "maskrcnn": (12, 8, 2e-3), "ple": (10, 16, 3e-3)}
 SOURCES = {
@@ -181,7 +182,7 @@ def _view(root: str, run_id: int, image_id: int, stamp: float) -> tuple[bytes, s
     view = through_model(project, run, project.image(image_id))
     if view is None:
         return None
-    return jpeg_bytes(enlarge(view.picture, display_scale(view.picture.shape[:2], 360))), view.caption
+    return jpeg_bytes(enlarge(view.picture, display_scale(view.picture.shape[:2], PICTURE))), view.caption
 
 
 def compare(project: Project) -> None:
@@ -204,7 +205,7 @@ def compare(project: Project) -> None:
     only = st.toggle("Only what differs", value=True, key="cmp_only")
     st.dataframe([r for r in rows if r["differs"] or not only], hide_index=True, width="stretch")
     n = project.count_images()
-    k = st.number_input(f"Image (1 to {n})", 1, max(n, 1), 1, key="cmp_image")
+    k = st.columns(3)[0].number_input(f"Image (1 to {n})", 1, max(n, 1), 1, key="cmp_image")
     record = project.images(offset=int(k) - 1, limit=1)[0]
     for col, run in zip(st.columns(2), (a, b), strict=True):
         path = project.root / "checkpoints" / str(run.config.get("name")) / "last.pt"
@@ -220,7 +221,7 @@ def compare(project: Project) -> None:
                 f"Run {run.id}'s model is gone: a later run of the name {run.config.get('name')!r} replaced it."
             )
         else:
-            col.image(shown[0], caption=f"run {run.id}: {shown[1]}", width="stretch")
+            col.image(shown[0], caption=f"run {run.id}: {shown[1]}", width=PICTURE)
 
 
 st.title("Train")
