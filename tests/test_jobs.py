@@ -176,3 +176,23 @@ def test_a_real_job_reports_progress_stops_on_sigterm_and_resumes_to_the_end(
     assert [r.status for r in runs] == ["done", "stopped"] and done.run_id == runs[0].id
     assert json.loads(json.dumps(done.args))["resume"] is True
     assert "interrupted" in jobs.log_path(project, job).read_text()
+
+
+def test_retrain_on_curated_masks_exports_only_them_and_starts_mask_rcnn(tmp_path: Path) -> None:
+    from tests.curation_project import tiny_project
+    from wsseg import curation
+
+    project = tiny_project(tmp_path / "project")
+    with pytest.raises(BadInputError, match="no curated"):
+        jobs.retrain_on_curated(project, {"epochs": 1})
+    first = project.pseudo_masks()[0]
+    curation.accept(project, first["id"], first["version"])
+    job = jobs.retrain_on_curated(project, {"epochs": 1, "batch_size": 1})
+    record = get_job(project, job)
+    assert record.kind == "maskrcnn" and record.name == "maskrcnn-curated"
+    assert record.args["coco"] == "artifacts/curated/run-2.json"
+    exported = json.loads((project.root / record.args["coco"]).read_text())
+    assert [a["image_id"] for a in exported["annotations"]] == [first["image_id"]]
+    if get_job(project, job).active:
+        jobs.stop_job(project, job)
+    assert get_job(project, job).status in ("stopped", "failed", "done")
