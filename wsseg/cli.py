@@ -80,6 +80,16 @@ def _cmd_import(args: argparse.Namespace) -> None:
         print(f"skipped {len(report.skipped_duplicates)} image(s) already in the project (same content)")
 
 
+def _add_job(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--job",
+        type=int,
+        default=None,
+        help="report progress, loss curve and status to this row of the project's jobs table "
+        "(set by the app's Train page, see wsseg.jobs)",
+    )
+
+
 def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-classifier",
@@ -126,6 +136,7 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="classifier", help="run name: checkpoints/<name>/")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.train_classifier"))
 
 
@@ -192,6 +203,7 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--predict", action="store_true", help="write every image's label map afterwards")
     p.add_argument("--crf", action="store_true", help="refine the written predictions with the dense CRF")
+    _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.train_ple"))
 
 
@@ -272,6 +284,7 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="maskrcnn", help="run name: checkpoints/<name>/")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.train_maskrcnn"))
 
 
@@ -397,7 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], None] = args.func
     try:
-        func(args)
+        if getattr(args, "job", None) is not None:
+            from wsseg.job_runner import run_as_job
+
+            run_as_job(args.project, args.job, lambda: func(args))
+        else:
+            func(args)
     except WssegError as error:
         print(f"wsseg {args.command}: {error}", file=sys.stderr)
         return 2

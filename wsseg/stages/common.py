@@ -30,3 +30,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
     )
+
+
+def ended(error: BaseException) -> str:
+    """The status of a run that ``error`` ended: stopped when asked to (Ctrl-C, or a job's SIGTERM),
+    else failed. Either way the checkpoint of the last finished epoch stays for ``--resume``."""
+    return "stopped" if isinstance(error, KeyboardInterrupt) else "failed"

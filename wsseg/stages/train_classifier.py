@@ -20,13 +20,13 @@ from wsseg.engine import (
     Progress,
     TrainConfig,
     setup_distributed,
-    tqdm_callback,
     train,
 )
 from wsseg.errors import BadInputError
+from wsseg.job_runner import progress_callback
 from wsseg.models.classifier import ClassifierConfig, PeakClassifier
 from wsseg.peaks import PeakConfig
-from wsseg.stages.common import checkpoint_state, train_config_from_args
+from wsseg.stages.common import checkpoint_state, ended, train_config_from_args
 from wsseg.store import Project
 
 STAGE = "classifier"
@@ -92,9 +92,9 @@ def train_classifier(
             resume=resume,
             extra_state={"classes": list(data.classes), "model": config_to_dict(model_config), "size": size},
         )
-    except BaseException:
+    except BaseException as error:
         if info.is_main:
-            project.finish_run(run_id, "failed")
+            project.finish_run(run_id, ended(error))
         raise
     metrics = {"final_loss": result.history[-1]["classification"] if result.history else float("nan")}
     metrics["epochs_done"] = len(result.history)
@@ -164,7 +164,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         size=args.size,
         resume=args.resume,
         augment=parse_augment(args.augment),
-        callback=tqdm_callback("train-classifier"),
+        callback=progress_callback(args, STAGE, "train-classifier"),
     )
     if setup_distributed().is_main:
         print(f"classifier trained: {project.root / 'checkpoints' / args.name} ({metrics})")

@@ -26,15 +26,15 @@ from wsseg.engine import (
     Progress,
     TrainConfig,
     setup_distributed,
-    tqdm_callback,
     train,
 )
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.importer import GROUND_TRUTH
 from wsseg.instance_data import InstanceImages, collate
+from wsseg.job_runner import progress_callback
 from wsseg.maskrcnn import MaskRCNNConfig, build_maskrcnn
-from wsseg.stages.common import checkpoint_state, train_config_from_args
+from wsseg.stages.common import checkpoint_state, ended, train_config_from_args
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store import Project
 
@@ -133,9 +133,9 @@ def train_maskrcnn(
             extra_state={"classes": data.classes, "model": model_config.as_dict(), "coco": str(coco_path)},
             collate_fn=collate,
         )
-    except BaseException:
+    except BaseException as error:
         if info.is_main:
-            project.finish_run(run_id, "failed")
+            project.finish_run(run_id, ended(error))
         raise
     last = result.history[-1] if result.history else {}
     metrics = {"final_loss": sum(last.values()) if last else float("nan"), "epochs_done": len(result.history)}
@@ -177,7 +177,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         name=args.name,
         augment=parse_augment(args.augment),
         resume=args.resume,
-        callback=tqdm_callback("train-maskrcnn"),
+        callback=progress_callback(args, STAGE, "train-maskrcnn"),
     )
     if setup_distributed().is_main:
         print(f"Mask R-CNN trained on {coco}: {project.root / 'checkpoints' / args.name} ({metrics})")

@@ -24,13 +24,13 @@ from wsseg.engine import (
     TrainConfig,
     load_checkpoint,
     setup_distributed,
-    tqdm_callback,
     train,
 )
 from wsseg.errors import BadInputError
+from wsseg.job_runner import progress_callback
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.ple import IGNORE, PLEConfig, full_losses, weak_losses
-from wsseg.stages.common import checkpoint_state, train_config_from_args
+from wsseg.stages.common import checkpoint_state, ended, train_config_from_args
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store import ImageRecord, Project
 
@@ -201,9 +201,9 @@ def train_ple(
         result = train(
             model, data, make_loss(ple_config, full), train_config, folder, callback, resume, extra
         )
-    except BaseException:
+    except BaseException as error:
         if info.is_main:
-            project.finish_run(run_id, "failed")
+            project.finish_run(run_id, ended(error))
         raise
     metrics: dict[str, Any] = {"epochs_done": len(result.history)}
     if result.history:
@@ -268,7 +268,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         size=args.size,
         augment=parse_augment(args.augment),
         resume=args.resume,
-        callback=tqdm_callback("train-ple"),
+        callback=progress_callback(args, STAGE, "train-ple"),
         init=args.init,
     )
     if not setup_distributed().is_main:

@@ -1,0 +1,240 @@
+"""Train page: start, stop and resume training as a background process, watch it live, compare runs.
+
+A job is a separate ``python -m wsseg train-* --job ID`` process (``wsseg.jobs``; never a thread of
+the app) that writes its progress and loss curve into the project's ``jobs`` table; the live panel is
+an ``st.fragment`` that rereads that row every ``POLL_SECONDS``. Closing the browser does not stop a
+job, and any session on the project sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.common import current_project, show_error
+from wsseg import jobs
+from wsseg.curation_export import is_curated
+from wsseg.errors import WssegError
+from wsseg.job_store import JobRecord, list_jobs
+from wsseg.overlay import display_scale, enlarge, jpeg_bytes
+from wsseg.run_compare import TRAINED_STAGES, compare_table, finished_runs, through_model
+from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
+from wsseg.store import Project
+
+POLL_SECONDS = 1.5
+PICTURE = 400  # pixels: the width of each compared picture
+# The command line's defaults: (epochs, batch size, learning rate).
+DEFAULTS = {"classifier": (30, 32, 3e-3), "maskrcnn": (12, 8, 2e-3), "ple": (10, 16, 3e-3)}
+SOURCES = {
+    "curated": "curated masks (accepted or edited): retrain",
+    "pseudo": "every stored pseudo mask not rejected",
+    "truth": "ground truth (the fully-supervised upper bound)",
+}
+
+
+def _curated_count(project: Project) -> tuple[int | None, int]:
+    """(newest finished pseudo-masks run, its number of curated masks)."""
+    run = project.latest_run(PSEUDO_STAGE)
+    if run is None:
+        return None, 0
+    return run.id, sum(is_curated(m) for m in project.pseudo_masks(run_id=run.id))
+
+
+def start_form(project: Project) -> None:
+    """Stage and settings, and the Start button."""
+    top = st.columns([2, 2, 1, 1, 1.4])
+    stage = top[0].selectbox("Stage", list(TRAINED_STAGES), format_func=TRAINED_STAGES.get, key="train_stage")
+    epochs, batch, lr = DEFAULTS[stage]
+    source = None
+    if stage == "maskrcnn":
+        run_id, curated = _curated_count(project)
+        source = st.radio(
+            "Training masks",
+            list(SOURCES),
+            format_func=lambda s: SOURCES[s]
+            + (f" · {curated} in pseudo-masks run {run_id}" if s == "curated" and run_id else ""),
+            key="train_source",
+            horizontal=True,
+        )
+    default_name = "maskrcnn-curated" if source == "curated" else stage
+    name = top[1].text_input("Run name (checkpoints/<name>/)", default_name, key=f"train_name_{default_name}")
+    options = {
+        "name": name,
+        "epochs": int(top[2].number_input("Epochs", 1, 1000, epochs, key=f"train_epochs_{stage}")),
+        "batch_size": int(top[3].number_input("Batch size", 1, 1024, batch, key=f"train_batch_{stage}")),
+        "lr": float(
+            top[4].number_input(
+                "Learning rate", 1e-6, 1.0, lr, format="%.4f", step=1e-4, key=f"train_lr_{stage}"
+            )
+        ),
+    }
+    label = "Retrain on curated masks" if source == "curated" else "Start training"
+    if st.button(label, type="primary", key="train_start", icon=":material/play_arrow:"):
+        try:
+            if source == "curated":
+                job = jobs.retrain_on_curated(project, options)
+            else:
+                job = jobs.start_job(project, stage, {**options, **({"source": source} if source else {})})
+            st.session_state["train_job"] = job
+            st.toast(f"Job {job} started")
+        except WssegError as error:
+            show_error(error)
+
+
+def _job_label(job: JobRecord) -> str:
+    return f"job {job.id} · {TRAINED_STAGES[job.kind]} · {job.name} · {job.status}"
+
+
+def loss_chart(job: JobRecord) -> go.Figure:
+    """Per-step total loss (x in epochs) and each epoch's mean."""
+    steps = max(int(job.metrics.get("steps", 1)), 1)
+    curve = job.metrics.get("curve", [])
+    epochs = job.metrics.get("epochs", [])
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[p[0] / steps for p in curve], y=[p[1] for p in curve], mode="lines", name="step", opacity=0.6
+    )
+    means = [sum(v for k, v in e.items() if k != "epoch") for e in epochs]
+    fig.add_scatter(x=[e["epoch"] for e in epochs], y=means, mode="lines+markers", name="epoch mean")
+    fig.update_layout(
+        height=300,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="epoch",
+        yaxis_title="total loss",
+        title=f"Loss of job {job.id}",
+        legend=dict(orientation="h", y=1.1, x=1, xanchor="right"),
+    )
+    return fig
+
+
+def _control(project: Project, job: JobRecord) -> None:
+    try:
+        if job.active:
+            jobs.stop_job(project, job.id)
+        else:
+            jobs.resume_job(project, job.id)
+    except WssegError as error:
+        st.session_state["train_error"] = str(error)
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live(root: str) -> None:
+    """The jobs, the chosen one's progress bar, stop/resume and loss curve, reread from the database."""
+    project = Project(root)
+    all_jobs = list_jobs(project)
+    if not all_jobs:
+        st.info("No training job yet: start one above.")
+        return
+    by_id = {j.id: j for j in all_jobs}
+    wanted = st.session_state.get("train_job")
+    if wanted in by_id and st.session_state.get("train_view") != wanted:
+        st.session_state["train_view"] = wanted  # a job just started is shown
+        st.session_state["train_job"] = None
+    if st.session_state.get("train_view") not in by_id:
+        st.session_state["train_view"] = all_jobs[0].id
+    left, right = st.columns([4, 1])
+    job = by_id[
+        left.selectbox("Job", list(by_id), format_func=lambda i: _job_label(by_id[i]), key="train_view")
+    ]
+    with right:
+        st.write("")
+        if job.active:
+            st.button(
+                "Stop", key="train_stop", icon=":material/stop:", on_click=_control, args=(project, job)
+            )
+        elif job.status in ("stopped", "failed"):
+            st.button(
+                "Resume", key="train_resume", icon=":material/replay:", on_click=_control, args=(project, job)
+            )
+    if message := st.session_state.pop("train_error", None):
+        st.warning(message)
+    st.progress(job.progress, text=f"{job.status} · {job.progress:.0%} · {job.message or '…'}")
+    if job.metrics.get("curve"):
+        st.plotly_chart(loss_chart(job), key="train_chart")
+    st.caption(f"Log: `{jobs.log_path(project, job.id)}` · options: {job.args}")
+    st.dataframe(
+        [
+            {
+                "job": j.id,
+                "stage": j.kind,
+                "name": j.name,
+                "status": j.status,
+                "progress": round(j.progress, 3),
+                "message": j.message,
+                "run": j.run_id,
+                "updated": dt.datetime.fromtimestamp(j.updated_at).strftime("%H:%M:%S"),
+            }
+            for j in all_jobs
+        ],
+        hide_index=True,
+        width="stretch",
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the image through the model…")
+def _view(root: str, run_id: int, image_id: int, stamp: float) -> tuple[bytes, str] | None:
+    """JPEG and caption of one image through one run's model; ``stamp`` (checkpoint mtime) invalidates."""
+    project = Project(root)
+    run = next(r for r in project.runs() if r.id == run_id)
+    view = through_model(project, run, project.image(image_id))
+    if view is None:
+        return None
+    return jpeg_bytes(enlarge(view.picture, display_scale(view.picture.shape[:2], PICTURE))), view.caption
+
+
+def compare(project: Project) -> None:
+    """Two finished runs of one stage: settings and metrics, and the same image through both."""
+    stage = st.selectbox("Stage", list(TRAINED_STAGES), format_func=TRAINED_STAGES.get, key="cmp_stage")
+    runs = finished_runs(project, stage)
+    if len(runs) < 2:
+        st.info(f"Two finished {TRAINED_STAGES[stage]} runs are needed to compare ({len(runs)} so far).")
+        return
+    by_id = {r.id: r for r in runs}
+
+    def label(i: int) -> str:
+        r = by_id[i]
+        return f"run {i} · {r.config.get('name')} · {r.status} · {dt.datetime.fromtimestamp(r.started_at):%m-%d %H:%M}"
+
+    cols = st.columns(2)
+    a = by_id[cols[0].selectbox("Run A", list(by_id), index=0, format_func=label, key="cmp_a")]
+    b = by_id[cols[1].selectbox("Run B", list(by_id), index=1, format_func=label, key="cmp_b")]
+    rows = compare_table(a, b)
+    only = st.toggle("Only what differs", value=True, key="cmp_only")
+    st.dataframe([r for r in rows if r["differs"] or not only], hide_index=True, width="stretch")
+    n = project.count_images()
+    k = st.columns(3)[0].number_input(f"Image (1 to {n})", 1, max(n, 1), 1, key="cmp_image")
+    record = project.images(offset=int(k) - 1, limit=1)[0]
+    for col, run in zip(st.columns(2), (a, b), strict=True):
+        path = project.root / "checkpoints" / str(run.config.get("name")) / "last.pt"
+        try:
+            shown = _view(
+                str(project.root), run.id, record.id, path.stat().st_mtime if path.exists() else 0.0
+            )
+        except WssegError as error:
+            col.error(str(error))
+            continue
+        if shown is None:
+            col.info(
+                f"Run {run.id}'s model is gone: a later run of the name {run.config.get('name')!r} replaced it."
+            )
+        else:
+            col.image(shown[0], caption=f"run {run.id}: {shown[1]}", width=PICTURE)
+
+
+st.title("Train")
+project = current_project()
+if project is None:
+    st.stop()
+st.caption(
+    "Training runs as a separate background process: it goes on when you close the page, Stop ends it "
+    "and keeps the last finished epoch's checkpoint, Resume continues from there."
+)
+st.subheader("Start a training job")
+start_form(project)
+st.subheader("Jobs")
+live(str(project.root))
+st.subheader("Compare two runs")
+compare(project)

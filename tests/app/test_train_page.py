@@ -1,0 +1,96 @@
+"""The Train page (AppTest on a copy of the trained test project): a finished job's progress and loss
+curve, a real job started and stopped from the page, a refused retrain, and two runs compared."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.app.helpers import image_urls, open_page
+from wsseg.job_store import create_job, get_job, list_jobs, set_status
+from wsseg.store import Project
+
+PAGE = "pages/train.py"
+
+
+@pytest.fixture(scope="module")
+def project(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained project, copied, with a second classifier run ("other", 1 epoch) and a finished
+    job whose loss curve is known."""
+    from wsseg.engine import TrainConfig
+    from wsseg.models.classifier import ClassifierConfig
+    from wsseg.stages.train_classifier import train_classifier
+
+    root = tmp_path_factory.mktemp("train-page") / "project"
+    shutil.copytree(trained, root)
+    store = Project(root)
+    config = ClassifierConfig(num_classes=4, backbone="small", small_width=8, peak_stimulation=False)
+    train_classifier(
+        store, config, TrainConfig(epochs=2, batch_size=6, lr=1e-2, seed=1), name="other", augment=None
+    )
+    job = create_job(store, "classifier", {"name": "classifier", "epochs": 2})
+    set_status(store, job, "running")
+    curve = {
+        "curve": [[1, 0.9], [2, 0.7], [3, 0.6], [4, 0.4]],
+        "epochs": [{"epoch": 1, "classification": 0.8}, {"epoch": 2, "classification": 0.5}],
+        "steps": 2,
+    }
+    set_status(store, job, "done", progress=1.0, message="done", metrics=curve)
+    return root
+
+
+def test_a_finished_job_shows_its_progress_and_loss_curve(project: Path) -> None:
+    at = open_page(project, PAGE)
+    assert not at.exception
+    assert at.title[0].value == "Train"
+    bar = at.get("progress")[0].proto
+    assert bar.value == 100 and bar.text.startswith("done · 100%")
+    chart = at.get("plotly_chart")[0].proto
+    assert '"x":[0.5,1.0,1.5,2.0]' in chart.spec.replace(" ", "") and "Loss of job 1" in chart.spec
+    assert not {"train_stop", "train_resume"} & {b.key for b in at.button}  # a done job is final
+    assert at.dataframe[0].value["status"].tolist()[0] == "done"
+
+
+def test_start_and_stop_a_real_job_from_the_page(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    at = open_page(project, PAGE)
+    at.text_input(key="train_name_classifier").set_value("apptest")
+    at.number_input(key="train_epochs_classifier").set_value(500)
+    at.number_input(key="train_batch_classifier").set_value(4)
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    job = list_jobs(Project(project))[0]
+    assert job.active and job.args == {"name": "apptest", "epochs": 500, "batch_size": 4, "lr": 0.003}
+    assert at.selectbox(key="train_view").value == job.id
+    at.button(key="train_stop").click().run()
+    assert not at.exception
+    assert get_job(Project(project), job.id).status == "stopped"
+    assert at.button(key="train_resume")  # a stopped job offers Resume
+
+
+def test_bad_settings_and_a_retrain_without_curated_masks_are_refused_by_name(project: Path) -> None:
+    at = open_page(project, PAGE)
+    before = len(list_jobs(Project(project)))
+    at.text_input(key="train_name_classifier").set_value("../escape").run()
+    at.button(key="train_start").click().run()
+    assert "option name" in at.error[0].value
+    at.selectbox(key="train_stage").select("maskrcnn").run()
+    at.radio(key="train_source").set_value("curated").run()
+    assert at.button(key="train_start").proto.label == "Retrain on curated masks"
+    at.button(key="train_start").click().run()
+    assert not at.exception and "pseudo-masks run" in at.error[0].value
+    assert len(list_jobs(Project(project))) == before
+
+
+def test_two_classifier_runs_side_by_side(project: Path) -> None:
+    at = open_page(project, PAGE)
+    runs = Project(project).runs("classifier")
+    assert at.selectbox(key="cmp_a").value == runs[0].id and at.selectbox(key="cmp_b").value == runs[1].id
+    table = at.dataframe[-1].value
+    assert "config.name" in table["what"].tolist() and table["differs"].all()
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert len(captions) == 2 and all("CAM of" in c for c in captions)
+    assert captions[0].startswith(f"run {runs[0].id}:") and captions[1].startswith(f"run {runs[1].id}:")
+    before = image_urls(at)
+    at.number_input(key="cmp_image").set_value(2).run()
+    assert not at.exception and image_urls(at) != before
