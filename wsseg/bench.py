@@ -12,7 +12,6 @@ import argparse
 import json
 import platform
 import shutil
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from wsseg.models.classifier import ClassifierConfig
 from wsseg.peaks import PeakConfig
 from wsseg.stages.train_classifier import load_classifier, train_classifier
 from wsseg.store import Project
+from wsseg.timing import Laps
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,10 @@ def run_bench(
     """Run the benchmark; write ``out/report.json`` and ``out/report.md``; return the report.
 
     ``plan`` replaces the recipe of ``plan_for`` (the tests use a tiny one)."""
-    started = time.perf_counter()
     out = Path(out)
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
-    timings: dict[str, float] = {}
+    laps = Laps()
     report: dict[str, Any] = {
         "dataset": dataset,
         "quick": quick,
@@ -143,7 +142,7 @@ def run_bench(
         "versions": _versions(),
     }
 
-    t = time.perf_counter()
+    laps.start()
     train_split, val_split = dataset_splits(dataset, seed, data_root)
     plan = plan or plan_for(dataset, quick, len(train_split.classes), seed)
     project = Project.create(work / "project", name=f"bench-{dataset}")
@@ -151,7 +150,7 @@ def run_bench(
     n_val = _write_split(work / "data" / "val", val_split, plan.val_images)
     import_source(project, work / "data" / "train", split="train")
     import_source(project, work / "data" / "val", split="val")
-    timings["data"] = time.perf_counter() - t
+    laps.lap("data")
     report["sizes"] = {"train_images": n_train, "val_images": n_val, "classes": list(project.classes())}
     report["plan"] = {
         "classifier": asdict(plan.classifier),
@@ -160,7 +159,7 @@ def run_bench(
         "augment": asdict(plan.augment),
     }
 
-    t = time.perf_counter()
+    laps.start()
     train_classifier(
         project,
         plan.classifier,
@@ -170,42 +169,43 @@ def run_bench(
         augment=plan.augment,
         callback=tqdm_callback("classifier"),
     )
-    timings["classifier_train"] = time.perf_counter() - t
+    laps.lap("classifier_train")
 
-    t = time.perf_counter()
+    laps.start()
     model, classes, _ = load_classifier(project, "classifier")
     report["classifier"] = evaluate_classifier(project, model, classes, split="val", size=plan.size)
-    timings["classifier_eval"] = time.perf_counter() - t
+    laps.lap("classifier_eval")
 
-    t = time.perf_counter()
+    laps.start()
     from wsseg.bench_pseudo import bench_pseudo_masks
 
     shard = (0, plan.pseudo_every)
     report.update(
         bench_pseudo_masks(project, model, plan.size, shard, coco_out=out / "pseudo_masks_train.json")
     )
-    timings["proposals_pseudo_masks"] = time.perf_counter() - t
+    laps.lap("proposals_pseudo_masks")
 
-    t = time.perf_counter()
+    laps.start()
     report["speed"] = _speed(project, model, plan.size)
-    timings["speed"] = time.perf_counter() - t
+    laps.lap("speed")
 
     if plan.ple:
         from wsseg.bench_ple import ple_bench
 
-        t = time.perf_counter()
+        laps.start()
         report["ple"] = ple_bench(project, dataset, quick, seed, data_root)
-        timings["ple"] = time.perf_counter() - t
+        laps.lap("ple")
     truth = ground_truth(project)
     if truth is not None and any(truth.instances.values()):  # camvid has no instances
-        t = time.perf_counter()
+        laps.start()
         mplan = plan.maskrcnn or maskrcnn_plan(quick, len(train_split.classes), seed)
         pseudo_coco = report.get("pseudo_masks", {}).get("coco")
         report["maskrcnn"] = bench_maskrcnn(project, mplan, Path(pseudo_coco) if pseudo_coco else None)
-        timings["maskrcnn"] = time.perf_counter() - t
+        laps.lap("maskrcnn")
 
-    timings["total"] = time.perf_counter() - started
-    report["seconds"] = timings
+    report["seconds"] = {**laps.wall, "total": laps.total()}
+    report["cpu_seconds"] = laps.cpu
+    report["load_average"] = laps.load
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "report.json", report)
     (out / "report.md").write_text(render_markdown(report))
@@ -286,8 +286,20 @@ def render_markdown(report: dict[str, Any]) -> str:
             for key, value in _flatten(section, report[section]):
                 shown = f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
                 lines.append(f"| `{key}` | {shown} |")
-    lines += ["", "## Wall time (seconds)", "", "| stage | seconds |", "| --- | --- |"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    cpu, load = report.get("cpu_seconds", {}), report.get("load_average", {})
+    lines += [
+        "",
+        "## Time per stage",
+        "",
+        "Wall seconds; CPU seconds of the bench process (its threads, not worker processes); the machine's",
+        "1-minute load average at the stage's end (above 2 on 2 cores, other work slowed the stage).",
+        "",
+        "| stage | wall s | CPU s | load |",
+        "| --- | --- | --- | --- |",
+    ]
+    for stage, wall in report["seconds"].items():
+        cells = [f"{cpu[stage]:.1f}" if stage in cpu else "", f"{load[stage]:.1f}" if stage in load else ""]
+        lines.append(f"| {stage} | {wall:.1f} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -36,3 +37,33 @@ def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: min(values) for name, values in times.items()}
+
+
+class Laps:
+    """Wall-clock seconds of consecutive stages, with this process's CPU seconds and the machine's
+    1-minute load average at each lap (a shared machine's load explains a slow stage).
+
+    CPU seconds count this process's threads only, not worker processes.
+    """
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.load: dict[str, float] = {}
+        self._started = time.perf_counter()
+        self.start()
+
+    def start(self) -> None:
+        """Start timing the next stage (time since the last lap is not counted)."""
+        self._mark = (time.perf_counter(), time.process_time())
+
+    def lap(self, name: str) -> None:
+        """End stage ``name``, started at the last ``start`` or ``lap``."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.wall[name] = wall - self._mark[0]
+        self.cpu[name] = cpu - self._mark[1]
+        self.load[name] = os.getloadavg()[0]
+        self._mark = (wall, cpu)
+
+    def total(self) -> float:
+        return time.perf_counter() - self._started
