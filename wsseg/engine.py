@@ -271,8 +271,9 @@ def train(
     return result
 
 
-def tqdm_callback(desc: str) -> Callable[[Progress], None]:
-    """A progress callback that draws a tqdm bar over all steps of all epochs, with the running losses."""
+def tqdm_callback(desc: str, position: int | None = None) -> Callable[[Progress], None]:
+    """A progress callback that draws a tqdm bar over all steps of all epochs, with the running losses
+    (on terminal line ``position`` when several processes draw bars at once)."""
     from tqdm import tqdm
 
     bar: dict[str, Any] = {}
@@ -280,7 +281,11 @@ def tqdm_callback(desc: str) -> Callable[[Progress], None]:
     def callback(progress: Progress) -> None:
         if "bar" not in bar:
             bar["bar"] = tqdm(
-                total=progress.epochs * progress.steps, desc=desc, unit="step", dynamic_ncols=True
+                total=progress.epochs * progress.steps,
+                desc=desc,
+                unit="step",
+                dynamic_ncols=True,
+                position=position,
             )
             bar["bar"].update(progress.epoch * progress.steps)
         if progress.epoch_done:

@@ -32,8 +32,8 @@ def map_in_order(fn: Callable[[Any], T], tasks: Sequence[Any], workers: int) -> 
     Workers start from a fork server, not by forking this process: a fork copies the locks of every
     thread alive here (torch's and OpenCV's pools, a Streamlit server) and the child can wait on one
     forever; the full test suite hung that way. As with spawn, a script that uses the pool needs an
-    ``if __name__ == "__main__":`` guard (``python -m wsseg`` has one). Workers run numpy/OpenCV work
-    only, with OpenCV on one thread. ``fn`` must be a module-level function and the tasks picklable.
+    ``if __name__ == "__main__":`` guard (``python -m wsseg`` has one). Workers run OpenCV on one
+    thread (a task that uses torch sets its own thread count). ``fn`` must be a module-level function and the tasks picklable.
     """
     if workers <= 1 or len(tasks) <= 1:
         yield from map(fn, tasks)
