@@ -19,6 +19,7 @@ PAGES = {
     "cams": "/cams",
     "proposals": "/proposals",
     "curate": "/curate",
+    "learn": "/learn",
 }
 
 
