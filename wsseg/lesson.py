@@ -291,7 +291,7 @@ def peaks_outcome(
     if found > count:
         return Outcome(
             "more",
-            f"{figures} One object can give two maxima (a long side, the points of a star), and a low "
+            f"{figures} A large object can give two maxima (so can the points of a star), and a low "
             "threshold lets clutter through.",
         )
     return Outcome("same", figures + (" Each object got its own peak." if len(holding) == count else ""))

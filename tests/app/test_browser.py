@@ -277,6 +277,8 @@ def test_learn_page_walks_the_first_three_steps(lesson_server: str, browser: obj
         assert page.get_by_text("Right.").count() + page.get_by_text("Not this time").count() == 1
         assert len(_images_loaded(page, 2)) == 2
         _no_exception(page)
+    page.set_viewport_size({"width": 1400, "height": 1350})  # the whole step, pictures included
     _wait_idle(page)
+    _images_loaded(page, 2)
     _screenshot(page, "learn", tmp_path)
     page.close()
