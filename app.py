@@ -15,6 +15,7 @@ PAGES = [
     st.Page("pages/proposals.py", title="Proposals and pseudo masks", icon=":material/layers:"),
     st.Page("pages/curate.py", title="Curate", icon=":material/task_alt:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
 ]
 
 st.navigation(PAGES).run()

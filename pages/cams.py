@@ -12,63 +12,27 @@ import time
 import numpy as np
 import streamlit as st
 
+from pages.cached import maps as _maps
+from pages.cached import prm as _prm
 from pages.common import current_project, tag_filter
 from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
-from wsseg.cam_view import (
-    Classifier,
-    ImageMaps,
-    PeakSettings,
-    checkpoint_path,
-    class_peaks,
-    image_maps,
-    open_classifier,
-    peak_prm,
-)
+from wsseg.cam_view import PeakSettings, checkpoint_path, class_heat, class_peaks
 from wsseg.overlay import (
     COLORMAPS,
     OverlayStyle,
-    crm_to_pixels,
     jpeg_bytes,
     nearest_peak,
     normalize,
     overlay_view,
 )
-from wsseg.peaks import FILTERS, Peak
+from wsseg.peaks import FILTERS
 from wsseg.prm import METHODS
-from wsseg.store import Project
 
 CLICK_KEY = "cam_click"
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the classifier…")
-def _classifier(root: str, mtime: float) -> Classifier | None:
-    """The project's classifier, reloaded when its checkpoint file changes (``mtime``)."""
-    return open_classifier(Project(root))
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _maps(root: str, image_id: int, stamp: tuple) -> ImageMaps | None:
-    """One image's maps; ``stamp`` (checkpoint mtime, newest peaks run) invalidates them."""
-    project = Project(root)
-    return image_maps(project, project.image(image_id), _classifier(root, stamp[0]))
-
-
-@st.cache_resource(max_entries=256, show_spinner="Computing the peak response map…")
-def _prm(
-    root: str, image_id: int, stamp: tuple, settings: PeakSettings, peak: Peak, method: str
-) -> tuple[np.ndarray | None, str]:
-    return peak_prm(_maps(root, image_id, stamp), peak, settings, _classifier(root, stamp[0]), method)
-
-
 def _class_label(name: str, score: float, tagged: bool) -> str:
     return f"{name} · {'tagged' if tagged else 'absent'} · score {score:+.2f}"
-
-
-def _heat(maps: ImageMaps, class_index: int, shared: bool) -> np.ndarray:
-    """float32 HxW in [0, 1]: the class's CRM at pixel resolution, over its own maximum or over the
-    maximum of every class's map (``shared``: absent classes then look as weak as they are)."""
-    pixels = crm_to_pixels(maps.crm[class_index], maps.stride, maps.image.shape[:2])
-    return normalize(pixels, float(maps.crm.max()) if shared else None)
 
 
 @st.fragment
@@ -125,7 +89,7 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
     left, right = st.columns(2)
     with left:
         st.markdown(f"**CAM of {classes[class_index]}** · {len(peaks)} peak(s)")
-        picture = overlay_view(maps.image, _heat(maps, class_index, shared), style, points, chosen)
+        picture = overlay_view(maps.image, class_heat(maps, class_index, shared), style, points, chosen)
         clickable_image(
             picture, CLICK_KEY, caption="Click a numbered peak to see its PRM." if CLICKS_AVAILABLE else None
         )
@@ -154,7 +118,7 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
         small = OverlayStyle(opacity=opacity, colormap=colormap)
         for k, col in enumerate(strip):
             col.image(
-                jpeg_bytes(overlay_view(maps.image, _heat(maps, k, shared), small, target=200)),
+                jpeg_bytes(overlay_view(maps.image, class_heat(maps, k, shared), small, target=200)),
                 caption=labels[k],
             )
     st.caption(f"Viewer rendered in {(time.perf_counter() - started) * 1000:.0f} ms on the server.")

@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.cached import candidates as _candidates
 from pages.common import current_project, tag_filter
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
 from wsseg.overlay import (
@@ -33,25 +34,16 @@ from wsseg.retrieval_view import (
     WEIGHTED_TERMS,
     ImageCandidates,
     Ranking,
-    load_candidates,
     newest_runs,
     rank_of,
     rank_proposals,
 )
-from wsseg.store import Project
 
 BETAS = [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 PRM_COLOUR = (255, 220, 0)  # yellow: the PRM strategy; WISE in CANDIDATE_COLOUR (cyan)
 POINTS = {"prm_argmax": "PRM argmax", "peak": "the peak itself"}
 TABLE_COLUMNS = ["rank", "proposal", "score", *[n for n, _ in WEIGHTED_TERMS], "inside", "background"]
 TABLE_COLUMNS += ["objectness", "area"]
-
-
-@st.cache_resource(max_entries=32, show_spinner="Reading the peaks and proposals…")
-def _candidates(root: str, image_id: int, stamp: tuple[int, int]) -> ImageCandidates | None:
-    """One image's peaks and proposals from the runs ``stamp`` = (peaks run, proposals run)."""
-    project = Project(root)
-    return load_candidates(project, project.image(image_id), *stamp)
 
 
 def _mask_picture(

@@ -67,3 +67,14 @@ def proposed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     main(["peaks", "--project", str(root), "--class-threshold", "-1000"])
     main(["proposals", "--project", str(root), "--workers", "1"])
     return root
+
+
+@pytest.fixture(scope="session")
+def lesson(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Learn page's lesson project on 3 demo images: the shipped classifier, its peaks and a
+    proposals run (``create_lesson_project``). About 5 s."""
+    from wsseg.lesson_data import create_lesson_project
+
+    root = tmp_path_factory.mktemp("lesson") / "project"
+    create_lesson_project(root, images=3)
+    return root

@@ -18,6 +18,7 @@ from wsseg.datasets import to_tensor
 from wsseg.engine import CHECKPOINT
 from wsseg.evaluate_classifier import INFERENCE_PEAKS
 from wsseg.models.classifier import PeakClassifier
+from wsseg.overlay import crm_to_pixels, normalize
 from wsseg.peaks import Peak, PeakConfig, find_peaks
 from wsseg.prm import PRMConfig, peak_response_maps
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
@@ -132,6 +133,13 @@ def image_maps(project: Project, record: ImageRecord, classifier: Classifier | N
         stored_peaks=np.zeros((0, 4), np.float32),
         stored_prms=np.zeros((0, *image.shape[:2]), np.float32),
     )
+
+
+def class_heat(maps: ImageMaps, class_index: int, shared: bool) -> np.ndarray:
+    """float32 HxW in [0, 1]: the class's CRM at pixel resolution, over its own maximum or over the
+    maximum of every class's map (``shared``: absent classes then look as weak as they are)."""
+    pixels = crm_to_pixels(maps.crm[class_index], maps.stride, maps.image.shape[:2])
+    return normalize(pixels, float(maps.crm.max()) if shared else None)
 
 
 def _peak_config(maps: ImageMaps, settings: PeakSettings) -> PeakConfig:

@@ -62,8 +62,17 @@ def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
 
     from wsseg.demo import make_demo_checkpoint
 
+    if args.models:
+        from wsseg.demo_models import DemoModelsPlan, make_demo_models
+
+        plan = DemoModelsPlan(images=args.images or DemoModelsPlan.images)
+        with tempfile.TemporaryDirectory() as work:
+            report = make_demo_models(Path(work), plan, args.out.parent)
+        print(f"demo Mask R-CNN and pixel-label estimator written to {args.out.parent}: {report}")
+        return
     with tempfile.TemporaryDirectory() as work:
-        metrics = make_demo_checkpoint(args.out, Path(work) / "project", args.images, args.epochs, args.seed)
+        images = args.images or 3000
+        metrics = make_demo_checkpoint(args.out, Path(work) / "project", images, args.epochs, args.seed)
     print(f"demo checkpoint written to {args.out} ({metrics})")
 
 
@@ -376,7 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         "shapes images with the full benchmark's recipe, and save it (without optimiser state).",
     )
     p.add_argument("--out", type=Path, default=Path("assets/demo-classifier.pt"))
-    p.add_argument("--images", type=int, default=3000)
+    p.add_argument(
+        "--models",
+        action="store_true",
+        help="instead: the Learn page's small Mask R-CNN and pixel-label estimator, trained on the shipped "
+        "classifier's pseudo masks and tags, written beside --out with their held-out scores",
+    )
+    p.add_argument("--images", type=int, default=None, help="training images (default 3000; --models: 400)")
     p.add_argument("--epochs", type=int, default=46)
     p.add_argument("--seed", type=int, default=1, help="generator seed of the training images (demo: 0)")
     p.set_defaults(func=_cmd_demo_checkpoint)

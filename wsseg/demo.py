@@ -43,13 +43,9 @@ def make_demo_checkpoint(out: Path, work: Path, images: int = 3000, epochs: int 
     checkpoint is saved without the optimiser state (about 1 MB). Returns the training metrics.
     """
     import dataclasses
-    import io
-
-    import torch
 
     from wsseg.bench import plan_for
-    from wsseg.engine import CHECKPOINT, load_checkpoint, tqdm_callback
-    from wsseg.fileio import write_bytes
+    from wsseg.engine import CHECKPOINT, tqdm_callback
     from wsseg.stages.train_classifier import train_classifier
 
     project = create_demo_project(work, n_images=images, seed=seed)
@@ -61,12 +57,24 @@ def make_demo_checkpoint(out: Path, work: Path, images: int = 3000, epochs: int 
         augment=plan.augment,
         callback=tqdm_callback("demo checkpoint"),
     )
-    state = load_checkpoint(project.root / "checkpoints" / "classifier" / CHECKPOINT)
-    slim = {"model": state["model"], "extra": state["extra"], "epoch": state.get("epoch")}
-    buffer = io.BytesIO()
-    torch.save(slim, buffer)
-    write_bytes(Path(out), buffer.getvalue())
+    save_slim(project.root / "checkpoints" / "classifier" / CHECKPOINT, Path(out))
     return metrics
+
+
+def save_slim(checkpoint: Path, out: Path) -> int:
+    """Copy a training checkpoint to ``out`` without its optimiser state; return the bytes written."""
+    import io
+
+    import torch
+
+    from wsseg.engine import load_checkpoint
+    from wsseg.fileio import write_bytes
+
+    state = load_checkpoint(checkpoint)
+    buffer = io.BytesIO()
+    torch.save({"model": state["model"], "extra": state["extra"], "epoch": state.get("epoch")}, buffer)
+    write_bytes(Path(out), buffer.getvalue())
+    return len(buffer.getvalue())
 
 
 def install_demo_checkpoint(

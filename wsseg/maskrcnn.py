@@ -4,7 +4,9 @@ The default backbone is MobileNetV3-Large with **trainable** BatchNorm whose str
 feed a 128-channel FPN (plus FPN's max-pooled stride-64 level). torchvision's own
 ``mobilenet_backbone`` freezes BatchNorm and takes two stride-32 maps: from scratch on the 18-50 px
 objects of ``shapes`` it does not learn; this layout does (issue 5). ResNet-50-FPN is the other
-option, built the same way (stride 8/16/32 maps, trainable BatchNorm).
+option, built the same way (stride 8/16/32 maps, trainable BatchNorm). ``small`` is the from-scratch
+``SmallCNN`` of the classifier with two more stride-2 layers (strides 8/16/32 from its own layers):
+with thin heads it makes the app's demo checkpoint (``wsseg.demo_models``), well under 1 M parameters.
 
 Contract (torchvision's): ``model(images, targets)`` in training returns a dict of losses;
 ``model(images)`` in eval mode returns per image ``boxes`` (float32 Nx4, xyxy pixels), ``labels``
@@ -33,16 +35,17 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from wsseg.errors import BadInputError
 from wsseg.evaluate import Instances
-from wsseg.models.backbones import _build_tv
+from wsseg.models.backbones import SmallCNN, _build_tv, _conv_bn_relu
 
-BACKBONES = ("mobilenet_v3", "resnet50")
+BACKBONES = ("mobilenet_v3", "resnet50", "small")
 
 
 @dataclass(frozen=True)
 class MaskRCNNConfig:
     """Everything that shapes the model. Defaults: 160 px images with 18-50 px objects, on a CPU.
 
-    num_classes: object classes, background excluded. backbone: ``mobilenet_v3`` or ``resnet50``.
+    num_classes: object classes, background excluded. backbone: ``mobilenet_v3``, ``resnet50`` or
+        ``small`` (a from-scratch CNN of ``small_width`` base channels; it has no ImageNet weights).
     weights: None (from scratch), ``"imagenet"`` (torchvision's weights API: downloads on first use) or
         a path to a state dict of the full torchvision classification model.
     image_size: the shorter side images are resized to (torchvision's ``min_size``); the longer side
@@ -59,6 +62,7 @@ class MaskRCNNConfig:
     num_classes: int
     backbone: str = "mobilenet_v3"
     weights: str | None = None
+    small_width: int = 32
     fpn_channels: int = 128
     image_size: int = 160
     anchor_sizes: tuple[tuple[int, ...], ...] = ((16,), (32,), (64,), (128,))
@@ -80,6 +84,8 @@ class MaskRCNNConfig:
             raise BadInputError("num_classes", f"must be at least 1, got {self.num_classes}")
         if self.backbone not in BACKBONES:
             raise BadInputError(f"backbone={self.backbone!r}", f"expected one of {', '.join(BACKBONES)}")
+        if self.backbone == "small" and self.weights is not None:
+            raise BadInputError(f"weights={self.weights!r}", "the small backbone trains from scratch only")
         if self.image_size < 32:
             raise BadInputError("image_size", f"must be at least 32 pixels, got {self.image_size}")
         if self.mask_head_convs < 1:
@@ -114,14 +120,23 @@ def _stride_outputs(features: nn.Sequential, strides: Sequence[int]) -> tuple[di
 def build_backbone(config: MaskRCNNConfig) -> BackboneWithFPN:
     """The backbone's stride 8/16/32 maps through an FPN of ``fpn_channels`` (levels '0'..'2', 'pool')."""
     strides = (8, 16, 32)
-    if config.backbone == "mobilenet_v3":
+    body: nn.Module
+    if config.backbone == "small":
+        w = config.small_width
+        body = nn.Sequential(
+            *SmallCNN(width=w).body,
+            *_conv_bn_relu(3 * w, 4 * w, stride=2),
+            *_conv_bn_relu(4 * w, 4 * w, stride=2),
+        )
+        return_layers, channels = _stride_outputs(body, strides)
+    elif config.backbone == "mobilenet_v3":
         net = _build_tv(
             "mobilenet_v3",
             torchvision.models.mobilenet_v3_large,
             torchvision.models.MobileNet_V3_Large_Weights,
             config.weights,
         )
-        body: nn.Module = net.features
+        body = net.features
         return_layers, channels = _stride_outputs(net.features, strides)
     else:
         net = _build_tv(

@@ -53,11 +53,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(project: Path) -> Iterator[str]:
-    """``streamlit run app.py`` on ``project`` at 127.0.0.1 on a free port; yields its URL once
-    ``/_stcore/health`` answers, and stops the server by its PID on exit."""
+def serve(project: Path, lesson: Path | None = None) -> Iterator[str]:
+    """``streamlit run app.py`` on ``project`` (and the Learn page on the lesson project ``lesson``) at
+    127.0.0.1 on a free port; yields its URL once ``/_stcore/health`` answers, and stops the server by
+    its PID on exit."""
     port = _free_port()
     env = {**os.environ, "WSSEG_PROJECT": str(project)}
+    if lesson is not None:
+        env["WSSEG_LESSON"] = str(lesson)
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     command += [
         "--server.address",

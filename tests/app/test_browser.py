@@ -244,3 +244,41 @@ def test_proposals_and_curate_pages_render_and_a_decision_is_stored(
     _no_exception(page)
     _screenshot(page, "curate", tmp_path)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def lesson_server(lesson: Path) -> Iterator[str]:
+    with serve(lesson, lesson) as url:
+        yield url
+
+
+def test_learn_page_walks_the_first_three_steps(lesson_server: str, browser: object, tmp_path: Path) -> None:
+    from wsseg.lesson import STEPS
+
+    page = browser.new_page()
+    page.goto(lesson_server)  # a fresh server's first page sets up the navigation (opened on a page
+    page.get_by_role("heading", name="Project").wait_for(timeout=TIMEOUT)  # URL, it lists pages/)
+    page.goto(lesson_server + "/learn")
+    for number, step in enumerate(STEPS[:3]):
+        if number:
+            page.get_by_role("button", name="Next →").click()
+        page.get_by_role("heading", name=step.title).wait_for(timeout=TIMEOUT)
+        _wait_idle(page)
+        assert len(_images_loaded(page, 1)) == 1  # the image to guess about
+        page.get_by_text("Make your guess").wait_for(timeout=TIMEOUT)
+        page.locator("[data-testid='stRadio'] label").nth(1).click()  # the second choice
+        _wait_idle(page)
+        page.get_by_role("button", name="Reveal").click()
+        page.wait_for_function(  # a verdict, right or not, and the revealed picture
+            "() => document.querySelector(\"[data-testid='stAlertContentSuccess'],"
+            " [data-testid='stAlertContentWarning']\") !== null",
+            timeout=TIMEOUT,
+        )
+        assert page.get_by_text("Right.").count() + page.get_by_text("Not this time").count() == 1
+        assert len(_images_loaded(page, 2)) == 2
+        _no_exception(page)
+    page.set_viewport_size({"width": 1400, "height": 1350})  # the whole step, pictures included
+    _wait_idle(page)
+    _images_loaded(page, 2)
+    _screenshot(page, "learn", tmp_path)
+    page.close()

@@ -20,6 +20,7 @@ PAGES = {
     "proposals": "/proposals",
     "curate": "/curate",
     "train": "/train",
+    "learn": "/learn",
 }
 
 

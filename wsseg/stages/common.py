@@ -15,13 +15,14 @@ from wsseg.store import Project
 def checkpoint_state(
     project_or_folder: Project | Path, name: str, device: str | torch.device = "cpu"
 ) -> tuple[Path, dict[str, Any]]:
-    """(checkpoint file, its state) of the run ``name`` of a project, or of a checkpoint folder."""
+    """(checkpoint file, its state) of the run ``name`` of a project, of a checkpoint folder, or of a
+    checkpoint file itself (such as the demo models in ``assets/``)."""
     folder = (
         project_or_folder.root / "checkpoints" / name
         if isinstance(project_or_folder, Project)
         else Path(project_or_folder)
     )
-    path = folder / CHECKPOINT
+    path = folder if folder.is_file() else folder / CHECKPOINT
     return path, load_checkpoint(path, map_location=device)
 
 
