@@ -34,15 +34,18 @@ from wsseg.curation_export import CURATED, export_curated_coco
 from wsseg.data.coco import decode_rle
 from wsseg.errors import BadInputError
 from wsseg.evaluate import Instances, mask_map
+from wsseg.importer import GROUND_TRUTH
 from wsseg.store import DB_NAME, Project
 
 AUTHOR = "simulated annotator"
 
 
-def scratch_copy(project: Project, folder: str | Path) -> Project:
+def scratch_copy(
+    project: Project, folder: str | Path, share: tuple[str, ...] = ("images", "artifacts", "checkpoints")
+) -> Project:
     """A copy of ``project`` in ``folder`` that shares its files: the database is copied (SQLite's backup
-    API, consistent under WAL), images/, artifacts/ and checkpoints/ are symbolic links. Write nothing
-    under the links."""
+    API, consistent under WAL); the folders of ``share`` and the ground truth file are symbolic links.
+    Write nothing under the links (a folder not shared starts empty and is the copy's own)."""
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -51,9 +54,11 @@ def scratch_copy(project: Project, folder: str | Path) -> Project:
         closing(sqlite3.connect(folder / DB_NAME)) as target,
     ):
         source.backup(target)
-    for sub in ("images", "artifacts", "checkpoints"):
+    for sub in share:
         if (project.root / sub).exists():
             (folder / sub).symlink_to((project.root / sub).resolve(), target_is_directory=True)
+    if (project.root / GROUND_TRUTH).is_file():
+        (folder / GROUND_TRUTH).symlink_to((project.root / GROUND_TRUTH).resolve())
     return Project(folder)
 
 
