@@ -47,7 +47,9 @@ def test_curation_bench_retrains_on_each_set_and_never_writes_the_project(tmp_pa
     classifier = ClassifierConfig(num_classes=4, backbone="small", small_width=8, peak_stimulation=False)
     train_classifier(project, classifier, TrainConfig(epochs=1, batch_size=12), augment=None)
     run = make_pseudo_masks_runs(project, (0, 1), workers=1)
-    masks = len(project.pseudo_masks(run_id=run))
+    # Mask R-CNN trains on the first 8 images with masks; only their masks are reviewed
+    first = sorted({m["image_id"] for m in project.pseudo_masks(run_id=run)})[:8]
+    masks = sum(1 for m in project.pseudo_masks(run_id=run) if m["image_id"] in first)
     assert masks >= 2
     original = _state(project.root)
 
@@ -55,7 +57,7 @@ def test_curation_bench_retrains_on_each_set_and_never_writes_the_project(tmp_pa
         bench=plan_for("shapes", True, 4, 0),  # unused: the project is given
         shard=(0, 1),
         review_fraction=0.5,
-        maskrcnn=MaskRCNNPlan(TINY, TrainConfig(epochs=1, batch_size=8, lr=1e-3)),
+        maskrcnn=MaskRCNNPlan(TINY, TrainConfig(epochs=1, batch_size=2, lr=1e-3), max_images=8),
     )
     out = tmp_path / "out"
     run_curation_bench("shapes", True, out, project_root=project.root, plan=plan)
@@ -81,6 +83,7 @@ def test_curation_bench_retrains_on_each_set_and_never_writes_the_project(tmp_pa
         model, _, extra = load_maskrcnn(copy, f"maskrcnn-{name}")
         coco = read_coco(extra["coco"])
         assert section["maskrcnn"][name]["train_images"] == len(coco.images) > 0
+        assert {i.id for i in coco.images} <= set(first)
         predicted = {r.id: predict(model, [read_image(copy.image_path(r))])[0] for r in records}
         assert mask_map(truth, predicted, 4).maps["map50"] == pytest.approx(value)
         weights[name] = torch.cat([p.flatten() for p in model.parameters()])

@@ -46,7 +46,6 @@ from wsseg.bench_data import dataset_splits
 from wsseg.bench_maskrcnn import KEYS, MaskRCNNPlan, _plan_dict
 from wsseg.bench_pseudo import VARIANTS, inference_prm_config
 from wsseg.curation import pseudo_run
-from wsseg.curation_export import export_curated_coco
 from wsseg.engine import TrainConfig, tqdm_callback
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
@@ -62,8 +61,9 @@ SETS = ("before", "queue", "random")
 @dataclass(frozen=True)
 class CurationPlan:
     """The run's recipe. ``bench``: data sizes and classifier (unused with ``--project``); ``shard``:
-    the training images given pseudo masks; N = ``review_fraction`` of the curated run's automatic
-    masks; ``maskrcnn``: the one model and schedule of the three trainings."""
+    the training images given pseudo masks; ``maskrcnn``: the one model and schedule of the three
+    trainings, on the run's first ``maskrcnn.max_images`` images with masks (all when None), whose
+    masks alone are reviewed: N = ``review_fraction`` of their automatic masks."""
 
     bench: BenchPlan
     shard: tuple[int, int]
@@ -79,7 +79,7 @@ def curation_plan(dataset: str, quick: bool, num_classes: int, seed: int) -> Cur
     quarter of the training images (750), N = 20% of their masks, Mask R-CNN 5 epochs over at most 750
     images (~470 steps of batch 8) three times: about 81 minutes on an idle 2-core machine. Quick: 240
     training and 40 validation images, a short classifier, pseudo masks of 120 images and one Mask
-    R-CNN epoch (~13 steps): minutes, the Mask R-CNN figures near zero.
+    R-CNN epoch (~12 steps): minutes, the Mask R-CNN figures near zero.
     """
     model = MaskRCNNConfig(num_classes=num_classes)
     if quick:
@@ -188,15 +188,18 @@ def curation_section(
     """Steps 3 and 4 on a project holding a finished pseudo-masks run (default: its newest) and ground
     truth; writes only under ``out``. Returns the report's ``curation`` section."""
     run = pseudo_run(project, run_id)
-    masks = sum(1 for m in project.pseudo_masks(run_id=run.id) if m["source"] == "auto")
+    auto = [m for m in project.pseudo_masks(run_id=run.id) if m["source"] == "auto"]
+    images = sorted({m["image_id"] for m in auto})[: plan.maskrcnn.max_images]
+    kept = set(images)
+    masks = sum(1 for m in auto if m["image_id"] in kept)
     n = max(1, round(plan.review_fraction * masks))
     t = time.perf_counter()
-    pseudo = bench_curation(project, out / "copies", n, run.id, seed=seed)
+    pseudo = bench_curation(project, out / "copies", n, run.id, seed=seed, images=images)
     review_seconds = time.perf_counter() - t
-    cocos = {"before": out / "pseudo_before.json"}
-    export_curated_coco(project, run.id, cocos["before"], include_proposed=True)
+    cocos = {"before": Path(pseudo["coco_before"])}
     cocos.update({name: Path(pseudo[name]["coco"]) for name in ("queue", "random")})
-    models = retrain(project, cocos, plan.maskrcnn, out / "train", callback)
+    every_image = dataclasses.replace(plan.maskrcnn, max_images=None)  # the COCO files hold ``images`` only
+    models = retrain(project, cocos, every_image, out / "train", callback)
     before = models["before"]["map50"]
     return {
         "map50_before": before,
@@ -208,6 +211,7 @@ def curation_section(
         "n": pseudo["n"],
         "review_fraction": plan.review_fraction,
         "pseudo_masks_run": run.id,
+        "images": len(images),
         "pseudo_masks": pseudo,
         "maskrcnn": models,
         "plan": {"maskrcnn": _plan_dict(plan.maskrcnn), "shard": list(plan.shard)},
