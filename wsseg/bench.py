@@ -26,6 +26,7 @@ from wsseg.bench_maskrcnn import MaskRCNNPlan, bench_maskrcnn, maskrcnn_plan
 from wsseg.data.tagged_folder import write_tagged_folder
 from wsseg.datasets import Augment
 from wsseg.engine import TrainConfig, tqdm_callback
+from wsseg.errors import BadInputError
 from wsseg.evaluate_classifier import INFERENCE_PEAKS, evaluate_classifier
 from wsseg.fileio import write_json
 from wsseg.importer import ground_truth, import_source
@@ -303,6 +304,8 @@ def run_from_args(args: argparse.Namespace) -> None:
         print(render_reliability(run_reliability(args.out, args.seed)))
         print(f"report written to {Path(args.out) / 'report.json'} and report.md")
         return
+    if getattr(args, "project", None) is not None and not getattr(args, "curation", False):
+        raise BadInputError("--project", "is only used with --curation")
     if getattr(args, "curation", False):
         from wsseg.bench_curation_run import run_curation_bench
 
