@@ -27,7 +27,9 @@ APP = ROOT / "app.py"
 
 _CURATOR = """
 import random, re, sys
+import streamlit.logger
 from streamlit.testing.v1 import AppTest
+streamlit.logger.set_log_level("error")  # AppTest's bare-mode warnings
 root, seed, app = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 at = AppTest.from_file(app, default_timeout=60)
 at.session_state["project_root"] = root
@@ -55,7 +57,6 @@ def _curator(project: Project, seed: int) -> subprocess.Popen:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "STREAMLIT_LOGGER_LEVEL": "error",  # AppTest's bare-mode warnings
     }
     return subprocess.Popen(
         [sys.executable, "-c", _CURATOR, str(project.root), str(seed), str(APP)],
