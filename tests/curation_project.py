@@ -40,13 +40,18 @@ def lineage(peak_id: int, value: float, ranks: list[dict], merged: tuple[int, ..
     }
 
 
-def tiny_project(root: Path) -> Project:
-    """One 20x30 image, classes a and b, a proposals run (id 1), a PRM run (id 2) with three masks."""
+def tiny_project(root: Path, n_images: int = 1) -> Project:
+    """One 20x30 image (``one.png``; more with ``n_images``: ``one_<k>.png``, each the same), classes a
+    and b, a proposals run (id 1), a PRM run (id 2) with three masks per image (ids 1-3 on the first)."""
     project = Project.create(root)
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(buffer, format="PNG")
     project.add_classes(["a", "b"])
-    image = project.add_image("one.png", buffer.getvalue(), W, H, "0" * 64, tags=["a", "b"])
+    names = ["one.png"] + [f"one_{k}.png" for k in range(1, n_images)]
+    images = [
+        project.add_image(name, buffer.getvalue(), W, H, f"{k:064d}", tags=["a", "b"])
+        for k, name in enumerate(names)
+    ]
     assert project.start_run("proposals", {}) == 1
     props = Proposals(
         PROPOSALS,
@@ -55,9 +60,18 @@ def tiny_project(root: Path) -> Project:
         np.zeros(4, np.int32),
         ("ss",),
     )
-    save_proposals(proposals_folder(project, 1) / f"{image.id}.json", props, (H, W))
+    for image in images:
+        save_proposals(proposals_folder(project, 1) / f"{image.id}.json", props, (H, W))
     project.finish_run(1)
     run = project.start_run("pseudo_masks", {"retrieval": {"strategy": "prm"}, "proposals_run": 1})
+    for image in images:
+        project.add_pseudo_masks(run, image.id, _rows())
+    project.finish_run(run)
+    return project
+
+
+def _rows() -> list[dict]:
+    """The three pseudo masks of an image."""
     rows = [
         # clear winner (margin 0.9), strongest peak of class a
         {
@@ -76,6 +90,4 @@ def tiny_project(root: Path) -> Project:
     ]
     for row in rows:
         row["score"] = row["lineage"]["ranked"][0]["score"]
-    project.add_pseudo_masks(run, image.id, rows)
-    project.finish_run(run)
-    return project
+    return rows

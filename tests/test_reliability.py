@@ -27,6 +27,7 @@ from wsseg.reliability import (
     seed_project,
     snapshot,
 )
+from wsseg.reliability_app import killed_app
 
 GOOD_PNG = _png(np.full((8, 8, 3), 90, np.uint8))
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -54,6 +55,13 @@ def test_loss_counter_sees_a_changed_store(tmp_path: Path) -> None:
 def test_killed_editor_loses_no_acknowledged_edit(tmp_path: Path) -> None:
     result = killed_editors(tmp_path, rounds=2)
     assert result["acknowledged_edits"] > 0
+    assert result["acknowledged_edits_lost"] == 0 and result["store_problems"] == 0
+
+
+def test_killed_curate_page_loses_no_acknowledged_decision(tmp_path: Path) -> None:
+    result = killed_app(tmp_path, rounds=1, n_images=10)
+    assert result is not None  # app.py is in the checkout
+    assert result["faults_injected"] == 1 and result["acknowledged_decisions"] > 0
     assert result["acknowledged_edits_lost"] == 0 and result["store_problems"] == 0
 
 

@@ -25,6 +25,7 @@ from wsseg.bench_maskrcnn import MaskRCNNPlan, bench_maskrcnn, maskrcnn_plan
 from wsseg.data.tagged_folder import write_tagged_folder
 from wsseg.datasets import Augment
 from wsseg.engine import TrainConfig, tqdm_callback
+from wsseg.errors import BadInputError
 from wsseg.evaluate_classifier import INFERENCE_PEAKS, evaluate_classifier
 from wsseg.fileio import write_json
 from wsseg.importer import ground_truth, import_source
@@ -120,6 +121,33 @@ def _take(samples: Iterable[Any], limit: int) -> Iterator[Any]:
         yield sample
 
 
+def bench_project(
+    work: Path, dataset: str, train_split: BenchSplit, val_split: BenchSplit, plan: BenchPlan
+) -> tuple[Project, dict[str, Any]]:
+    """A fresh project ``work/project`` with the plan's first images of both splits imported (through
+    tagged folders under ``work/data``, their ground truth as COCO); returns it and the report's
+    ``sizes`` section."""
+    project = Project.create(work / "project", name=f"bench-{dataset}")
+    n_train = _write_split(work / "data" / "train", train_split, plan.train_images)
+    n_val = _write_split(work / "data" / "val", val_split, plan.val_images)
+    import_source(project, work / "data" / "train", split="train")
+    import_source(project, work / "data" / "val", split="val")
+    return project, {"train_images": n_train, "val_images": n_val, "classes": list(project.classes())}
+
+
+def train_bench_classifier(project: Project, plan: BenchPlan) -> None:
+    """Train the plan's classifier on the project's training split as ``checkpoints/classifier``."""
+    train_classifier(
+        project,
+        plan.classifier,
+        plan.train,
+        name="classifier",
+        size=plan.size,
+        augment=plan.augment,
+        callback=tqdm_callback("classifier"),
+    )
+
+
 def run_bench(
     dataset: str,
     quick: bool,
@@ -145,13 +173,8 @@ def run_bench(
     laps.start()
     train_split, val_split = dataset_splits(dataset, seed, data_root)
     plan = plan or plan_for(dataset, quick, len(train_split.classes), seed)
-    project = Project.create(work / "project", name=f"bench-{dataset}")
-    n_train = _write_split(work / "data" / "train", train_split, plan.train_images)
-    n_val = _write_split(work / "data" / "val", val_split, plan.val_images)
-    import_source(project, work / "data" / "train", split="train")
-    import_source(project, work / "data" / "val", split="val")
+    project, report["sizes"] = bench_project(work, dataset, train_split, val_split, plan)
     laps.lap("data")
-    report["sizes"] = {"train_images": n_train, "val_images": n_val, "classes": list(project.classes())}
     report["plan"] = {
         "classifier": asdict(plan.classifier),
         "train": asdict(plan.train),
@@ -160,15 +183,7 @@ def run_bench(
     }
 
     laps.start()
-    train_classifier(
-        project,
-        plan.classifier,
-        plan.train,
-        name="classifier",
-        size=plan.size,
-        augment=plan.augment,
-        callback=tqdm_callback("classifier"),
-    )
+    train_bench_classifier(project, plan)
     laps.lap("classifier_train")
 
     laps.start()
@@ -308,6 +323,17 @@ def run_from_args(args: argparse.Namespace) -> None:
         from wsseg.reliability import render_reliability, run_reliability
 
         print(render_reliability(run_reliability(args.out, args.seed)))
+        print(f"report written to {Path(args.out) / 'report.json'} and report.md")
+        return
+    if getattr(args, "project", None) is not None and not getattr(args, "curation", False):
+        raise BadInputError("--project", "is only used with --curation")
+    if getattr(args, "curation", False):
+        from wsseg.bench_curation_run import run_curation_bench
+
+        report = run_curation_bench(
+            args.dataset, args.quick, args.out, args.seed, args.data_root, args.project
+        )
+        print(render_markdown(report))
         print(f"report written to {Path(args.out) / 'report.json'} and report.md")
         return
     report = run_bench(args.dataset, args.quick, args.out, args.seed, args.data_root)

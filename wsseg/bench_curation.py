@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -30,19 +30,23 @@ import numpy as np
 
 from wsseg import curation
 from wsseg.bench_pseudo import true_instances
-from wsseg.curation_export import CURATED, export_curated_coco
+from wsseg.curation_export import CURATED, is_curated
 from wsseg.data.coco import decode_rle
 from wsseg.errors import BadInputError
 from wsseg.evaluate import Instances, mask_map
+from wsseg.importer import GROUND_TRUTH
+from wsseg.stages.make_pseudo_masks import export_coco
 from wsseg.store import DB_NAME, Project
 
 AUTHOR = "simulated annotator"
 
 
-def scratch_copy(project: Project, folder: str | Path) -> Project:
+def scratch_copy(
+    project: Project, folder: str | Path, share: tuple[str, ...] = ("images", "artifacts", "checkpoints")
+) -> Project:
     """A copy of ``project`` in ``folder`` that shares its files: the database is copied (SQLite's backup
-    API, consistent under WAL), images/, artifacts/ and checkpoints/ are symbolic links. Write nothing
-    under the links."""
+    API, consistent under WAL); the folders of ``share`` and the ground truth file are symbolic links.
+    Write nothing under the links (a folder not shared starts empty and is the copy's own)."""
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -51,9 +55,11 @@ def scratch_copy(project: Project, folder: str | Path) -> Project:
         closing(sqlite3.connect(folder / DB_NAME)) as target,
     ):
         source.backup(target)
-    for sub in ("images", "artifacts", "checkpoints"):
+    for sub in share:
         if (project.root / sub).exists():
             (folder / sub).symlink_to((project.root / sub).resolve(), target_is_directory=True)
+    if (project.root / GROUND_TRUTH).is_file():
+        (folder / GROUND_TRUTH).symlink_to((project.root / GROUND_TRUTH).resolve())
     return Project(folder)
 
 
@@ -129,40 +135,65 @@ def bench_curation(
     truth: Mapping[int, Instances] | None = None,
     seed: int = 0,
     iou: float = 0.5,
+    images: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """Simulated curation of ``n`` masks of a pseudo-masks run in queue order and in random order.
 
+    ``images``: the ids of the images whose masks may be reviewed and are exported (default: all).
     ``truth``: image id -> true Instances (default: the project's ground truth over the images the run
-    processed: its split and shard).
-    Returns ``map50_before``, and for ``queue`` and ``random``: the counts of ``review``, ``map50_after``
-    (stored scores), ``map50_after_lifted`` (reviewed masks ranked first) and ``coco`` (the path of the curated COCO JSON, for retraining). The project itself is not changed.
+    processed, its split and shard, or over ``images``).
+    Returns ``map50_before``, ``coco_before`` (the path of the COCO JSON of the run's masks as they
+    are), and for ``queue`` and ``random``: the counts of ``review``, ``map50_after`` (stored scores),
+    ``map50_after_lifted`` (reviewed masks ranked first) and ``coco`` (the path of the curated COCO
+    JSON: accepted, edited and unreviewed masks, for retraining). The project itself is not changed.
     """
     run = curation.pseudo_run(project, run_id)
     if truth is None:
-        start, step = run.config.get("shard", [0, 1])
-        truth = true_instances(project, project.images(split=run.config.get("split"))[start::step])
+        if images is None:
+            start, step = run.config.get("shard", [0, 1])
+            records = project.images(split=run.config.get("split"))[start::step]
+        else:
+            records = [project.image(i) for i in sorted(images)]
+        truth = true_instances(project, records)
         if not any(len(inst) for inst in truth.values()):
             raise BadInputError(str(project.root), "has no ground truth to simulate an annotator with")
+    chosen_images = set(images) if images is not None else None
     num_classes = len(project.classes())
     key = f"map{round(iou * 100):d}"
 
     def score(p: Project, lift: bool) -> float:
         return mask_map(truth, curated_instances(p, run.id, truth, lift), num_classes, (iou,)).maps[key]
 
+    def export(p: Project, path: Path) -> str:
+        export_coco(
+            p,
+            run.id,
+            path,
+            keep=lambda m: is_curated(m, True) and (chosen_images is None or m["image_id"] in chosen_images),
+        )
+        return str(path)
+
     before = score(project, False)
-    queue = [item.mask_id for item in curation.review_queue(project, run.id) if item.status == "proposed"]
+    queue = [
+        item.mask_id
+        for item in curation.review_queue(project, run.id)
+        if item.status == "proposed" and (chosen_images is None or item.image_id in chosen_images)
+    ]
     rng = np.random.default_rng(seed)
     orders = {"queue": queue[:n], "random": [int(v) for v in rng.permutation(queue)[:n]]}
-    result: dict[str, Any] = {"n": min(n, len(queue)), "masks": len(queue), f"{key}_before": before}
+    result: dict[str, Any] = {
+        "n": min(n, len(queue)),
+        "masks": len(queue),
+        f"{key}_before": before,
+        "coco_before": export(project, Path(out_dir) / "pseudo_before.json"),
+    }
     for name, chosen in orders.items():
         copy = scratch_copy(project, Path(out_dir) / name)
         counts = review(copy, chosen, truth, iou)
-        coco = Path(out_dir) / f"curated_{name}.json"
-        export_curated_coco(copy, run.id, coco, include_proposed=True)
         result[name] = {
             **counts,
             f"{key}_after": score(copy, False),
             f"{key}_after_lifted": score(copy, True),
-            "coco": str(coco),
+            "coco": export(copy, Path(out_dir) / f"curated_{name}.json"),
         }
     return result

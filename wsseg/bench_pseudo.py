@@ -29,6 +29,7 @@ from wsseg.data.coco import decode_rle
 from wsseg.evaluate import Instances, mask_map
 from wsseg.evaluate_classifier import INFERENCE_PEAKS
 from wsseg.importer import ground_truth
+from wsseg.prm import PRMConfig
 from wsseg.proposals import best_overlaps, measure_speed
 from wsseg.pseudo_masks import PeakInput, RetrievalConfig, retrieve
 from wsseg.stages.make_peaks import load_result
@@ -115,7 +116,7 @@ def oracle_instances(
     config: RetrievalConfig,
 ) -> dict[int, Instances]:
     """Pseudo masks chosen with the true instance centres as peaks (PRMs seeded there by ``model``)."""
-    from wsseg.prm import PRMConfig, response_maps_at
+    from wsseg.prm import response_maps_at
     from wsseg.stages.make_peaks import prepare_image
     from wsseg.stages.make_pseudo_masks import _resize_prms
 
@@ -161,6 +162,18 @@ def _speed_image(project: Project, record: ImageRecord) -> np.ndarray:
     )
 
 
+def inference_prm_config() -> PRMConfig:
+    """The peak search of ``wsseg.evaluate_classifier.INFERENCE_PEAKS`` as the peaks stage's config
+    (no class-score threshold: tagged_only in the pseudo-mask stage picks the classes)."""
+    inference = INFERENCE_PEAKS
+    return PRMConfig(
+        class_threshold=None,
+        peak_threshold=inference.peak_threshold,
+        relative_threshold=inference.relative_threshold,
+        smooth=inference.smooth,
+    )
+
+
 def bench_pseudo_masks(
     project: Project,
     model: Any,
@@ -178,21 +191,15 @@ def bench_pseudo_masks(
     ``{"proposals": ..., "pseudo_masks": ...}``; ``pseudo_masks.coco`` is the COCO JSON written to
     ``coco_out`` with the masks of ``config.strategy`` (for the Mask R-CNN stage).
     """
-    from wsseg.prm import PRMConfig
     from wsseg.stages.make_peaks import make_peaks
     from wsseg.stages.make_proposals import make_proposals
     from wsseg.stages.make_pseudo_masks import export_coco, make_pseudo_masks
 
     config = config or RetrievalConfig()
     bar = progress or (lambda stage: None)
-    inference = INFERENCE_PEAKS
-    prm_config = PRMConfig(
-        class_threshold=None,
-        peak_threshold=inference.peak_threshold,
-        relative_threshold=inference.relative_threshold,
-        smooth=inference.smooth,
+    peaks_run = make_peaks(
+        project, "classifier", inference_prm_config(), shard, split="train", progress=bar("peaks")
     )
-    peaks_run = make_peaks(project, "classifier", prm_config, shard, split="train", progress=bar("peaks"))
     proposals_run = make_proposals(
         project, split="train", shard=shard, workers=workers, progress=bar("proposals")
     )

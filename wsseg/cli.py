@@ -344,6 +344,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="instead of training: hostile imports, killed and concurrent editors; counts what was lost",
     )
+    p.add_argument(
+        "--curation",
+        action="store_true",
+        help="a run of its own: Mask R-CNN on the pseudo masks before and after a simulated annotator "
+        "reviews N masks in queue order and N at random (docs/benchmark.md)",
+    )
+    p.add_argument(
+        "--project", type=Path, default=None, help="with --curation: start from this project (never written)"
+    )
     p.set_defaults(func=_stage("wsseg.bench"))
 
 

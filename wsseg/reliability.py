@@ -40,6 +40,7 @@ from wsseg.data.images import content_hash
 from wsseg.errors import WssegError
 from wsseg.fileio import write_json
 from wsseg.importer import import_source
+from wsseg.reliability_app import killed_app
 from wsseg.store import DB_NAME, Project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +49,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------- a project worth protecting
 
 
-def seed_project(root: Path, n_images: int = 6, masks_per_image: int = 2) -> Project:
-    """A project with tagged images and proposed pseudo masks (what a user would not want to lose)."""
+def seed_project(root: Path, n_images: int = 6, masks_per_image: int = 2, run: bool = False) -> Project:
+    """A project with tagged images and proposed pseudo masks (what a user would not want to lose);
+    with ``run``, the masks belong to a finished pseudo-masks run (what the Curate page reviews)."""
     project = Project.create(root, name="reliability")
+    run_id = project.start_run("pseudo_masks", {"retrieval": {"strategy": "prm"}}) if run else None
     rng = np.random.default_rng(0)
     for i in range(n_images):
         pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
@@ -59,7 +62,9 @@ def seed_project(root: Path, n_images: int = 6, masks_per_image: int = 2) -> Pro
         for k in range(masks_per_image):
             mask = np.zeros((32, 32), bool)
             mask[k * 8 : k * 8 + 8, 4:12] = True
-            project.add_pseudo_mask(image_id, "cat", encode_mask(mask), score=0.5)
+            project.add_pseudo_mask(image_id, "cat", encode_mask(mask), run_id=run_id, score=0.5)
+    if run_id is not None:
+        project.finish_run(run_id)
     return project
 
 
@@ -408,6 +413,8 @@ def run_reliability(out: Path, seed: int = 0) -> dict[str, Any]:
             "killed_editors": killed_editors(work, seed=seed),
             "concurrent_editors": concurrent_editors(work, seed=seed),
         }
+        if (app := killed_app(work, seed=seed)) is not None:  # absent where app.py is not installed
+            report["killed_app"] = app
     losses = (
         "crashes",
         "writes_outside_project",

@@ -52,11 +52,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def serve(project: Path, lesson: Path | None = None) -> Iterator[str]:
+def start_server(project: Path, lesson: Path | None = None) -> tuple[subprocess.Popen, str]:
     """``streamlit run app.py`` on ``project`` (and the Learn page on the lesson project ``lesson``) at
-    127.0.0.1 on a free port; yields its URL once ``/_stcore/health`` answers, and stops the server by
-    its PID on exit."""
+    127.0.0.1 on a free port; returns the server process and its URL once ``/_stcore/health`` answers
+    (the caller stops it)."""
     port = _free_port()
     env = {**os.environ, "WSSEG_PROJECT": str(project)}
     if lesson is not None:
@@ -72,16 +71,24 @@ def serve(project: Path, lesson: Path | None = None) -> Iterator[str]:
     ]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+            return proc, url
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError("the Streamlit server did not start") from None
+            time.sleep(0.5)
+
+
+@contextmanager
+def serve(project: Path, lesson: Path | None = None) -> Iterator[str]:
+    """``start_server``; yields its URL, and stops the server by its PID on exit."""
+    proc, url = start_server(project, lesson)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the Streamlit server did not start") from None
-                time.sleep(0.5)
         yield url
     finally:
         proc.terminate()
