@@ -60,7 +60,7 @@ def ple_plan(dataset: str, quick: bool, seed: int) -> PLEBenchPlan:
     train = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed)
     if quick:
         return PLEBenchPlan(train, augment, val_images=50, max_images=300)
-    return PLEBenchPlan(train, augment)
+    return PLEBenchPlan(train, augment, max_images=1500 if dataset == "shapes" else None)
 
 
 def _camvid_labels(labels: np.ndarray) -> np.ndarray:
