@@ -43,16 +43,14 @@ from wsseg.bench import (
 )
 from wsseg.bench_curation import bench_curation, scratch_copy
 from wsseg.bench_data import dataset_splits
-from wsseg.bench_maskrcnn import KEYS, MaskRCNNPlan, _plan_dict
+from wsseg.bench_maskrcnn import MaskRCNNPlan, _plan_dict, train_and_score
 from wsseg.bench_pseudo import VARIANTS, inference_prm_config
 from wsseg.curation import pseudo_run
-from wsseg.engine import TrainConfig, tqdm_callback
+from wsseg.engine import TrainConfig
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.maskrcnn import MaskRCNNConfig
 from wsseg.pseudo_masks import RetrievalConfig
-from wsseg.stages.evaluate import evaluate_maskrcnn
-from wsseg.stages.train_maskrcnn import train_maskrcnn
 from wsseg.store import Project
 
 SETS = ("before", "queue", "random")
@@ -138,43 +136,11 @@ def make_pseudo_masks_runs(project: Project, shard: tuple[int, int], workers: in
 
 
 def retrain(
-    project: Project,
-    cocos: dict[str, Path],
-    plan: MaskRCNNPlan,
-    folder: Path,
-    callback: Callable[[str], Callable[..., Any]] = tqdm_callback,
+    project: Project, cocos: dict[str, Path], plan: MaskRCNNPlan, folder: Path
 ) -> dict[str, dict[str, Any]]:
-    """Train and score one Mask R-CNN per COCO file of ``cocos`` (name -> file) with the same plan, in
-    a scratch copy of ``project`` at ``folder`` (checkpoints ``maskrcnn-<name>``); returns name ->
-    the metrics of ``wsseg.bench_maskrcnn.KEYS``, ``per_class_map50``, ``train_images`` and
-    ``train_seconds``/``eval_seconds``."""
-    copy = scratch_copy(project, folder, share=("images",))
-    out = {}
-    for key, coco in cocos.items():
-        name = f"maskrcnn-{key}"
-        t = time.perf_counter()
-        train_maskrcnn(
-            copy,
-            coco,
-            plan.model,
-            plan.train,
-            name=name,
-            augment=plan.augment,
-            callback=callback(name),
-            max_images=plan.max_images,
-        )
-        trained = time.perf_counter() - t
-        images = copy.runs("maskrcnn")[0].config["images"]
-        t = time.perf_counter()
-        metrics = evaluate_maskrcnn(copy, name, split="val")
-        out[key] = {k: metrics[k] for k in KEYS}
-        out[key].update(
-            per_class_map50=metrics["per_class_map50"],
-            train_images=images,
-            train_seconds=trained,
-            eval_seconds=time.perf_counter() - t,
-        )
-    return out
+    """Train and score one Mask R-CNN per COCO file of ``cocos`` (name -> file) with the same plan
+    (``wsseg.bench_maskrcnn.train_and_score``), in a scratch copy of ``project`` at ``folder``."""
+    return train_and_score(scratch_copy(project, folder, share=("images",)), cocos, plan)
 
 
 def curation_section(
@@ -183,7 +149,6 @@ def curation_section(
     plan: CurationPlan,
     run_id: int | None = None,
     seed: int = 0,
-    callback: Callable[[str], Callable[..., Any]] = tqdm_callback,
 ) -> dict[str, Any]:
     """Steps 3 and 4 on a project holding a finished pseudo-masks run (default: its newest) and ground
     truth; writes only under ``out``. Returns the report's ``curation`` section."""
@@ -199,7 +164,7 @@ def curation_section(
     cocos = {"before": Path(pseudo["coco_before"])}
     cocos.update({name: Path(pseudo[name]["coco"]) for name in ("queue", "random")})
     every_image = dataclasses.replace(plan.maskrcnn, max_images=None)  # the COCO files hold ``images`` only
-    models = retrain(project, cocos, every_image, out / "train", callback)
+    models = retrain(project, cocos, every_image, out / "train")
     before = models["before"]["map50"]
     return {
         "map50_before": before,

@@ -220,6 +220,8 @@ def test_proposals_and_curate_pages_render_and_a_decision_is_stored(
 ) -> None:
     url, root = masked_server
     page = browser.new_page()
+    page.goto(url)  # the app's root first: a fresh server's first request decides its page list
+    page.get_by_role("heading", name="Project").wait_for(timeout=TIMEOUT)
     page.goto(url + "/proposals")
     page.get_by_text("Ranked proposals (PRM score)").wait_for(timeout=TIMEOUT)
     page.wait_for_function(  # PRM, background, both strategies' masks
@@ -233,6 +235,7 @@ def test_proposals_and_curate_pages_render_and_a_decision_is_stored(
     page.get_by_text("Ranked proposals").wait_for(timeout=TIMEOUT)
     _images_loaded(page)
     _no_exception(page)
+    _wait_idle(page)  # a click during the page's first run can be lost under heavy load
     before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
     page.get_by_role("button", name="Accept").first.click()
     changed: list[dict] = []
