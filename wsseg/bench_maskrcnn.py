@@ -43,7 +43,7 @@ def maskrcnn_plan(quick: bool, num_classes: int, seed: int) -> MaskRCNNPlan:
     ``quick``. AdamW at a one-cycle peak of 2e-3, batch 8."""
     model = MaskRCNNConfig(num_classes=num_classes)
     if quick:
-        return MaskRCNNPlan(model, TrainConfig(epochs=3, batch_size=8, lr=2e-3, seed=seed), max_images=100)
+        return MaskRCNNPlan(model, TrainConfig(epochs=2, batch_size=8, lr=2e-3, seed=seed), max_images=64)
     return MaskRCNNPlan(model, TrainConfig(epochs=6, batch_size=8, lr=2e-3, seed=seed), max_images=1500)
 
 

@@ -59,7 +59,7 @@ def ple_plan(dataset: str, quick: bool, seed: int) -> PLEBenchPlan:
     )
     train = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed)
     if quick:
-        return PLEBenchPlan(train, augment, val_images=50, max_images=300)
+        return PLEBenchPlan(train, augment, val_images=50, max_images=200)
     return PLEBenchPlan(train, augment, max_images=1500 if dataset == "shapes" else None)
 
 
