@@ -67,3 +67,16 @@ def proposed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     main(["peaks", "--project", str(root), "--class-threshold", "-1000"])
     main(["proposals", "--project", str(root), "--workers", "1"])
     return root
+
+
+@pytest.fixture(scope="session")
+def masked(proposed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``proposed`` with a pseudo-masks run of the product's command (one worker)."""
+    import shutil
+
+    from wsseg.cli import main
+
+    root = tmp_path_factory.mktemp("masked") / "project"
+    shutil.copytree(proposed, root)
+    assert main(["pseudo-masks", "--project", str(root), "--workers", "1"]) == 0
+    return root
