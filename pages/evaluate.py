@@ -39,6 +39,7 @@ from wsseg.evaluate_view import (
     ple_scores,
     run_stamp,
     score_run,
+    score_threshold,
     worst_images,
 )
 from wsseg.overlay import display_scale, enlarge, jpeg_bytes
@@ -276,6 +277,7 @@ def side_by_side(
         column.image(
             jpeg_bytes(_instances_picture(comparison.image, inst, scale)),
             caption=f"{len(inst)} instance(s) from run {runs[kind]}"
+            + (f" scoring {runs['threshold'][kind]:g} or more" if kind == "model" else "")
             + ("" if covered else " (the run did not cover this image)"),
             width="stretch",
         )
@@ -361,6 +363,7 @@ if not per_image:
     st.stop()
 ids = worst_images(per_image)
 chosen = {kind: run.id for kind, (run, _) in scores.items()}
+chosen["threshold"] = {kind: score_threshold(run) for kind, (run, _) in scores.items()}
 chosen["covered"] = {kind: set(s.per_image) for kind, (_, s) in scores.items()}
 chosen["stamp"] = tuple(run_stamp(project, run) for run, _ in scores.values())
 gallery(project, ids, per_image, chosen, source)

@@ -105,6 +105,10 @@ def test_score_instances_against_hand_computed_ap_and_image_scores() -> None:
     assert scores.per_class["map75"][0] == pytest.approx(51 / 101)
     assert scores.per_image == {1: 1.0, 2: 0.0}
     assert scores.pointing_accuracy == 0.5 and scores.count_mae == 0.5
+    # Below the score threshold a mask still counts for mAP, not for the image score.
+    low = {1: _inst([A], [0], [0.2]), 2: Instances.empty(64, 64)}
+    scores = score_instances(truth, low, num_classes=1, score_threshold=0.5)
+    assert scores.maps["map50"] == pytest.approx(51 / 101) and scores.per_image == {1: 0.0, 2: 0.0}
 
 
 def test_a_pseudo_mask_run_is_scored_on_the_images_it_covered(masked: Path) -> None:
@@ -185,7 +189,9 @@ def test_model_predictions_and_label_maps_are_read_from_their_runs(masked: Path,
     folder = root / "artifacts" / "ple" / f"run-{ple_id}"
     truths = semantic_truth(project, records, background=True)
     for record, labels_map in zip(records, truths, strict=True):
-        write_png(folder / f"{record.id}.png", labels_map if record.id != first else np.zeros_like(labels_map))
+        write_png(
+            folder / f"{record.id}.png", labels_map if record.id != first else np.zeros_like(labels_map)
+        )
     project.finish_run(ple_id, "done", {"images": len(records)})
     found = ple_scores(project, eval_runs(project).ple[0])
     assert found["images"] == len(records)

@@ -175,6 +175,18 @@ def image_score(truth: Instances, predicted: Instances) -> float:
     return float(np.where(same, iou, 0.0).max(axis=1).mean())
 
 
+def kept(inst: Instances, score_threshold: float) -> Instances:
+    """The instances scoring at least ``score_threshold``."""
+    keep = np.asarray(inst.scores, np.float64) >= score_threshold
+    return Instances(inst.masks[keep], np.asarray(inst.labels)[keep], np.asarray(inst.scores)[keep])
+
+
+def score_threshold(run: RunRecord) -> float:
+    """What a run's instances must score to count as found: every pseudo mask counts; a model's
+    instances from its evaluate run's ``score_threshold`` (default 0.5)."""
+    return -np.inf if run.stage == PSEUDO_STAGE else float(run.config.get("score_threshold", 0.5))
+
+
 def worst_images(per_image: Mapping[int, float], n: int | None = None) -> list[int]:
     """Image ids by score, lowest first (ties: lower id first); the first ``n`` (all when None)."""
     order = sorted(per_image, key=lambda k: (per_image[k], k))
@@ -187,7 +199,8 @@ class InstanceScores:
 
     maps: ``map25``/``map50``/``map75`` (NaN without truth); per_class: the same keys -> C floats (NaN
     for a class without true instances). pointing_accuracy, count_mae: ``wsseg.evaluate.
-    pointing_and_counting``. per_image: image id -> ``image_score`` in [0, 1].
+    pointing_and_counting``. per_image: image id -> ``image_score`` in [0, 1] of the instances
+    kept by the score threshold.
     """
 
     maps: dict[str, float]
@@ -204,11 +217,13 @@ def score_instances(
     score_threshold: float = 0.5,
 ) -> InstanceScores:
     """Every figure of ``InstanceScores`` for ``predicted`` against ``truth`` (both keyed by image id);
-    ``score_threshold``: what counting keeps (mAP and pointing use every instance)."""
+    ``score_threshold``: what counting and the image scores keep (mAP and pointing use every instance)."""
     found = mask_map(truth, predicted, num_classes)
     pointing = pointing_and_counting(truth, predicted, score_threshold)
     per_image = {
-        k: image_score(inst, predicted.get(k) or Instances.empty(*inst.masks.shape[1:]))
+        k: image_score(
+            inst, kept(predicted.get(k) or Instances.empty(*inst.masks.shape[1:]), score_threshold)
+        )
         for k, inst in truth.items()
     }
     return InstanceScores(
@@ -217,11 +232,11 @@ def score_instances(
 
 
 def score_run(project: Project, run: RunRecord) -> InstanceScores:
-    """``score_instances`` of a pseudo-masks or evaluate run on the images it covered. A pseudo mask is
-    always kept for counting; a model's instances from the run's ``score_threshold`` (default 0.5)."""
+    """``score_instances`` of a pseudo-masks or evaluate run on the images it covered, with the run's
+    ``score_threshold``."""
     truth = run_truth(project, run)
-    threshold = -np.inf if run.stage == PSEUDO_STAGE else float(run.config.get("score_threshold", 0.5))
-    return score_instances(truth, run_instances(project, run, truth), len(project.classes()), threshold)
+    found = run_instances(project, run, truth)
+    return score_instances(truth, found, len(project.classes()), score_threshold(run))
 
 
 def peak_scores(project: Project, run: RunRecord) -> dict[str, object]:
@@ -332,7 +347,7 @@ class ImageComparison:
     """One image and what each source says of it, all at the image's size H x W.
 
     image: HxWx3 uint8. truth: the true Instances. pseudo / predicted: the pseudo-masks run's and the
-    model run's Instances (None when no such run was asked for)."""
+    model run's Instances that its ``score_threshold`` keeps (None when no such run was asked for)."""
 
     record: ImageRecord
     image: np.ndarray
@@ -350,7 +365,10 @@ def compare_images(
     runs = {
         kind: find_run(project, run_id) for kind, run_id in (("p", pseudo_run), ("m", model_run)) if run_id
     }
-    found = {kind: run_instances(project, run, truth) for kind, run in runs.items()}
+    found = {
+        kind: {k: kept(v, score_threshold(run)) for k, v in run_instances(project, run, truth).items()}
+        for kind, run in runs.items()
+    }
     out = []
     for record in records:
         image = read_image(project.image_path(record), record.filename)
