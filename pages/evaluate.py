@@ -120,7 +120,7 @@ def _class_chart(title: str, classes: list[str], series: dict[str, list[float]],
         fig.add_bar(name=name, x=classes, y=[None if math.isnan(v) else v for v in values])
     fig.update_layout(
         barmode="group",
-        height=300,
+        height=280,
         margin=dict(l=10, r=10, t=40, b=10),
         title=title,
         yaxis=dict(range=[0, 1], title=y_title),
@@ -151,8 +151,10 @@ def metrics_section(
     peaks_run: RunRecord | None,
     ple_run: RunRecord | None,
 ) -> None:
+    """One table of every source's figures (a blank cell: not defined for that source), and the per-class
+    values as two bar charts."""
     st.subheader("Metrics against the ground truth")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for source, (run, s) in scores.items():
         rows.append(
             {
@@ -164,35 +166,40 @@ def metrics_section(
                 "mean image score": float(np.mean(list(s.per_image.values()))) if s.per_image else math.nan,
             }
         )
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="ev_table")
-        st.caption(
-            "Mask mAP with pycocotools (101-point precision, classes without true instances left out). "
-            "Pointing accuracy: the best mask of each present class has its most interior pixel inside a "
-            "true instance of the class. Image score: mean over the true instances of the best IoU with "
-            "a mask of the same class."
-        )
+    notes = [
+        "Mask mAP with pycocotools (101-point precision, classes without true instances left out). Pointing "
+        "accuracy of masks: the best mask of each present class has its most interior pixel inside a true "
+        "instance of the class; of peaks: a peak of a tagged class lies inside a true instance of it. Image "
+        "score: mean over the true instances of the best IoU with a mask of the same class."
+    ]
     peak_figures = ple_figures = None
-    cards = st.columns(2)
     if peaks_run is not None:
         try:
             peak_figures = _peaks(str(project.root), peaks_run.id, run_stamp(project, peaks_run))
         except WssegError as error:
             show_error(error)
         else:
-            cards[0].metric(
-                f"Peaks (run {peaks_run.id}): pointing accuracy", _show(peak_figures["pointing_accuracy"])
+            rows.append(
+                {
+                    "source": f"peaks (run {peaks_run.id})",
+                    "images": peak_figures["images"],
+                    "pointing accuracy": peak_figures["pointing_accuracy"],
+                }
             )
-            cards[0].caption(
-                f"peaks of tagged classes inside a true instance of their class · instance recall "
-                f"{_show(peak_figures['instance_recall'])} · {peak_figures['images']} images"
-            )
+            notes.append(f"Instance recall of the peaks: {_show(peak_figures['instance_recall'])}.")
     if ple_run is not None:
         ple_figures = _ple(str(project.root), ple_run.id, run_stamp(project, ple_run))
-        cards[1].metric(f"Pixel-label estimator (run {ple_run.id}): mIoU", _show(ple_figures["miou"]))
-        cards[1].caption(f"{ple_figures['images']} images with ground truth")
+        rows.append(
+            {
+                "source": f"pixel-label estimator (run {ple_run.id})",
+                "images": ple_figures["images"],
+                "mIoU": ple_figures["miou"],
+            }
+        )
     else:
-        cards[1].caption(f"No pixel-label estimator run for an mIoU: {_commands(project)['ple']}.")
+        notes.append(f"No pixel-label estimator run for an mIoU: {_commands(project)['ple']}.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="ev_table")
+    st.caption(" ".join(notes))
 
     charts = st.columns(2)
     if scores:
@@ -235,8 +242,12 @@ def gallery(project: Project, ids: list[int], per_image: dict[int, float], runs:
                 caption=f"{record.filename} · score {per_image[record.id]:.2f}",
                 width="stretch",
             )
-            if column.button("Compare", key=f"ev_pick_{record.id}"):
-                st.session_state["ev_image"] = record.id
+            column.button(
+                "Compare",
+                key=f"ev_pick_{record.id}",
+                on_click=st.session_state.update,
+                kwargs={"ev_image": record.id},
+            )
 
 
 def side_by_side(
