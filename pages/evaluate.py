@@ -32,6 +32,7 @@ from wsseg.evaluate_view import (
     compare_images,
     difference_codes,
     difference_overlay,
+    dimmed,
     eval_runs,
     find_run,
     has_ground_truth,
@@ -89,6 +90,10 @@ def _commands(project: Project) -> dict[str, str]:
     }
 
 
+def _split_name(config: dict[str, Any]) -> str:
+    return f"split {config['split']}" if config.get("split") else "every split"
+
+
 def _run_label(run: RunRecord) -> str:
     config, metrics = run.config, run.metrics
     if run.stage == "pseudo_masks":
@@ -97,8 +102,8 @@ def _run_label(run: RunRecord) -> str:
             f"{metrics.get('masks', '?')} masks on {metrics.get('images', '?')} images"
         )
     if run.stage == "evaluate":
-        return f"run {run.id} · {config.get('model')} on split {config.get('split')}"
-    return f"run {run.id} · {config.get('name', '')} on split {config.get('split')}"
+        return f"run {run.id} · {config.get('model')} on {_split_name(config)}"
+    return f"run {run.id} · {config.get('name', '')} on {_split_name(config)}"
 
 
 def _pick_run(column: Any, label: str, runs: list[RunRecord], key: str) -> RunRecord | None:
@@ -130,10 +135,11 @@ def _class_chart(title: str, classes: list[str], series: dict[str, list[float]],
 
 
 def _instances_picture(image: np.ndarray, inst: Instances, scale: int) -> np.ndarray:
-    """HxWx3 uint8 enlarged: each instance tinted in its class's colour, outlined, best score on top."""
-    picture = image
+    """HxWx3 uint8 enlarged: the image dimmed to grey, each instance tinted in its class's colour and
+    outlined, the best score on top."""
+    picture = dimmed(image)
     for k in np.argsort(np.asarray(inst.scores, np.float64), kind="stable"):
-        picture = overlay(picture, inst.masks[k], class_colour(inst.labels[k]), alpha=0.45)
+        picture = overlay(picture, inst.masks[k], class_colour(inst.labels[k]), alpha=0.7)
     return enlarge(picture, scale)
 
 
@@ -268,7 +274,11 @@ def side_by_side(
         str(project.root), (image_id,), runs.get("pseudo"), runs.get("model"), runs["stamp"]
     )
     scale = display_scale(comparison.image.shape[:2], 320)
-    columns = st.columns(4)
+    image_column, *columns = st.columns(5)
+    image_column.markdown("**Image**")
+    image_column.image(
+        jpeg_bytes(enlarge(comparison.image, scale)), caption=comparison.record.filename, width="stretch"
+    )
     columns[0].markdown("**Ground truth**")
     columns[0].image(
         jpeg_bytes(_instances_picture(comparison.image, comparison.truth, scale)),

@@ -80,14 +80,18 @@ def test_difference_codes_count_right_false_and_missed_pixels() -> None:
 
 
 def test_difference_overlay_colours_by_hand() -> None:
-    image = np.full((2, 2, 3), 100, np.uint8)
+    image = np.full((2, 2, 3), 120, np.uint8)  # luma 120, dimmed to grey 60
     codes = np.array([[0, TP], [FP, FN]], np.uint8)
-    out = difference_overlay(image, codes, opacity=0.6)  # 0.4 x 100 + 0.6 x colour, rounded
+    out = difference_overlay(image, codes, opacity=0.8)  # 0.2 x 60 + 0.8 x colour
     assert out.dtype == np.uint8
-    assert out[0, 0].tolist() == [100, 100, 100]
-    assert out[0, 1].tolist() == [64, 160, 88]  # green (40, 200, 80)
-    assert out[1, 0].tolist() == [181, 70, 70]  # red (235, 50, 50)
-    assert out[1, 1].tolist() == [64, 112, 193]  # blue (40, 120, 255)
+    assert out[0, 0].tolist() == [60, 60, 60]
+    assert out[0, 1].tolist() == [44, 172, 76]  # green (40, 200, 80)
+    assert out[1, 0].tolist() == [200, 52, 52]  # red (235, 50, 50)
+    assert out[1, 1].tolist() == [44, 108, 216]  # blue (40, 120, 255)
+    # A coloured pixel outside the codes turns grey: half of 0.299 x 200 + 0.587 x 100 + 0.114 x 0.
+    assert difference_overlay(np.array([[[200, 100, 0]]], np.uint8), np.zeros((1, 1), np.uint8))[
+        0, 0
+    ].tolist() == [59, 59, 59]
 
 
 def test_label_map_puts_the_higher_score_on_top() -> None:

@@ -328,10 +328,17 @@ def difference_codes(truth: Instances, predicted: Instances) -> np.ndarray:
     return codes
 
 
-def difference_overlay(image: np.ndarray, codes: np.ndarray, opacity: float = 0.6) -> np.ndarray:
-    """HxWx3 uint8: ``image`` (HxWx3 uint8) with each coded pixel blended with its ``DIFF_COLOURS``
-    colour: ``(1 - opacity) * pixel + opacity * colour``, rounded; code 0 pixels unchanged."""
-    out = image.astype(np.float32)
+def dimmed(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 grey: half the luma (0.299 R + 0.587 G + 0.114 B) of HxWx3 uint8 ``image``, rounded;
+    the background on which masks' colours read whatever the image's own colours."""
+    grey = np.rint(0.5 * (image.astype(np.float32) @ np.float32([0.299, 0.587, 0.114]))).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def difference_overlay(image: np.ndarray, codes: np.ndarray, opacity: float = 0.8) -> np.ndarray:
+    """HxWx3 uint8: ``image`` (HxWx3 uint8) ``dimmed``, each coded pixel blended with its
+    ``DIFF_COLOURS`` colour, ``(1 - opacity) * grey + opacity * colour``, rounded."""
+    out = dimmed(image).astype(np.float32)
     for code, colour in DIFF_COLOURS.items():
         where = codes == code
         out[where] = (1.0 - opacity) * out[where] + opacity * np.float32(colour)

@@ -255,7 +255,7 @@ def test_evaluate_page_scores_the_run_and_the_image_choice_changes_the_pictures(
     page.goto(url + "/evaluate")
     page.get_by_text("Ground truth, pseudo masks and prediction").wait_for(timeout=TIMEOUT)
     n_gallery = min(8, Project(root).count_images())
-    _images_loaded(page, n_gallery + 3)  # the gallery; truth, pseudo masks, difference
+    _images_loaded(page, n_gallery + 4)  # the gallery; image, truth, pseudo masks, difference
     page.locator(".js-plotly-plot").first.wait_for(timeout=TIMEOUT)
     _no_exception(page)
     _wait_idle(page)
@@ -272,7 +272,7 @@ def test_evaluate_page_scores_the_run_and_the_image_choice_changes_the_pictures(
         arg=[pictures, before],
         timeout=TIMEOUT,
     )
-    after = _images_loaded(page, n_gallery + 3)
-    assert len(after) == n_gallery + 3
+    after = _images_loaded(page, n_gallery + 4)
+    assert len(after) == n_gallery + 4
     _no_exception(page)
     page.close()

@@ -63,7 +63,7 @@ def test_the_page_scores_the_pseudo_masks_and_the_image_choice_changes_the_pictu
     order = worst_images(expected.per_image)
     assert at.selectbox(key="ev_image").value == order[0]
     urls = image_urls(at)
-    assert len(urls) == 6 + 3  # the six images in the gallery; truth, pseudo masks, difference
+    assert len(urls) == 6 + 4  # the six images in the gallery; image, truth, pseudo masks, difference
     at.selectbox(key="ev_image").set_value(order[-1]).run()
     assert not at.exception
     after = image_urls(at)
@@ -79,7 +79,7 @@ def test_the_page_scores_the_pseudo_masks_and_the_image_choice_changes_the_pictu
     at.radio(key="ev_iou").set_value(0.25).run()
     assert at.get("plotly_chart")[0].proto.spec != chart
     at.slider(key="ev_worst").set_value(4).run()
-    assert len(image_urls(at)) == 4 + 3
+    assert len(image_urls(at)) == 4 + 4
 
 
 def test_with_a_model_run_the_prediction_is_shown_and_scores_the_images(masked: Path, tmp_path: Path) -> None:
