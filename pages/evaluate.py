@@ -302,25 +302,21 @@ def side_by_side(
             + ("" if covered else " (the run did not cover this image)"),
             width="stretch",
         )
-    columns[3].markdown(f"**Difference ({SOURCES[source]})**")
+    columns[3].markdown("**Difference**")
     columns[3].image(
         jpeg_bytes(enlarge(_difference(comparison, source), scale)),
-        caption=f"image score {per_image[image_id]:.2f}",
+        caption=f"{SOURCES[source]} against the truth · image score {per_image[image_id]:.2f}",
         width="stretch",
     )
-    legend = " · ".join(
+    classes = " · ".join(
+        f"<span style='color:rgb{class_colour(c)}'>■</span> {name}"
+        for c, name in enumerate(project.classes())
+    )
+    codes = " · ".join(
         f"<span style='color:rgb{DIFF_COLOURS[code]}'>■</span> {name}"
         for code, name in ((TP, "right class"), (FP, "false positive or wrong class"), (FN, "missed"))
     )
-    columns[3].markdown(legend, unsafe_allow_html=True)
-    st.caption(
-        "Colours in the first three pictures: one per class, "
-        + ", ".join(
-            f"<span style='color:rgb{class_colour(c)}'>■</span> {name}"
-            for c, name in enumerate(project.classes())
-        ),
-        unsafe_allow_html=True,
-    )
+    st.caption(f"Masks by class: {classes}. Difference: {codes}.", unsafe_allow_html=True)
 
 
 st.title("Evaluate")
