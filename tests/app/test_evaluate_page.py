@@ -106,3 +106,14 @@ def test_with_a_model_run_the_prediction_is_shown_and_scores_the_images(masked: 
     assert at.selectbox(key="ev_image").value == first  # the one image the model missed
     assert "Worst images (model prediction)" in [h.value for h in at.subheader]
     assert image_urls(at) != before
+
+
+def test_with_peaks_only_the_pointing_accuracy_is_shown_and_the_commands_named(trained: Path) -> None:
+    project = Project(trained)
+    peaks_run = eval_runs(project).peaks[0]
+    at = open_page(trained, PAGE)
+    assert not at.exception
+    row = _table(at)[f"peaks (run {peaks_run.id})"]
+    assert row["images"] == 6  # the peaks run covered every other image of 12
+    assert f"wsseg pseudo-masks --project {trained}" in _infos(at)
+    assert not at.get("image")  # no gallery and no side-by-side view without instance masks
