@@ -10,6 +10,7 @@ numpy.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,17 @@ from wsseg.overlay import display_scale, enlarge, jpeg_bytes
 from wsseg.store import Project, RunRecord
 
 SOURCES = {"pseudo": "pseudo masks", "model": "model prediction"}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The instance sources scored, by kind ("pseudo", "model"): their run ids, score thresholds and
+    covered image ids, and ``stamp``, what the cached pictures are keyed on."""
+
+    ids: dict[str, int]
+    threshold: dict[str, float]
+    covered: dict[str, set[int]]
+    stamp: tuple
 
 
 @st.cache_data(max_entries=32, show_spinner="Scoring the run against the ground truth…")
@@ -230,13 +242,13 @@ def metrics_section(
         )
 
 
-def gallery(project: Project, ids: list[int], per_image: dict[int, float], runs: dict, source: str) -> None:
+def gallery(project: Project, ids: list[int], per_image: dict[int, float], runs: Scored, source: str) -> None:
     """The worst images of ``source`` as difference overlays; a button shows one below."""
     st.subheader(f"Worst images ({SOURCES[source]})")
     count = st.slider("Images in the gallery", 4, 16, 8, 4, key="ev_worst")
     shown = ids[:count]
     comparisons = _compare(
-        str(project.root), tuple(shown), runs.get("pseudo"), runs.get("model"), runs["stamp"]
+        str(project.root), tuple(shown), runs.ids.get("pseudo"), runs.ids.get("model"), runs.stamp
     )
     for row_start in range(0, len(comparisons), 4):
         for column, comparison in zip(st.columns(4), comparisons[row_start : row_start + 4], strict=False):
@@ -257,7 +269,7 @@ def gallery(project: Project, ids: list[int], per_image: dict[int, float], runs:
 
 
 def side_by_side(
-    project: Project, ids: list[int], per_image: dict[int, float], runs: dict, source: str
+    project: Project, ids: list[int], per_image: dict[int, float], runs: Scored, source: str
 ) -> None:
     st.subheader("Ground truth, pseudo masks and prediction")
     if st.session_state.get("ev_image") not in ids or st.session_state.get("ev_image_source") != source:
@@ -271,7 +283,7 @@ def side_by_side(
         key="ev_image",
     )
     (comparison,) = _compare(
-        str(project.root), (image_id,), runs.get("pseudo"), runs.get("model"), runs["stamp"]
+        str(project.root), (image_id,), runs.ids.get("pseudo"), runs.ids.get("model"), runs.stamp
     )
     scale = display_scale(comparison.image.shape[:2], 320)
     image_column, *columns = st.columns(5)
@@ -294,11 +306,11 @@ def side_by_side(
         if inst is None:
             column.info(f"No {SOURCES[kind]} run yet: {commands[kind]}.")
             continue
-        covered = image_id in runs["covered"][kind]
+        covered = image_id in runs.covered[kind]
         column.image(
             jpeg_bytes(_instances_picture(comparison.image, inst, scale)),
-            caption=f"{len(inst)} instance(s) from run {runs[kind]}"
-            + (f" scoring {runs['threshold'][kind]:g} or more" if kind == "model" else "")
+            caption=f"{len(inst)} instance(s) from run {runs.ids[kind]}"
+            + (f" scoring {runs.threshold[kind]:g} or more" if kind == "model" else "")
             + ("" if covered else " (the run did not cover this image)"),
             width="stretch",
         )
@@ -379,9 +391,11 @@ if not per_image:
     st.info(f"Run {scores[source][0].id} covers no image with ground truth.")
     st.stop()
 ids = worst_images(per_image)
-chosen = {kind: run.id for kind, (run, _) in scores.items()}
-chosen["threshold"] = {kind: score_threshold(run) for kind, (run, _) in scores.items()}
-chosen["covered"] = {kind: set(s.per_image) for kind, (_, s) in scores.items()}
-chosen["stamp"] = tuple(run_stamp(project, run) for run, _ in scores.values())
+chosen = Scored(
+    ids={kind: run.id for kind, (run, _) in scores.items()},
+    threshold={kind: score_threshold(run) for kind, (run, _) in scores.items()},
+    covered={kind: set(s.per_image) for kind, (_, s) in scores.items()},
+    stamp=tuple(run_stamp(project, run) for run, _ in scores.values()),
+)
 gallery(project, ids, per_image, chosen, source)
 side_by_side(project, ids, per_image, chosen, source)
