@@ -14,6 +14,7 @@ PAGES = [
     st.Page("pages/cams.py", title="CAMs and peaks", icon=":material/local_fire_department:"),
     st.Page("pages/proposals.py", title="Proposals and pseudo masks", icon=":material/layers:"),
     st.Page("pages/curate.py", title="Curate", icon=":material/task_alt:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/insights:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
 ]

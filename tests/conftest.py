@@ -78,3 +78,16 @@ def lesson(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lesson") / "project"
     create_lesson_project(root, images=3)
     return root
+
+
+@pytest.fixture(scope="session")
+def masked(proposed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``proposed`` with a pseudo-masks run of the product's command (one worker)."""
+    import shutil
+
+    from wsseg.cli import main
+
+    root = tmp_path_factory.mktemp("masked") / "project"
+    shutil.copytree(proposed, root)
+    assert main(["pseudo-masks", "--project", str(root), "--workers", "1"]) == 0
+    return root

@@ -16,6 +16,7 @@ import pytest
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, first_tagged, serve
 from wsseg.cam_view import PeakSettings, class_peaks, image_maps, open_classifier
+from wsseg.evaluate_view import eval_runs, score_run, worst_images
 from wsseg.store import Project
 
 TIMEOUT = 60_000
@@ -204,13 +205,10 @@ def test_cams_page_controls_and_peak_click(
 
 
 @pytest.fixture(scope="module")
-def masked_server(proposed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The proposals test project, copied, with a pseudo-masks run, served."""
-    from wsseg.cli import main
-
+def masked_server(masked: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The proposals test project with a pseudo-masks run (``masked``), copied, served."""
     copy = tmp_path_factory.mktemp("browser-masks") / "project"
-    shutil.copytree(proposed, copy)
-    assert main(["pseudo-masks", "--project", str(copy), "--workers", "1"]) == 0
+    shutil.copytree(masked, copy)
     with serve(copy) as url:
         yield url, copy
 
@@ -287,4 +285,48 @@ def test_learn_page_walks_the_first_three_steps(lesson_server: str, browser: obj
     _wait_idle(page)
     _images_loaded(page, 2)
     _screenshot(page, "learn", tmp_path)
+
+
+def test_evaluate_page_scores_the_run_and_the_image_choice_changes_the_pictures(
+    masked_server: tuple[str, Path], browser: object, tmp_path: Path
+) -> None:
+    url, root = masked_server
+    page = browser.new_page()
+    # The app's own page first: a server whose first visit is a page's own URL serves the pages/ files
+    # as Streamlit's old multipage app, without app.py (its navigation and layout) until app.py runs once.
+    page.goto(url)
+    page.get_by_role("heading", name="Project").wait_for(timeout=TIMEOUT)
+    page.goto(url + "/evaluate")
+    page.get_by_text("Ground truth, pseudo masks and prediction").wait_for(timeout=TIMEOUT)
+    n_gallery = min(8, Project(root).count_images())
+    _images_loaded(page, n_gallery + 4)  # the gallery; image, truth, pseudo masks, difference
+    page.locator(".js-plotly-plot").first.wait_for(timeout=TIMEOUT)
+    _no_exception(page)
+    _wait_idle(page)
+    _screenshot(page, "evaluate", tmp_path)
+
+    # Choosing another image in the side-by-side view changes its pictures.
+    pictures = "[data-testid='stImage'] img"
+    before = page.locator(pictures).evaluate_all("els => els.map(e => e.src)")
+    # Typing into the select box opens and filters its options: the best image's file name leaves one.
+    store = Project(root)
+    best = store.image(worst_images(score_run(store, eval_runs(store).pseudo[0]).per_image)[-1])
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(timeout=TIMEOUT)
+    box = (
+        page.locator("[data-testid='stSelectbox']")
+        .filter(has_text="Image (worst first")
+        .get_by_role("combobox")
+    )
+    box.evaluate("e => e.scrollIntoView({block: 'center'})")  # room below it for its options
+    box.fill(best.filename)
+    page.get_by_role("option").filter(has_text=best.filename).click()
+    page.wait_for_function(
+        "([sel, old]) => { const els = [...document.querySelectorAll(sel)];"
+        " return els.length === old.length && els[els.length - 1].src !== old[old.length - 1]; }",
+        arg=[pictures, before],
+        timeout=TIMEOUT,
+    )
+    after = _images_loaded(page, n_gallery + 4)
+    assert len(after) == n_gallery + 4
+    _no_exception(page)
     page.close()
