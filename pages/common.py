@@ -18,6 +18,25 @@ from wsseg.store import Project
 DEFAULT_PROJECT = Path(os.environ.get("WSSEG_PROJECT", "projects/demo"))
 
 
+def _leave_folder_navigation() -> None:
+    """Run the page through ``app.py`` even when it is a fresh server's first request.
+
+    Until ``app.py`` has called ``st.navigation`` once, Streamlit treats an app with a ``pages/``
+    folder as its old multipage app: a first visit to a page's own URL (a bookmark, a shared link)
+    runs that file alone and lists every module of the folder in the sidebar. Every page imports
+    this module, so the first such run switches that mode off (Streamlit's own ``st.navigation``
+    does the same) and reruns, now through ``app.py``, on the same URL.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_folder_navigation()
+
+
 def current_project() -> Project | None:
     """The project chosen in this browser session (default: $WSSEG_PROJECT, else projects/demo).
 

@@ -330,3 +330,20 @@ def test_evaluate_page_scores_the_run_and_the_image_choice_changes_the_pictures(
     assert len(after) == n_gallery + 4
     _no_exception(page)
     page.close()
+
+
+def test_a_fresh_servers_first_visit_to_a_page_url_gets_the_apps_navigation(
+    project: Path, browser: object
+) -> None:
+    # A bookmark or shared link to a page is a fresh server's first request: it must run through
+    # app.py (its pages, its layout), not Streamlit's listing of every module in pages/.
+    with serve(project) as url:
+        page = browser.new_page()
+        page.goto(url + "/cams")
+        page.get_by_role("heading", name="CAMs and peaks").wait_for(timeout=TIMEOUT)
+        _wait_idle(page)
+        nav = page.get_by_test_id("stSidebarNav").inner_text()
+        assert "Learn" in nav and "Evaluate" in nav
+        assert "common" not in nav and "components" not in nav and "cached" not in nav
+        _no_exception(page)
+        page.close()
