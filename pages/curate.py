@@ -17,12 +17,13 @@ import streamlit as st
 
 from pages import canvas_adapter
 from pages.common import current_project, show_error
-from pages.curate_draw import CANDIDATE_COLOUR, display_scale, enlarge, overlay
+from pages.curate_draw import CANDIDATE_COLOUR, overlay
 from wsseg import curation
 from wsseg.curation_export import export_curated_coco, export_curated_voc
 from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
 from wsseg.errors import WssegError
+from wsseg.overlay import display_scale, enlarge
 from wsseg.store import Project
 
 FILTERS = {
@@ -157,7 +158,7 @@ else:
     path = project.image_path(record)
     image = _image(str(path), path.stat().st_mtime)
     binary = decode_rle(mask["rle"])
-    scale = display_scale(binary.shape)
+    scale = display_scale(binary.shape, 480)
     point = mask["lineage"].get("point")
     left, right = st.columns([3, 2])
     left.image(

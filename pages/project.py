@@ -11,8 +11,21 @@ import streamlit as st
 from pages.common import current_project
 from wsseg.errors import WssegError
 from wsseg.lineage import images_with_masks, mask_lineage
-from wsseg.overlay import OverlayStyle, blend, display_scale, draw_peaks, enlarge, jpeg_bytes, normalize
+from wsseg.overlay import (
+    OverlayStyle,
+    blend,
+    display_scale,
+    draw_peaks,
+    enlarge,
+    jpeg_bytes,
+    normalize,
+    outlines,
+)
 from wsseg.store import Project
+
+#: The ranked proposals shown in a lineage, best first, and their outline colours.
+RANKED_SHOWN = 4
+RANKED_COLOURS = [(255, 40, 40), (255, 150, 0), (255, 235, 0), (120, 220, 255)]
 
 
 def _flat(config: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -27,7 +40,8 @@ def _flat(config: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def lineage_view(project: Project) -> None:
-    """Tags -> CRM -> peak -> PRM -> chosen mask of one pseudo mask, as pictures."""
+    """Tags -> CRM -> peak -> PRM -> ranked proposals -> chosen mask -> model prediction of one
+    pseudo mask, as pictures."""
     image_ids = images_with_masks(project)
     if not image_ids:
         st.info(
@@ -59,8 +73,18 @@ def lineage_view(project: Project) -> None:
     if lin.prm is not None:
         prm = enlarge(blend(lin.image, normalize(lin.prm), style.opacity, style.colormap), scale)
         steps.append(("PRM", draw_peaks(prm, point, scale=scale), "peak response map of that peak"))
+    if lin.ranked is not None and len(lin.ranked):
+        shown = lin.ranked[:RANKED_SHOWN]
+        ranked = outlines(lin.image, shown, RANKED_COLOURS[: len(shown)])
+        steps.append(("Ranked proposals", enlarge(ranked, scale), "best first: red, orange, yellow, blue"))
     mask = enlarge(blend(lin.image, lin.mask.astype("float32"), 0.6, "viridis"), scale)
-    steps.append(("Chosen mask", mask, f"{lin.info['strategy'] or 'mask'} · score {lin.info['score']}"))
+    score = lin.info["score"]
+    shown_score = f"{score:.3g}" if isinstance(score, int | float) else "none"
+    steps.append(("Chosen mask", mask, f"{lin.info['strategy'] or 'mask'} · score {shown_score}"))
+    if lin.prediction is not None:
+        predicted, score = lin.prediction
+        picture = enlarge(blend(lin.image, predicted.astype("float32"), 0.6, "magma"), scale)
+        steps.append(("Model prediction", picture, f"newest evaluation · score {score:.2f}"))
     for col, (title, picture, caption) in zip(st.columns(len(steps)), steps, strict=True):
         col.markdown(f"**{title}**")
         col.image(jpeg_bytes(picture), caption=caption, width="stretch")

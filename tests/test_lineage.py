@@ -1,12 +1,16 @@
 """A pseudo mask's lineage read back from the store and the peaks artifacts."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from wsseg.data.coco import encode_mask
 from wsseg.lineage import images_with_masks, mask_lineage
 from wsseg.overlay import crm_to_pixels
 from wsseg.stages.make_peaks import load_result
+from wsseg.stages.make_proposals import load_proposals, proposals_folder
 from wsseg.store import Project
 
 
@@ -38,3 +42,38 @@ def test_a_mask_without_a_peak_still_has_its_image_and_mask(trained: Path) -> No
     lin = mask_lineage(project, mask)
     assert lin.crm is None and lin.prm is None and lin.peak is None
     assert lin.image.shape == (160, 160, 3) and lin.mask.any()
+
+
+def test_lineage_shows_the_ranked_proposals_and_the_models_prediction(masked: Path, tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(masked, root)
+    project = Project(root)
+    mask = next(m for m in project.pseudo_masks() if m["source"] == "auto")
+    lin = mask_lineage(project, mask)
+    recorded = mask["lineage"]
+    stored = load_proposals(
+        proposals_folder(project, recorded["proposal"]["run"]) / f"{mask['image_id']}.json"
+    )
+    order = [r["proposal"] for r in recorded["ranked"]]
+    assert lin.ranked is not None and len(lin.ranked) == len(order)
+    np.testing.assert_array_equal(lin.ranked, stored.masks[order])  # best first, as recorded
+    assert lin.prediction is None  # no model has been evaluated on the project
+
+    # A model evaluation predicts two instances of the mask's class: the lineage shows the one that
+    # overlaps the mask, not the higher-scoring one elsewhere.
+    elsewhere = np.zeros_like(lin.mask)
+    elsewhere[:12, :12] = True
+    elsewhere &= ~lin.mask
+    run_id = project.start_run("evaluate", {"model": "maskrcnn"})
+    project.add_predictions(
+        run_id,
+        mask["image_id"],
+        [
+            {"class_name": mask["class_name"], "score": 0.9, "rle": encode_mask(elsewhere)},
+            {"class_name": mask["class_name"], "score": 0.4, "rle": encode_mask(lin.mask)},
+        ],
+    )
+    project.finish_run(run_id, "done", {})
+    predicted, score = mask_lineage(project, mask).prediction
+    assert score == pytest.approx(0.4)
+    np.testing.assert_array_equal(predicted, lin.mask)

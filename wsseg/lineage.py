@@ -1,5 +1,6 @@
 """Where a pseudo mask came from: image and tags -> class response map -> peak -> peak response map
--> chosen mask, read back from the project store and the peaks artifacts (nothing is recomputed).
+-> ranked proposals -> chosen mask -> a trained model's prediction, read back from the project store
+and the stages' artifacts (nothing is recomputed).
 
 The chain follows the mask's ``peak_id`` to the stored peak and its ``prm_path`` npz (written by
 ``wsseg peaks``); anything the pseudo-mask stage recorded in the mask's ``lineage`` JSON is kept as
@@ -17,7 +18,9 @@ import numpy as np
 from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
 from wsseg.overlay import crm_to_pixels
+from wsseg.proposals import mask_iou
 from wsseg.stages.make_peaks import load_result
+from wsseg.stages.make_proposals import load_proposals, proposals_folder
 from wsseg.store import PeakRecord, Project
 
 
@@ -30,6 +33,9 @@ class Lineage:
     when no peaks artifact is linked. peak: (y, x) pixel of the peak, or None. prm: float32 HxW
     (sums to 1) or None. info: the mask's id, status, source, strategy, score and run.
     recorded: the mask's lineage JSON as the pseudo-mask stage stored it.
+    ranked: bool KxHxW, the best-ranked proposals of the mask's peak, best first (the recorded ranking),
+        or None when the proposals run's file is gone. prediction: (bool HxW mask, score) of the newest
+        model evaluation's predicted instance of the class overlapping the mask most, or None.
     """
 
     image: np.ndarray
@@ -41,6 +47,8 @@ class Lineage:
     prm: np.ndarray | None
     info: dict[str, Any] = field(default_factory=dict)
     recorded: dict[str, Any] = field(default_factory=dict)
+    ranked: np.ndarray | None = None
+    prediction: tuple[np.ndarray, float] | None = None
 
 
 def images_with_masks(project: Project) -> list[int]:
@@ -84,6 +92,7 @@ def mask_lineage(project: Project, mask: dict[str, Any]) -> Lineage:
             if len(hit) and data["prms"].shape[1:] == (height, width):
                 prm = data["prms"][hit[0]]
     info = {k: mask.get(k) for k in ("id", "status", "source", "strategy", "score", "run_id", "version")}
+    recorded = dict(mask.get("lineage") or {})
     return Lineage(
         image=image,
         tags=record.tags,
@@ -93,5 +102,40 @@ def mask_lineage(project: Project, mask: dict[str, Any]) -> Lineage:
         peak=point,
         prm=prm,
         info=info,
-        recorded=dict(mask.get("lineage") or {}),
+        recorded=recorded,
+        ranked=_ranked(project, record.id, recorded, (height, width)),
+        prediction=_prediction(project, record.id, mask["class_name"], binary),
     )
+
+
+def _ranked(
+    project: Project, image_id: int, recorded: dict[str, Any], shape: tuple[int, int]
+) -> np.ndarray | None:
+    """The recorded best-ranked proposals (bool KxHxW, best first), or None."""
+    run = (recorded.get("proposal") or {}).get("run")
+    order = [int(r["proposal"]) for r in recorded.get("ranked") or [] if "proposal" in r]
+    path = proposals_folder(project, int(run)) / f"{image_id}.json" if run is not None else None
+    if not order or path is None or not path.is_file():
+        return None
+    masks = load_proposals(path).masks
+    if masks.shape[1:] != shape or max(order) >= len(masks):
+        return None
+    return masks[order]
+
+
+def _prediction(
+    project: Project, image_id: int, class_name: str, mask: np.ndarray
+) -> tuple[np.ndarray, float] | None:
+    """The newest evaluation run's predicted instance of ``class_name`` on the image that overlaps
+    ``mask`` most (by IoU), with its score; None when no run predicted one."""
+    for run in project.runs("evaluate"):
+        found = [p for p in project.predictions(run.id, image_id) if p["class_name"] == class_name]
+        if not found:
+            continue
+        masks = [decode_rle(p["rle"]).astype(bool) for p in found]
+        kept = [k for k, m in enumerate(masks) if m.shape == mask.shape]
+        if kept:
+            overlap = mask_iou(np.stack([masks[k] for k in kept]), mask[None])[:, 0]
+            best = kept[int(np.argmax(overlap))]
+            return masks[best], float(found[best]["score"])
+    return None

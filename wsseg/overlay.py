@@ -104,6 +104,21 @@ def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
     return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
 
 
+def mask_edge(mask: np.ndarray) -> np.ndarray:
+    """bool HxW: the pixels of the bool HxW ``mask``'s outline (its morphological gradient, 3x3)."""
+    kernel = np.ones((3, 3), np.uint8)
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, kernel).astype(bool)
+
+
+def outlines(image: np.ndarray, masks: np.ndarray, colours: list[tuple[int, int, int]]) -> np.ndarray:
+    """HxWx3 uint8 ``image`` with the outline of each bool HxW mask of ``masks`` (K of them) painted in
+    its colour of ``colours``, the first mask on top. Returns a new array."""
+    out = image.copy()
+    for mask, colour in reversed(list(zip(masks, colours, strict=True))):
+        out[mask_edge(mask)] = colour
+    return out
+
+
 def display_scale(size: tuple[int, int], target: int = 512) -> int:
     """The integer enlargement that brings the longest side of an (H, W) image closest to ``target``
     without exceeding it (at least 1)."""
