@@ -234,17 +234,30 @@ def test_proposals_and_curate_pages_render_and_a_decision_is_stored(
     _images_loaded(page)
     _no_exception(page)
     _wait_idle(page)  # a click during the page's first run can be lost under heavy load
-    before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
-    page.get_by_role("button", name="Accept").first.click()
-    changed: list[dict] = []
-    for _ in range(150):  # the click's rerun writes the decision; poll the database for it (<= 30 s)
-        changed = [m for m in Project(root).pseudo_masks() if m["version"] != before[m["id"]]]
-        if changed:
-            break
-        page.wait_for_timeout(200)
+    decisions: dict[int, str] = {}
+    for button, status in (("Accept", "accepted"), ("Reject", "rejected")):
+        before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
+        page.get_by_role("button", name=button).first.click()
+        changed: list[dict] = []
+        for _ in range(150):  # the click's rerun writes the decision; poll the database for it (<= 30 s)
+            changed = [m for m in Project(root).pseudo_masks() if m["version"] != before[m["id"]]]
+            if changed:
+                break
+            page.wait_for_timeout(200)
+        _wait_idle(page)
+        assert len(changed) == 1 and changed[0]["status"] == status  # in the database at once
+        assert Project(root).edit_history(changed[0]["id"])[-1]["after"]["status"] == status
+        decisions[changed[0]["id"]] = status
+    assert len(decisions) == 2  # two different masks (accepting moves on to the next)
+
+    # A reload starts a new browser session: both decisions are still in the database and on the page.
+    page.reload()
+    caption = page.get_by_text("automatic masks, most likely wrong first")
+    caption.wait_for(timeout=TIMEOUT)
     _wait_idle(page)
-    assert len(changed) == 1 and changed[0]["status"] == "accepted"  # in the database at once
-    assert Project(root).edit_history(changed[0]["id"])[-1]["after"]["status"] == "accepted"
+    assert "1 accepted" in caption.inner_text() and "1 rejected" in caption.inner_text()
+    stored = {m["id"]: m["status"] for m in Project(root).pseudo_masks()}
+    assert all(stored[mask_id] == status for mask_id, status in decisions.items())
     _no_exception(page)
     _screenshot(page, "curate", tmp_path)
     page.close()
