@@ -3,10 +3,10 @@
 import sys
 
 import torch
-import torch.distributed as dist
 
 import wsseg.stages.train_maskrcnn as stage
 from tests._maskrcnn_data import TINY
+from tests._torchrun import report_identical_and_finish
 from wsseg.engine import TrainConfig
 from wsseg.importer import GROUND_TRUTH
 from wsseg.store import Project
@@ -18,10 +18,4 @@ stage.build_maskrcnn = lambda config: built.append(build(config)) or built[-1]  
 project = Project(sys.argv[1])
 config = TrainConfig(epochs=2, batch_size=2, lr=1e-3)
 stage.train_maskrcnn(project, project.root / GROUND_TRUTH, TINY, config, name="ddp", max_images=8)
-flat = torch.cat([p.detach().flatten() for p in built[0].parameters()])
-gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
-dist.all_gather(gathered, flat)
-if dist.get_rank() == 0:
-    same = all(torch.equal(gathered[0], g) for g in gathered)
-    print(f"world={dist.get_world_size()} identical={same}", flush=True)
-dist.destroy_process_group()
+report_identical_and_finish(built[0].parameters())
