@@ -53,7 +53,9 @@ class PLEBenchPlan:
 def ple_plan(dataset: str, quick: bool, seed: int) -> PLEBenchPlan:
     """The benchmark's PLE recipe (docs/benchmark.md): shapes are colour- and orientation-free; CamVid
     street scenes only flip horizontally."""
-    epochs = 1 if quick else (2 if dataset == "shapes" else 6)
+    # shapes: 5 epochs over 1,500 images; at 2 the fully supervised upper bound was still weak (0.60
+    # mIoU, the star at 0.00), which flattered the ratio (docs/benchmark.md).
+    epochs = 1 if quick else (5 if dataset == "shapes" else 6)
     augment = (
         Augment(flips=True, hflip=False, colour=True) if dataset == "shapes" else Augment(False, True, False)
     )
