@@ -1,12 +1,12 @@
 """Reliability campaign, the app's part: ``kill -9`` of the Curate page while it saves decisions.
 
-A child process runs the real page (``app.py`` and ``pages/curate.py``) headless with Streamlit's
-AppTest, no browser: it accepts or rejects the mask the page shows, again and again, and prints an
-acknowledgement once the page, rerun after the click, counts the decision. The campaign kills it with
-SIGKILL at a random moment, several times on the same project, and counts acknowledged decisions
-missing afterwards and problems reported by ``Project.check``. (The served app, killed while a real
-browser clicks, is tested by ``tests/app/test_killed_app.py``.) This module itself never imports
-streamlit; only the child does.
+A child process (``pages/curate_driver.py``) runs the real page (``app.py`` and ``pages/curate.py``)
+headless with Streamlit's AppTest, no browser: it accepts or rejects the mask the page shows, again and
+again, and prints an acknowledgement once the page, rerun after the click, counts the decision. The
+campaign kills it with SIGKILL at a random moment, several times on the same project, and counts
+acknowledged decisions missing afterwards and problems reported by ``Project.check``. (The served app,
+killed while a real browser clicks, is tested by ``tests/app/test_killed_app.py``.) The core never
+imports streamlit; only the child does.
 """
 
 from __future__ import annotations
@@ -24,33 +24,7 @@ from wsseg.store import Project
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
-
-_CURATOR = """
-import random, re, sys
-import streamlit.logger
-from streamlit.testing.v1 import AppTest
-streamlit.logger.set_log_level("error")  # AppTest's bare-mode warnings
-root, seed, app = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-at = AppTest.from_file(app, default_timeout=60)
-at.session_state["project_root"] = root
-at.run()
-at = at.switch_page("pages/curate.py").run()
-rng = random.Random(seed)
-
-def decided():
-    return sum(int(n) for n, _ in re.findall(r"(\\d+) (accepted|rejected)", at.caption[0].value))
-
-print("ready", flush=True)
-while at.get("image"):
-    mask_id = int(at.get("image")[0].captions[0].split()[1])
-    status = rng.choice(["accepted", "rejected"])
-    before = decided()
-    at.button(key="curate_accept" if status == "accepted" else "curate_reject").click().run()
-    if at.exception or decided() != before + 1:
-        sys.exit(f"the page did not take the decision on mask {mask_id}")
-    print(f"ack {mask_id} {status}", flush=True)
-print("done", flush=True)
-"""
+DRIVER = ROOT / "pages" / "curate_driver.py"  # the Streamlit side: the core never imports it
 
 
 def _curator(project: Project, seed: int) -> subprocess.Popen:
@@ -59,7 +33,7 @@ def _curator(project: Project, seed: int) -> subprocess.Popen:
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", _CURATOR, str(project.root), str(seed), str(APP)],
+        [sys.executable, str(DRIVER), str(project.root), str(seed), str(APP)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -73,7 +47,7 @@ def killed_app(work: Path, rounds: int = 3, seed: int = 0, n_images: int = 40) -
     store consistent. None when the app's files are not installed beside the package."""
     from wsseg.reliability import seed_project
 
-    if not APP.is_file():
+    if not APP.is_file() or not DRIVER.is_file():
         return None
     rng = random.Random(seed)
     project = seed_project(work / "killed_app", n_images=n_images, masks_per_image=2, run=True)
