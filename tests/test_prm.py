@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from wsseg.adjoint import walk_sequence
 from wsseg.errors import BadInputError
 from wsseg.models import ClassifierConfig, PeakClassifier
 from wsseg.peaks import upsample_crm
 from wsseg.prm import (
     PRMConfig,
-    _walk_sequence,
     measure_prm_speed,
     peak_response_maps,
     peak_response_maps_naive,
@@ -65,7 +65,7 @@ def test_windowed_adjoint_equals_the_full_size_one(method: str) -> None:
     assert is_plain(layers) and not is_plain(list(random_model("resnet18").layers()))
     image = torch.randn(1, 3, 150, 170)
     with torch.no_grad():
-        crm, back = _walk_sequence(layers, image, method == "excitation")
+        crm, back = walk_sequence(layers, image, method == "excitation")
         crm_windowed, steps = walk(layers, image, method == "excitation")
         torch.testing.assert_close(crm_windowed, crm)
         seeds = torch.zeros(4, *crm.shape[1:])
@@ -92,7 +92,7 @@ def test_excitation_conserves_relevance() -> None:
     model = random_model().eval()
     image = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        crm, back = _walk_sequence(list(model.layers()), image, True)
+        crm, back = walk_sequence(list(model.layers()), image, True)
         seeds = torch.zeros(2, *upsample_crm(crm, 2).shape[1:])
         seeds[0, 0, 3, 4] = seeds[1, 2, 5, 2] = 1.0
         with torch.enable_grad():

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsseg.adjoint import _EPS, derivative, fold_batchnorm, folded_weight, shifted
 from wsseg.receptive_field import _ELEMENTWISE
 
-_EPS = 1e-9
 _PASS_THROUGH = (nn.Dropout, nn.Identity)
 
 Offsets = list[tuple[int, int]]
@@ -78,42 +78,13 @@ def is_plain(modules: Sequence[nn.Module]) -> bool:
     return True
 
 
-def folded_weight(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> torch.Tensor:
-    """``conv``'s weight with the (eval-mode) BatchNorm ``bn`` after it folded in."""
-    if bn is None:
-        return conv.weight
-    return conv.weight * (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(-1, 1, 1, 1)
-
-
-def shifted(x: torch.Tensor) -> torch.Tensor:
-    """The batch-1 activation ``x`` minus its minimum when that is negative (the same tensor otherwise)."""
-    low = x.amin()
-    return x - low if low < 0 else x
-
-
-def derivative(f: nn.Module, pre: torch.Tensor) -> torch.Tensor:
-    """Element-wise derivative of activation ``f`` at ``pre`` (same shape)."""
-    with torch.enable_grad():
-        x = pre.detach().clone().requires_grad_(True)
-        (d,) = torch.autograd.grad(f(x.clone()).sum(), x)
-    return d
-
-
 def walk(modules: Sequence[nn.Module], x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, list]:
     """Forward the plain stack ``modules`` (``is_plain``) on the batch-1 ``x`` (no grad, eval mode).
 
     Returns the output and the steps ``windowed_adjoint`` needs, in forward order."""
     steps: list[_Conv | _Elementwise] = []
-    modules = list(modules)
-    i = 0
-    while i < len(modules):
-        m = modules[i]
+    for m, bn in fold_batchnorm(list(modules)):
         if isinstance(m, nn.Conv2d):
-            bn = (
-                modules[i + 1]
-                if i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d)
-                else None
-            )
             value = bn(m(x)) if bn is not None else m(x)
             weight = folded_weight(m, bn)
             a = inv_z = None
@@ -123,12 +94,9 @@ def walk(modules: Sequence[nn.Module], x: torch.Tensor, excite: bool) -> tuple[t
                 inv_z = z.clamp(min=_EPS).reciprocal()
             steps.append(_Conv(m, weight, a, inv_z, (x.shape[-2], x.shape[-1])))
             x = value
-            i += 2 if bn is not None else 1
-            continue
-        if isinstance(m, _ELEMENTWISE):
+        elif isinstance(m, _ELEMENTWISE):
             steps.append(_Elementwise(None if excite else derivative(m, x)))
             x = F.relu(x) if isinstance(m, nn.ReLU) else m(x.clone())
-        i += 1
     return x, steps
 
 
