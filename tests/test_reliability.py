@@ -59,7 +59,8 @@ def test_killed_editor_loses_no_acknowledged_edit(tmp_path: Path) -> None:
 
 
 def test_killed_curate_page_loses_no_acknowledged_decision(tmp_path: Path) -> None:
-    result = killed_app(tmp_path, rounds=1, n_images=10)
+    # 60 masks: more than the page can decide before the kill (0.5 to 3 s after the first decision).
+    result = killed_app(tmp_path, rounds=1, n_images=30)
     assert result is not None  # app.py is in the checkout
     assert result["faults_injected"] == 1 and result["acknowledged_decisions"] > 0
     assert result["acknowledged_edits_lost"] == 0 and result["store_problems"] == 0

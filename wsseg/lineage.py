@@ -21,7 +21,8 @@ from wsseg.overlay import crm_to_pixels
 from wsseg.proposals import mask_iou
 from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import load_proposals, proposals_folder
-from wsseg.store import PeakRecord, Project
+from wsseg.store import Project
+from wsseg.store_results import PeakRecord
 
 
 @dataclass(frozen=True)
