@@ -89,7 +89,12 @@ def _cmd_import(args: argparse.Namespace) -> None:
         print(f"skipped {len(report.skipped_duplicates)} image(s) already in the project (same content)")
 
 
-def _add_job(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: argparse.ArgumentParser, default_name: str) -> None:
+    """The options every training command shares: seed, run name, resume, loader workers, job row."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default=default_name, help="run name: checkpoints/<name>/")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument(
         "--job",
         type=int,
@@ -141,11 +146,7 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size", type=int, default=None, help="resize images to SIZE x SIZE (needed when sizes differ)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="classifier", help="run name: checkpoints/<name>/")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    _add_job(p)
+    _add_run_options(p, "classifier")
     p.set_defaults(func=_stage("wsseg.stages.train_classifier"))
 
 
@@ -206,13 +207,9 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classification-weight", type=float, default=1.0)
     p.add_argument("--augment", default="flips", help="flips, hflip, colour (comma-separated) or none")
     p.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="ple", help="run name: checkpoints/<name>/")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    _add_run_options(p, "ple")
     p.add_argument("--predict", action="store_true", help="write every image's label map afterwards")
     p.add_argument("--crf", action="store_true", help="refine the written predictions with the dense CRF")
-    _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.train_ple"))
 
 
@@ -289,11 +286,7 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--augment", default="flips", help="comma-separated: flips, hflip, colour, none (default flips)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="maskrcnn", help="run name: checkpoints/<name>/")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    _add_job(p)
+    _add_run_options(p, "maskrcnn")
     p.set_defaults(func=_stage("wsseg.stages.train_maskrcnn"))
 
 

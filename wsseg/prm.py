@@ -32,7 +32,7 @@ is the PRM.
 
 Both maps are clamped at 0 and normalised to sum 1 (a map that is all zero becomes uniform).
 
-Batching (``peak_response_maps``): both backward passes are linear in the seed placed at the
+Batching (``peak_response_maps``, ``wsseg.adjoint``): both backward passes are linear in the seed placed at the
 peak, so all K peaks of an image take one forward and one backward of a batch of K one-hot seeds.
 ``torch.autograd.grad(..., is_grads_batched=True)`` can do this with vmap, but on the CPU it ran
 slower than a loop (its convolution backward is split per seed), so the batched pass instead
