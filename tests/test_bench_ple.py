@@ -27,6 +27,16 @@ def test_tiny_ple_bench_reports_every_key(tmp_path: Path) -> None:
         assert math.isclose(report["weak_over_full_miou"], report["weak_miou"] / report["full_miou"])
     else:
         assert math.isnan(report["weak_over_full_miou"])
-    assert set(report["ablation"]) == {"no_neighbourhood_miou", "no_crf_miou"}
+    assert set(report["ablation"]) == {
+        "estimator_only_miou",
+        "estimator_only_crf_miou",
+        "no_neighbourhood_miou",
+        "no_crf_miou",
+    }
+    assert [r["round"] for r in report["rounds"]] == [1, 2, 3]
+    assert report["rounds"][-1]["miou"] == report["weak_miou"]
+    assert report["ablation"]["estimator_only_miou"] == report["rounds"][0]["miou"]
     assert report["val_pixels"] == 2 * 160 * 160 and report["backbone_init"] == "random"
-    assert {run.config["name"] for run in project.runs("ple")} == {"ple", "ple-no-neighbourhood", "ple-full"}
+    runs = {run.config["name"]: run.config for run in project.runs("ple")}
+    assert set(runs) == {"ple", "ple-round2", "ple-round3", "ple-no-neighbourhood", "ple-full"}
+    assert runs["ple-round2"]["labels_from"] == "ple" and runs["ple-round3"]["labels_from"] == "ple-round2"

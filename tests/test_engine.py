@@ -84,3 +84,23 @@ def test_callback_false_mid_epoch_stops_after_that_epochs_checkpoint(tmp_path: P
     assert result.stopped and len(result.history) == 2
     assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1
     assert seen[-1] == (1, 6, True)  # the epoch finished and was checkpointed before stopping
+
+
+def test_an_interrupt_in_the_end_of_epoch_report_leaves_that_epoch_unsaved(tmp_path: Path) -> None:
+    """A job stopped while it reports an epoch's end redoes that epoch on resume, so the report (the
+    job's stored curve) never lags the checkpoint."""
+    from tests._engine_toy import toy_dataset, toy_loss, toy_model
+    from wsseg.engine import train
+
+    def interrupted_at_second_epochs_end(progress) -> None:
+        if progress.epoch == 1 and progress.epoch_done:
+            assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 0
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            toy_model(), toy_dataset(), toy_loss, CONFIG, tmp_path, callback=interrupted_at_second_epochs_end
+        )
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 0
+    resumed = train(toy_model(), toy_dataset(), toy_loss, CONFIG, tmp_path, resume=True)
+    assert len(resumed.history) == CONFIG.epochs

@@ -1,4 +1,5 @@
-"""The pixel-label estimator's pieces: q_aux, the neighbourhood loss, mIoU, and a tiny training run."""
+"""The pixel-label estimator's pieces: q_aux, the neighbourhood loss, mIoU, self-training labels, and a
+tiny training run."""
 
 import math
 
@@ -6,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from wsseg.crf import CRFConfig
+from wsseg.datasets import to_tensor
 from wsseg.engine import TrainConfig, train
+from wsseg.evaluate_ple import self_training_labels
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.ple import (
     IGNORE,
@@ -118,3 +122,25 @@ def test_a_tiny_training_run_lowers_the_loss(tmp_path, full: bool) -> None:
     result = train(model, _toy_data(), make_loss(PLEConfig(), full), config, tmp_path)
     totals = [sum(epoch.values()) for epoch in result.history]
     assert totals[-1] < 0.8 * totals[0]
+
+
+def test_self_training_labels_mask_absent_labels_and_ignore_unsure_pixels() -> None:
+    torch.manual_seed(0)
+    model = Segmenter(SegmenterConfig(num_labels=4, small_width=8, decoder=8)).eval()
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    tags = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1], [0, 0, 1]], np.float32)
+    labels = self_training_labels(model, images, tags, background=True, batch_size=2)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.stack([to_tensor(im) for im in images])), 1).numpy()
+    allowed = np.concatenate([np.ones((5, 1), bool), tags > 0.5], axis=1)
+    masked = np.where(allowed[:, :, None, None], probs, 0.0)
+    np.testing.assert_array_equal(labels, masked.argmax(1))  # independent: argmax over present labels
+    for n in range(5):
+        assert set(np.unique(labels[n])) <= set(np.flatnonzero(allowed[n]).tolist())
+    assert (labels[2] == 0).all()  # no tags: background everywhere
+    share = masked.max(1) / masked.sum(1)
+    unsure = self_training_labels(model, images, tags, background=True, confidence=0.6)
+    np.testing.assert_array_equal(unsure == IGNORE, share < 0.6)
+    refined = self_training_labels(model, images, tags, background=True, crf=CRFConfig())
+    assert all(set(np.unique(refined[n])) <= set(np.flatnonzero(allowed[n]).tolist()) for n in range(5))

@@ -69,3 +69,23 @@ def test_cli_errors_are_one_clear_line(project_root: Path, tmp_path: Path, capsy
     assert "\n" not in err and "nothing to resume" in err
     assert main(_args(project_root, "--init", "no-such-classifier")) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_self_training_rounds_train_on_the_previous_rounds_refined_labels(project_root: Path, capsys) -> None:
+    project = Project(project_root)
+    if not (project_root / "checkpoints" / "ple" / "last.pt").exists():
+        assert main(_args(project_root)) == 0
+    assert main(_args(project_root, "--labels-from", "ple", "--name", "round2", "--confidence", "0.3")) == 0
+    run = project.latest_run("ple")
+    assert run is not None and run.config["name"] == "round2"
+    assert run.config["labels_from"] == "ple" and run.config["confidence"] == 0.3 and not run.config["full"]
+    _, extra = load_ple(project, "round2")
+    assert extra["labels_from"] == "ple"
+    capsys.readouterr()
+    assert main(_args(project_root, "--labels-from", "ple", "--full")) == 2
+    assert "cannot go with --full" in capsys.readouterr().err
+    assert main(_args(project_root, "--full", "--name", "truth")) == 0
+    assert main(_args(project_root, "--labels-from", "truth", "--name", "leak")) == 2
+    assert "trained on ground-truth pixel labels" in capsys.readouterr().err
+    assert main(_args(project_root, "--labels-from", "round2", "--name", "round3")) == 0
+    assert load_ple(project, "round3")[1]["labels_from"] == "round2"

@@ -199,6 +199,19 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", default="small", help="small | resnet18 | resnet50 | mobilenet_v3")
     p.add_argument("--weights", default=None, help="'imagenet' or a weights file path")
     p.add_argument("--init", default=None, help="start the backbone from this trained classifier (run name)")
+    p.add_argument(
+        "--labels-from",
+        default=None,
+        metavar="RUN",
+        help="second round (self-training, tags only): train on the tag-masked, CRF-refined predictions "
+        "of this trained estimator on the training images",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.0,
+        help="with --labels-from: ignore pixels whose refined probability is below this (default 0: none)",
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)

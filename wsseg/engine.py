@@ -162,7 +162,8 @@ def train(
     """Train ``model`` on ``dataset``; return the loss history.
 
     ``loss_fn(model, batch)`` returns named losses (their sum is minimised). ``callback(progress)`` is
-    called after each step on rank 0; returning ``False`` stops after the current epoch's checkpoint.
+    called after each step on rank 0, and once more at the end of each epoch (``epoch_done``) just
+    before that epoch's checkpoint is written; returning ``False`` stops after the current epoch's checkpoint.
     (a ``False`` after any step also stops there, so a progress bar's "stop" needs no flag of its own).
     ``extra_state`` (JSON-able) is saved in the checkpoint, e.g. the class names and model config.
     """
@@ -246,6 +247,11 @@ def train(
         history.append(means)
         keep_going = not stop_requested
         if info.is_main:
+            # The epoch's report goes out before its checkpoint is written: a job killed between the two
+            # then redoes the epoch on resume and its stored curve has no gap (the other order lost the
+            # epoch's last points from the job's row).
+            if callback is not None and callback(report(epoch, steps, means, epoch_done=True)) is False:
+                keep_going = False
             save_checkpoint(
                 checkpoint_dir / CHECKPOINT,
                 {
@@ -258,8 +264,6 @@ def train(
                 },
             )
             result.checkpoint = checkpoint_dir / CHECKPOINT
-            if callback is not None and callback(report(epoch, steps, means, epoch_done=True)) is False:
-                keep_going = False
         if info.world_size > 1:
             flag = torch.tensor([1.0 if keep_going else 0.0], device=info.device)
             dist.broadcast(flag, src=0)

@@ -4,6 +4,8 @@
 CRF. ``evaluate_ple`` scores a project's split against the labels painted from its ground-truth
 instances and writes every prediction as ``artifacts/ple/run-<id>/<image id>.png`` (HxW uint8 label
 map, values index the run's ``labels``) with a ``ple_predict`` run row holding the metrics.
+``self_training_labels`` turns a trained estimator's tag-masked, CRF-refined predictions on its own
+training images into pixel labels for a second round of training (``train-ple --labels-from``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from wsseg.datasets import to_tensor
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_png
 from wsseg.models.segmenter import Segmenter
-from wsseg.ple import confusion, miou
+from wsseg.ple import IGNORE, confusion, miou, present_labels
 from wsseg.store import Project
 
 PREDICT_STAGE = "ple_predict"
@@ -42,6 +44,40 @@ def predict(
         probs = dense_crf(probs, raw, crf)
     probs = probs[0].float().cpu().numpy()
     return probs.argmax(0).astype(np.uint8), probs
+
+
+@torch.inference_mode()
+def self_training_labels(
+    model: Segmenter,
+    images: np.ndarray,
+    tags: np.ndarray,
+    background: bool,
+    crf: CRFConfig | None = None,
+    confidence: float = 0.0,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Pixel labels for a second round of training, from a trained estimator on its own tagged images.
+
+    images: NxHxWx3 uint8; tags: NxC {0, 1}. Per image: p(z|x), absent labels zeroed and renormalised
+    (the estimator's step 1, docs/methods.md), refined by the dense CRF when ``crf``, argmax. Pixels whose
+    (refined) probability of that label is below ``confidence`` get ``IGNORE``. Returns NxHxW uint8.
+    Only tags and the images are used: these labels are as weak as the estimator's.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.empty(images.shape[:3], np.uint8)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        probs = torch.softmax(model(torch.stack([to_tensor(im) for im in batch]).to(device)), dim=1)
+        present = present_labels(torch.as_tensor(tags[start : start + batch_size]), background)
+        probs = probs * present[:, :, None, None].to(probs)
+        probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+        if crf is not None:
+            probs = dense_crf(probs, torch.from_numpy(np.ascontiguousarray(batch)).to(device), crf)
+        best, labels = probs.max(1)
+        labels[best < confidence] = IGNORE
+        out[start : start + len(batch)] = labels.cpu().numpy().astype(np.uint8)
+    return out
 
 
 def score(

@@ -129,6 +129,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "init": _name,
         "full": _flag,
         "no_background": _flag,
+        "labels_from": _name,
+        "confidence": _Float(0.0, 1.0),
     },
 }
 

@@ -1,5 +1,8 @@
 """Stage: train the pixel-label estimator (tags only) or the same network on pixel labels (``--full``).
 
+``--labels-from RUN`` is the estimator's second round (self-training, still tags only): the network
+trains with pixel cross-entropy on RUN's tag-masked, CRF-refined predictions of the training images.
+
 Writes ``checkpoints/<name>/last.pt`` (class names, labels, model and estimator configs inside) and
 ``checkpoints/<name>/config.json``, and records a ``ple`` run in the project database. The fully supervised
 baseline needs pixel labels: they come from the project's ground-truth instances (``ground_truth.json``).
@@ -143,6 +146,27 @@ def project_dataset(
     return SegmentationImages(images, multi_hot([r.tags for r in records], classes), classes, labels, augment)
 
 
+def with_self_training_labels(
+    project: Project, data: SegmentationImages, source: str, background: bool, confidence: float
+) -> SegmentationImages:
+    """``data`` with its pixel labels replaced by those the trained network ``checkpoints/<source>`` (the
+    estimator, or an earlier self-training round) gives its images and tags
+    (``wsseg.evaluate_ple.self_training_labels``, dense CRF on)."""
+    from wsseg.crf import CRFConfig
+    from wsseg.evaluate_ple import self_training_labels
+
+    model, extra = load_ple(project, source)
+    expected = label_names(data.classes, background)
+    if extra["labels"] != expected or extra.get("full"):
+        raise BadInputError(
+            f"--labels-from {source}",
+            f"expected a network trained on tags with labels {expected}; it has {extra['labels']}"
+            f"{' and was trained on ground-truth pixel labels' if extra.get('full') else ''}",
+        )
+    labels = self_training_labels(model, data.images, data.targets, background, CRFConfig(), confidence)
+    return SegmentationImages(data.images, data.targets, data.classes, labels, data.augment)
+
+
 def make_loss(ple: PLEConfig, full: bool) -> Callable[[torch.nn.Module, Any], dict[str, torch.Tensor]]:
     """``loss_fn(model, batch)`` for the engine: the estimator's losses, or pixel cross-entropy."""
 
@@ -167,17 +191,25 @@ def train_ple(
     callback: Callable[[Progress], bool | None] | None = None,
     dataset: SegmentationImages | None = None,
     init: str | None = None,
+    labels_from: str | None = None,
+    confidence: float = 0.0,
 ) -> dict[str, Any]:
     """Train on the project's training split (or ``dataset``); return the run's metrics.
 
     ``init``: name of a trained classifier (``checkpoints/<init>/``) whose backbone starts the network (the
-    paper starts from a pretrained network; here the classifier trained on the same tags stands in)."""
+    paper starts from a pretrained network; here the classifier trained on the same tags stands in).
+    ``labels_from``: name of a trained estimator whose refined predictions (pixels below ``confidence``
+    ignored) are the pixel labels of this second round; any pixel labels of ``dataset`` are not used."""
     info = setup_distributed()
+    if labels_from is not None and full:
+        raise BadInputError("--labels-from", "trains on the estimator's own labels; it cannot go with --full")
     data = dataset or project_dataset(project, full, ple_config.background, size, augment)
+    if labels_from is not None:
+        data = with_self_training_labels(project, data, labels_from, ple_config.background, confidence)
     labels = label_names(data.classes, ple_config.background)
     if model_config.num_labels != len(labels):
         raise BadInputError("num_labels", f"{model_config.num_labels} != {len(labels)} labels ({labels})")
-    if full and data.labels is None:
+    if (full or labels_from) and data.labels is None:
         raise BadInputError("dataset", "the supervised baseline needs pixel labels")
     folder = project.root / "checkpoints" / name
     if resume and not (folder / CHECKPOINT).exists():
@@ -190,6 +222,8 @@ def train_ple(
         "full": full,
         "size": size,
         "init": init,
+        "labels_from": labels_from,
+        "confidence": confidence if labels_from else None,
     }
     config = {"name": name, **extra, "train": dataclasses.asdict(train_config)}
     artifacts = str(folder.relative_to(project.root))
@@ -199,7 +233,14 @@ def train_ple(
         init_backbone(model, project.root / "checkpoints" / init / CHECKPOINT)
     try:
         result = train(
-            model, data, make_loss(ple_config, full), train_config, folder, callback, resume, extra
+            model,
+            data,
+            make_loss(ple_config, full or labels_from is not None),
+            train_config,
+            folder,
+            callback,
+            resume,
+            extra,
         )
     except BaseException as error:
         if info.is_main:
@@ -270,6 +311,8 @@ def run_from_args(args: argparse.Namespace) -> None:
         resume=args.resume,
         callback=progress_callback(args, STAGE, "train-ple"),
         init=args.init,
+        labels_from=args.labels_from,
+        confidence=args.confidence,
     )
     if not setup_distributed().is_main:
         return
