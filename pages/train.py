@@ -42,6 +42,16 @@ def _curated_count(project: Project) -> tuple[int | None, int]:
     return run.id, sum(is_curated(m) for m in project.pseudo_masks(run_id=run.id))
 
 
+def _estimator_runs(project: Project) -> list[str]:
+    """Names of finished pixel-label estimator runs trained without ground truth, newest first."""
+    names: list[str] = []
+    for run in project.runs("ple"):
+        name = run.config.get("name")
+        if run.status == "done" and not run.config.get("full") and name and name not in names:
+            names.append(name)
+    return names
+
+
 def start_form(project: Project) -> None:
     """Stage and settings, and the Start button."""
     top = st.columns([2, 2, 1, 1, 1.4])
@@ -58,6 +68,34 @@ def start_form(project: Project) -> None:
             key="train_source",
             horizontal=True,
         )
+    extra: dict[str, object] = {}
+    if stage == "ple":
+        rounds = _estimator_runs(project)
+        labels = st.radio(
+            "Training labels",
+            ["tags", "round", "truth"],
+            format_func=lambda s: {
+                "tags": "tags: the pixel-label estimator",
+                "round": "self-training round on a trained estimator's refined predictions (tags only)",
+                "truth": "ground-truth pixels (the fully-supervised upper bound)",
+            }[s],
+            key="train_ple_labels",
+            horizontal=True,
+        )
+        if labels == "round":
+            if not rounds:
+                st.info("No finished estimator run yet: train one on the tags first.")
+                return
+            extra["labels_from"] = st.selectbox("Labels from", rounds, key="train_ple_from")
+        elif labels == "truth":
+            extra["full"] = True
+        classifier = project.latest_run("classifier")
+        if classifier is not None and st.checkbox(
+            f"Start from classifier {classifier.config.get('name', 'classifier')!r}'s backbone",
+            value=True,
+            key="train_ple_init",
+        ):
+            extra["init"] = classifier.config.get("name", "classifier")
     default_name = "maskrcnn-curated" if source == "curated" else stage
     name = top[1].text_input("Run name (checkpoints/<name>/)", default_name, key=f"train_name_{default_name}")
     options = {
@@ -76,7 +114,10 @@ def start_form(project: Project) -> None:
             if source == "curated":
                 job = jobs.retrain_on_curated(project, options)
             else:
-                job = jobs.start_job(project, stage, {**options, **({"source": source} if source else {})})
+                chosen = {k: v for k, v in extra.items() if v is not None}
+                job = jobs.start_job(
+                    project, stage, {**options, **chosen, **({"source": source} if source else {})}
+                )
             st.session_state["train_job"] = job
             st.toast(f"Job {job} started")
         except WssegError as error:

@@ -94,3 +94,29 @@ def test_two_classifier_runs_side_by_side(project: Path) -> None:
     before = image_urls(at)
     at.number_input(key="cmp_image").set_value(2).run()
     assert not at.exception and image_urls(at) != before
+
+
+def test_a_self_training_round_of_the_estimator_is_started_from_a_finished_run(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsseg import jobs
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    store = Project(project)
+    at = open_page(project, PAGE)
+    at.selectbox(key="train_stage").select("ple").run()
+    at.radio(key="train_ple_labels").set_value("round").run()
+    assert not at.exception and "No finished estimator run" in at.info[0].value
+    assert not [b for b in at.button if b.key == "train_start"]
+    for name, full in (("weak", False), ("upper", True)):
+        run = store.start_run("ple", {"name": name, "full": full})
+        store.finish_run(run, "done", {})
+    at.run()
+    assert at.selectbox(key="train_ple_from").options == ["weak"]  # never the ground-truth run
+    at.text_input(key="train_name_ple").set_value("round2")
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    job = list_jobs(store)[0]
+    jobs.stop_job(store, job.id)
+    # The backbone starts from the newest classifier run ("other", made by the fixture).
+    assert (job.args["labels_from"], job.args["init"], job.args["name"]) == ("weak", "other", "round2")
