@@ -44,6 +44,38 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
     assert "annotations" in json.loads(Path(stored["pseudo_masks"]["coco"]).read_text())
     assert "`classifier.cls_map`" in (tmp_path / "report.md").read_text()
     assert report["seconds"]["total"] >= report["seconds"]["classifier_train"]
+    assert stored["complete"] is True and "Partial report" not in (tmp_path / "report.md").read_text()
+
+
+def test_a_stopped_bench_keeps_the_stages_it_finished(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C during the Mask R-CNN stage: report.json already holds every earlier stage's figures."""
+    import wsseg.bench
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wsseg.bench, "bench_maskrcnn", interrupted)
+    plan = BenchPlan(
+        train_images=8,
+        val_images=4,
+        classifier=ClassifierConfig(num_classes=4, backbone="small", small_width=8),
+        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_bench("shapes", quick=True, out=tmp_path, plan=plan)
+    stored = json.loads((tmp_path / "report.json").read_text())
+    assert stored["complete"] is False and "maskrcnn" not in stored
+    assert 0.0 <= stored["classifier"]["cls_map"] <= 1.0 and "prm" in stored["pseudo_masks"]
+    assert set(stored["seconds"]) == {
+        "data",
+        "classifier_train",
+        "classifier_eval",
+        "proposals_pseudo_masks",
+        "speed",
+        "total",
+    }
+    md = (tmp_path / "report.md").read_text()
+    assert "**Partial report**" in md and "stages done: data, classifier_train" in md
 
 
 def test_real_dataset_missing_is_a_clear_error(tmp_path: Path) -> None:

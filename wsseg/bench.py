@@ -184,6 +184,7 @@ def run_bench(
     plan = plan or plan_for(dataset, quick, len(train_split.classes), seed)
     project, report["sizes"] = bench_project(work, dataset, train_split, val_split, plan)
     laps.lap("data")
+    write_report(out, report, laps, complete=False)
     report["plan"] = {
         "classifier": asdict(plan.classifier),
         "train": asdict(plan.train),
@@ -194,11 +195,13 @@ def run_bench(
     laps.start()
     train_bench_classifier(project, plan)
     laps.lap("classifier_train")
+    write_report(out, report, laps, complete=False)
 
     laps.start()
     model, classes, _ = load_classifier(project, "classifier")
     report["classifier"] = evaluate_classifier(project, model, classes, split="val", size=plan.size)
     laps.lap("classifier_eval")
+    write_report(out, report, laps, complete=False)
 
     laps.start()
     from wsseg.bench_pseudo import bench_pseudo_masks
@@ -208,10 +211,12 @@ def run_bench(
         bench_pseudo_masks(project, model, plan.size, shard, coco_out=out / "pseudo_masks_train.json")
     )
     laps.lap("proposals_pseudo_masks")
+    write_report(out, report, laps, complete=False)
 
     laps.start()
     report["speed"] = _speed(project, model, plan.size)
     laps.lap("speed")
+    write_report(out, report, laps, complete=False)
 
     if plan.ple:
         from wsseg.bench_ple import ple_bench
@@ -219,6 +224,7 @@ def run_bench(
         laps.start()
         report["ple"] = ple_bench(project, dataset, quick, seed, data_root)
         laps.lap("ple")
+        write_report(out, report, laps, complete=False)
     truth = ground_truth(project)
     if truth is not None and any(truth.instances.values()):  # camvid has no instances
         laps.start()
@@ -226,14 +232,22 @@ def run_bench(
         pseudo_coco = report.get("pseudo_masks", {}).get("coco")
         report["maskrcnn"] = bench_maskrcnn(project, mplan, Path(pseudo_coco) if pseudo_coco else None)
         laps.lap("maskrcnn")
+        write_report(out, report, laps, complete=False)
 
+    write_report(out, report, laps, complete=True)
+    return report
+
+
+def write_report(out: Path, report: dict[str, Any], laps: Laps, complete: bool) -> None:
+    """Write ``report.json`` and ``report.md`` with the stage times so far. The run writes them after
+    every stage (``complete`` false until the last): a long run that is stopped keeps what it measured."""
+    report["complete"] = complete
     report["seconds"] = {**laps.wall, "total": laps.total()}
     report["cpu_seconds"] = laps.cpu
     report["load_average"] = laps.load
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "report.json", report)
     (out / "report.md").write_text(render_markdown(report))
-    return report
 
 
 def _speed(project: Project, model: torch.nn.Module, size: int | None) -> dict[str, float]:
@@ -302,6 +316,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"validation images · classes {', '.join(report['sizes']['classes'])} · "
         f"torch {report['versions']['torch']} on {report['versions']['device']}",
         "",
+    ]
+    if not report.get("complete", True):
+        lines += [
+            f"**Partial report**: the run has not finished (stages done: "
+            f"{', '.join(k for k in report['seconds'] if k != 'total')}).",
+            "",
+        ]
+    lines += [
         "| key | value |",
         "| --- | --- |",
     ]
