@@ -182,26 +182,29 @@ else:
             )
         )
         version = mask["version"]
-        b = st.columns(4)
-        if b[0].button("Accept", key="curate_accept", shortcut="a", type="primary"):
+        # Three buttons a row, each filling its column: four a row cut "Accept" short beside the picture.
+        b = st.columns(3)
+        if b[0].button("Accept", key="curate_accept", shortcut="a", type="primary", width="stretch"):
             _act(project, curation.accept, current, version, advance=True, shown=shown)
-        if b[1].button("Reject", key="curate_reject", shortcut="x"):
+        if b[1].button("Reject", key="curate_reject", shortcut="x", width="stretch"):
             _act(project, curation.reject, current, version, advance=True, shown=shown)
-        if b[2].button("Unflag" if mask["flagged"] else "Flag", key="curate_flag", shortcut="f"):
+        flag = "Unflag" if mask["flagged"] else "Flag"
+        if b[2].button(flag, key="curate_flag", shortcut="f", width="stretch"):
             _act(project, curation.flag, current, version, not mask["flagged"])
-        if b[3].button("Next", key="curate_next", shortcut="n"):
+        c = st.columns(3)
+        if c[0].button("Previous", key="curate_prev", shortcut="p", width="stretch"):
+            st.session_state["curate_mask"] = shown[(shown.index(current) - 1) % len(shown)]
+            st.session_state.pop("curate_keep", None)
+            st.rerun()
+        if c[1].button("Next", key="curate_next", shortcut="n", width="stretch"):
             position = shown.index(current)
             st.session_state["curate_mask"] = shown[(position + 1) % len(shown)]
             st.session_state.pop("curate_keep", None)
             st.rerun()
-        c = st.columns(3)
-        if c[0].button("Previous", key="curate_prev", shortcut="p"):
-            st.session_state["curate_mask"] = shown[(shown.index(current) - 1) % len(shown)]
-            st.session_state.pop("curate_keep", None)
-            st.rerun()
-        if c[1].button("Undo", key="curate_undo", shortcut="u"):
+        if c[2].button("Undo", key="curate_undo", shortcut="u", width="stretch"):
             _undo_redo(project, curation.undo)
-        if c[2].button("Redo", key="curate_redo", shortcut="y"):
+        d = st.columns(3)
+        if d[0].button("Redo", key="curate_redo", shortcut="y", width="stretch"):
             _undo_redo(project, curation.redo)
         st.caption("Shortcuts: A accept · X reject · F flag · N next · P previous · U undo · Y redo")
 

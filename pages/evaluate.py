@@ -216,7 +216,10 @@ def metrics_section(
         )
     else:
         notes.append(f"No pixel-label estimator run for an mIoU: {_commands(project)['ple']}.")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="ev_table")
+    # A metric that does not apply to a source (mIoU of peaks, mAP of label maps) shows as a dash.
+    table = pd.DataFrame(rows)
+    metrics = [c for c in table.columns if c not in ("source", "images")]
+    st.dataframe(table.style.format("{:.4f}", subset=metrics, na_rep="–"), hide_index=True, key="ev_table")
     st.caption(" ".join(notes))
 
     charts = st.columns(2)
