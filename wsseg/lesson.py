@@ -167,7 +167,9 @@ STEPS: tuple[Step, ...] = (
         "label. In training, the image's tags are injected into that prediction, the **pixel-label "
         "estimate**: absent classes get zero, and each present class must win some pixels; the network "
         "learns to match that target. A neighbourhood loss makes each pixel agree with similar-looking "
-        "neighbours, so labels follow edges. At test time no tags are needed. The demo network shipped "
+        "neighbours, so labels follow edges. At test time no tags are needed. Two refinements: a dense "
+        "CRF snaps the labels to colour edges, and a **self-training round** retrains the network on its "
+        "own CRF-snapped labels of the training images (still tags only). The demo network shipped "
         "with wsseg learnt from tags only.",
         "How much of the **{name}** area will it label {name}?",
         (
