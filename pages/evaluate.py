@@ -216,10 +216,12 @@ def metrics_section(
         )
     else:
         notes.append(f"No pixel-label estimator run for an mIoU: {_commands(project)['ple']}.")
-    # A metric that does not apply to a source (mIoU of peaks, mAP of label maps) shows as a dash.
+    # A metric that does not apply to a source (mIoU of peaks, mAP of label maps) shows as "-", not as
+    # Streamlit's "None" (it ignores a Styler's na_rep): the metric cells are text with 4 decimals.
     table = pd.DataFrame(rows)
-    metrics = [c for c in table.columns if c not in ("source", "images")]
-    st.dataframe(table.style.format("{:.4f}", subset=metrics, na_rep="–"), hide_index=True, key="ev_table")
+    for column in table.columns.drop(["source", "images"]):
+        table[column] = [_show(v, 4) for v in table[column]]
+    st.dataframe(table, hide_index=True, key="ev_table")
     st.caption(" ".join(notes))
 
     charts = st.columns(2)
