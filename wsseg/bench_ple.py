@@ -138,8 +138,9 @@ def ple_bench(
         if dataset == "camvid"
         else project_dataset(project, True, background, None, plan.augment, plan.max_images)
     )
+    rounds = [round_name(k) for k in range(1, plan.rounds + 1)]
     runs: dict[str, tuple[PLEConfig, bool, str | None]] = {
-        round_name(k): (weak, False, round_name(k - 1) if k > 1 else None) for k in range(1, plan.rounds + 1)
+        name: (weak, False, rounds[k - 1] if k else None) for k, name in enumerate(rounds)
     }
     runs["ple-no-neighbourhood"] = (dataclasses.replace(weak, neighbourhood_weight=0.0), False, None)
     runs["ple-full"] = (weak, True, None)
@@ -162,8 +163,7 @@ def ple_bench(
         seconds[f"train_{name}"] = time.perf_counter() - t
         t = time.perf_counter()
         model, _ = load_ple(project, name)
-        weak_round = not full and config.neighbourhood_weight == weak.neighbourhood_weight
-        crfs = {"plain": None, "crf": plan.crf} if weak_round else {"plain": None}
+        crfs = {"plain": None, "crf": plan.crf} if name in rounds else {"plain": None}
         results[name] = score(
             model, _val_pairs(project, dataset, data_root, plan.val_images), len(labels), crfs
         )

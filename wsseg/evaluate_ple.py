@@ -23,7 +23,7 @@ from wsseg.datasets import to_tensor
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_png
 from wsseg.models.segmenter import Segmenter
-from wsseg.ple import IGNORE, confusion, miou, present_labels
+from wsseg.ple import IGNORE, confusion, miou, present_labels, renormalised_over
 from wsseg.store import Project
 
 PREDICT_STAGE = "ple_predict"
@@ -70,8 +70,7 @@ def self_training_labels(
         batch = images[start : start + batch_size]
         probs = torch.softmax(model(torch.stack([to_tensor(im) for im in batch]).to(device)), dim=1)
         present = present_labels(torch.as_tensor(tags[start : start + batch_size]), background)
-        probs = probs * present[:, :, None, None].to(probs)
-        probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+        probs = renormalised_over(probs, present)
         if crf is not None:
             probs = dense_crf(probs, torch.from_numpy(np.ascontiguousarray(batch)).to(device), crf)
         best, labels = probs.max(1)

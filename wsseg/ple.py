@@ -73,6 +73,13 @@ def present_labels(tags: torch.Tensor, background: bool) -> torch.Tensor:
     return present
 
 
+def renormalised_over(probs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """float BxKxHxW with absent labels (bool BxK ``present`` false) zeroed and each pixel renormalised
+    over the present ones (q_aux's step 1, docs/methods.md)."""
+    masked = probs * present[:, :, None, None].to(probs.dtype)
+    return masked / masked.sum(1, keepdim=True).clamp_min(1e-12)
+
+
 @torch.no_grad()
 def pixel_label_estimate(probs: torch.Tensor, present: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
     """q_aux: the tags injected into p (docs/methods.md, equations 1-3). No gradient.
@@ -86,10 +93,7 @@ def pixel_label_estimate(probs: torch.Tensor, present: torch.Tensor, shares: tor
     b, k, h, w = probs.shape
     if present.shape != (b, k):
         raise BadInputError("present", f"expected shape {(b, k)}, got {tuple(present.shape)}")
-    mask = present[:, :, None, None].to(probs.dtype)
-    masked = probs * mask
-    q = masked / masked.sum(1, keepdim=True).clamp_min(1e-12)
-    flat = q.view(b, k, h * w).clone()
+    flat = renormalised_over(probs, present).view(b, k, h * w).clone()
     out = flat.clone()
     for n in range(b):
         labels = torch.nonzero(present[n]).flatten()
