@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from wsseg.bench_maskrcnn import MaskRCNNPlan
 from wsseg.engine import TrainConfig
 from wsseg.errors import DataNotFoundError
 from wsseg.models.classifier import ClassifierConfig
+from wsseg.store import Project
 
 
 def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
@@ -17,7 +19,12 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
         val_images=8,
         classifier=ClassifierConfig(num_classes=4, backbone="small", small_width=8),
         train=TrainConfig(epochs=1, batch_size=8, lr=1e-3),
-        maskrcnn=MaskRCNNPlan(TINY, TrainConfig(epochs=1, batch_size=4, lr=1e-3), max_images=8),
+        maskrcnn=MaskRCNNPlan(
+            dataclasses.replace(TINY, backbone="small", small_width=8),
+            TrainConfig(epochs=1, batch_size=4, lr=1e-3),
+            max_images=8,
+            init="classifier",  # both trainings start from the bench's classifier
+        ),
     )
     report = run_bench("shapes", quick=True, out=tmp_path, plan=plan)
     stored = json.loads((tmp_path / "report.json").read_text())
@@ -28,6 +35,9 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
     assert set(cls) >= {"peak_precision", "prm_point_precision", "prm_point_recall", "peaks_per_image"}
     assert stored["speed"]["crm_peaks_over_forward"] > 0
     assert stored["speed"]["app_overlay_ms"] > 0
+    assert stored["maskrcnn"]["plan"]["init"] == "classifier"
+    project = Project(tmp_path / "work" / "project")
+    assert {r.config["init"] for r in project.runs("maskrcnn")} == {"classifier"}
     full = stored["maskrcnn"]["full"]
     assert all(0.0 <= full[k] <= 1.0 for k in ("map25", "map50", "map75", "pointing_accuracy"))
     assert full["map25"] >= full["map50"] >= full["map75"] and full["count_mae"] >= 0.0

@@ -1,7 +1,9 @@
 """Mask R-CNN: a tiny model learns, its dataset keeps masks on their objects, and the stage runs
 end to end through the command line (train, resume, evaluate, predictions in the store)."""
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +14,13 @@ from pycocotools.coco import COCO
 from tests._maskrcnn_data import TINY, tiny_project
 from wsseg.cli import main
 from wsseg.datasets import Augment
-from wsseg.engine import TrainConfig, train
+from wsseg.engine import CHECKPOINT, TrainConfig, load_checkpoint, train
 from wsseg.errors import BadInputError
 from wsseg.importer import GROUND_TRUTH
 from wsseg.instance_data import InstanceImages, augment_pair, collate, mask_boxes
 from wsseg.maskrcnn import MaskRCNNConfig, build_maskrcnn, predict
-from wsseg.stages.train_maskrcnn import load_maskrcnn, maskrcnn_loss
+from wsseg.stages.common import init_backbone
+from wsseg.stages.train_maskrcnn import classifier_width, load_maskrcnn, maskrcnn_loss
 from wsseg.store import Project
 
 
@@ -192,3 +195,38 @@ def test_stored_pseudo_masks_are_exported_without_rejected_ones(tmp_path: Path) 
     assert np.array_equal(inst.mask, gt.instances[records[0].id][0].mask)
     data = InstanceImages.from_coco(project, tmp_path / "pseudo.json")
     assert len(data) == 1 and len(data[0][1]["labels"]) == 1
+
+
+def test_init_starts_the_small_body_from_a_classifier(trained: Path) -> None:
+    project = Project(trained)
+    checkpoint = trained / "checkpoints" / "classifier" / CHECKPOINT
+    width = classifier_width(project, "classifier")
+    config = MaskRCNNConfig(
+        num_classes=4, backbone="small", small_width=width, image_size=64, fpn_channels=16
+    )
+    model = build_maskrcnn(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    body = {k: v for k, v in load_checkpoint(checkpoint)["model"].items() if k.startswith("backbone.body.")}
+    assert init_backbone(model, checkpoint, "backbone.body.", complete=False) == len(body) > 0
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in body.items())
+    rest = [k for k in state if k not in body]  # deeper layers, FPN and heads keep their initialisation
+    assert rest and all(torch.equal(state[k], before[k]) for k in rest)
+    wider = build_maskrcnn(dataclasses.replace(config, small_width=2 * width))
+    with pytest.raises(BadInputError, match="does not fit"):
+        init_backbone(wider, checkpoint, "backbone.body.", complete=False)
+
+
+def test_init_through_the_command_line(trained: Path, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "p"
+    shutil.copytree(trained, root)
+    args = ["--source", "truth", "--init", "classifier", "--name", "from-tags"]
+    assert main(_cli(Project(root), *args)) == 0
+    run = Project(root).latest_run("maskrcnn")
+    assert run.config["init"] == "classifier" and run.config["model"]["backbone"] == "small"
+    assert run.config["model"]["small_width"] == classifier_width(Project(root), "classifier")
+    capsys.readouterr()
+    assert main(_cli(Project(root), *args, "--backbone", "mobilenet_v3")) == 2
+    assert "small backbone only" in capsys.readouterr().err
+    assert main(_cli(Project(root), "--source", "truth", "--init", "from-tags")) == 2
+    assert "is not a classifier checkpoint" in capsys.readouterr().err

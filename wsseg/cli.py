@@ -288,9 +288,20 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--project", type=Path, required=True, help="project folder")
     p.add_argument("--coco", type=Path, default=None, help="COCO instance JSON of the training masks")
     p.add_argument("--source", choices=["pseudo", "truth"], default=None, help="instead of --coco")
-    p.add_argument("--backbone", default="mobilenet_v3", choices=["mobilenet_v3", "resnet50"])
+    p.add_argument(
+        "--backbone",
+        default=None,
+        choices=["mobilenet_v3", "resnet50", "small"],
+        help="default mobilenet_v3; small with --init",
+    )
     p.add_argument(
         "--weights", default=None, help="'imagenet' (torchvision weights API) or a weights file path"
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="CLASSIFIER",
+        help="start the small backbone from this trained classifier's layers (its width; learnt from tags only)",
     )
     p.add_argument("--image-size", type=int, default=160, help="shorter image side the model works at")
     p.add_argument("--epochs", type=int, default=12)

@@ -53,6 +53,8 @@ class MaskRCNNConfig:
     anchor_sizes: one tuple per FPN level (strides 8, 16, 32, 64), in pixels of the resized image.
     rpn_*/roi_*: proposals kept before/after NMS, and anchors/RoIs sampled per image for the losses
         (torchvision's defaults are sized for 800 px COCO images: 2000/2000, 256, 512).
+    roi_sampling_ratio: bilinear samples per RoIAlign bin along each axis (torchvision: 2). On a CPU the
+        backward pass of RoIAlign is the costliest single operation of a step; at 1 it costs a quarter.
     box_head_size: hidden width of the box head's two MLP layers (torchvision: 1024).
     mask_head_convs, mask_head_channels: the mask head's 3x3 conv layers at 14x14 (torchvision: 4 of 256);
         on a CPU the mask head costs more than the backbone, so it is thinner here.
@@ -73,6 +75,7 @@ class MaskRCNNConfig:
     rpn_post_nms_test: int = 100
     rpn_batch_per_image: int = 128
     roi_batch_per_image: int = 64
+    roi_sampling_ratio: int = 2
     box_head_size: int = 512
     mask_head_convs: int = 2
     mask_head_channels: int = 128
@@ -88,6 +91,8 @@ class MaskRCNNConfig:
             raise BadInputError(f"weights={self.weights!r}", "the small backbone trains from scratch only")
         if self.image_size < 32:
             raise BadInputError("image_size", f"must be at least 32 pixels, got {self.image_size}")
+        if self.roi_sampling_ratio < 1:
+            raise BadInputError("roi_sampling_ratio", f"must be at least 1, got {self.roi_sampling_ratio}")
         if self.mask_head_convs < 1:
             raise BadInputError("mask_head_convs", f"must be at least 1, got {self.mask_head_convs}")
         if len(self.anchor_sizes) != 4:
@@ -167,13 +172,13 @@ def build_maskrcnn(config: MaskRCNNConfig) -> MaskRCNN:
         rpn_pre_nms_top_n_test=config.rpn_pre_nms_test,
         rpn_post_nms_top_n_test=config.rpn_post_nms_test,
         rpn_batch_size_per_image=config.rpn_batch_per_image,
-        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=config.roi_sampling_ratio),
         box_head=TwoMLPHead(c * 7 * 7, config.box_head_size),
         box_predictor=FastRCNNPredictor(config.box_head_size, config.num_classes + 1),
         box_batch_size_per_image=config.roi_batch_per_image,
         box_detections_per_img=config.detections_per_image,
         box_score_thresh=config.score_threshold,
-        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
+        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=config.roi_sampling_ratio),
         mask_head=MaskRCNNHeads(c, mask_layers, 1),
         mask_predictor=MaskRCNNPredictor(mask_layers[-1], c, config.num_classes + 1),
     )

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from wsseg.engine import CHECKPOINT, TrainConfig, load_checkpoint
+from wsseg.errors import BadInputError
 from wsseg.store import Project
 
 
@@ -37,3 +38,30 @@ def ended(error: BaseException) -> str:
     """The status of a run that ``error`` ended: stopped when asked to (Ctrl-C, or a job's SIGTERM),
     else failed. Either way the checkpoint of the last finished epoch stays for ``--resume``."""
     return "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+
+
+def init_backbone(
+    model: torch.nn.Module, checkpoint: Path, prefix: str = "backbone.", complete: bool = True
+) -> int:
+    """Copy the backbone of a trained classifier checkpoint (``checkpoints/<name>/last.pt`` of
+    ``train-classifier``, trained on the same tags) into ``model``; return how many tensors were copied.
+
+    Every tensor of the classifier under ``prefix`` must exist in ``model`` under the same name and shape.
+    With ``complete`` (the estimator's network, whose backbone is the classifier's) every tensor of
+    ``model`` under ``prefix`` must come from the classifier too; without it (a Mask R-CNN whose ``small``
+    body starts with the classifier's layers, ``prefix="backbone.body."``) the rest, such as its deeper
+    layers, keeps its initialisation.
+    """
+    state = load_checkpoint(checkpoint)["model"]
+    own = model.state_dict()
+    found = {k: v for k, v in state.items() if k.startswith(prefix)}
+    wrong = [k for k, v in found.items() if k not in own or own[k].shape != v.shape]
+    if complete:
+        wrong += [k for k in own if k.startswith(prefix) and k not in found]
+    if not found or wrong:
+        raise BadInputError(
+            str(checkpoint),
+            f"its backbone does not fit this network ({len(wrong)} tensors differ, e.g. {wrong[:2]})",
+        )
+    model.load_state_dict(found, strict=False)
+    return len(found)

@@ -34,7 +34,7 @@ from wsseg.importer import GROUND_TRUTH
 from wsseg.instance_data import InstanceImages, collate
 from wsseg.job_runner import progress_callback
 from wsseg.maskrcnn import MaskRCNNConfig, build_maskrcnn
-from wsseg.stages.common import checkpoint_state, ended, train_config_from_args
+from wsseg.stages.common import checkpoint_state, ended, init_backbone, train_config_from_args
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store import Project
 
@@ -98,9 +98,15 @@ def train_maskrcnn(
     callback: Callable[[Progress], bool | None] | None = None,
     split: str | None = "train",
     max_images: int | None = None,
+    init: str | None = None,
 ) -> dict[str, Any]:
     """Train on the ``split`` images listed in ``coco_path`` (the first ``max_images`` of them when
-    given); return the run's metrics."""
+    given); return the run's metrics.
+
+    ``init``: name of a trained classifier (``checkpoints/<init>/``) whose layers start the ``small``
+    backbone (its width must match). The classifier learnt them from the tags alone, so a weak run stays
+    weak; the fully-supervised bound gets the same start, so the two still differ only in their masks.
+    """
     info = setup_distributed()
     data = InstanceImages.from_coco(project, coco_path, split, augment, max_images)
     if model_config.num_classes != len(data.classes):
@@ -112,8 +118,17 @@ def train_maskrcnn(
         raise BadInputError(str(folder / CHECKPOINT), "nothing to resume; start without --resume")
     torch.manual_seed(train_config.seed)
     model = build_maskrcnn(model_config)
+    if init is not None and not resume:
+        if model_config.backbone != "small":
+            raise BadInputError(
+                f"--init {init}", f"starts the small backbone only, not {model_config.backbone!r}"
+            )
+        init_backbone(
+            model, project.root / "checkpoints" / init / CHECKPOINT, "backbone.body.", complete=False
+        )
     config = {
         "name": name,
+        "init": init,
         "coco": str(coco_path),
         "images": len(data),
         "model": model_config.as_dict(),
@@ -145,6 +160,19 @@ def train_maskrcnn(
     return metrics
 
 
+def classifier_width(project: Project, name: str) -> int:
+    """The ``small_width`` of the trained classifier ``name``, for a Mask R-CNN that starts from it."""
+    path, state = checkpoint_state(project, name)
+    model = state.get("extra", {}).get("model", {})
+    if "peaks" not in model:  # what a classifier's config has and a Mask R-CNN's or an estimator's has not
+        raise BadInputError(str(path), "is not a classifier checkpoint (train-classifier)")
+    if model.get("backbone") != "small":
+        raise BadInputError(
+            str(path), f"has the {model.get('backbone')} backbone; --init starts the small one"
+        )
+    return int(model.get("small_width", MaskRCNNConfig.small_width))
+
+
 def load_maskrcnn(
     project_or_folder: Project | Path, name: str = "maskrcnn", device: str | torch.device = "cpu"
 ) -> tuple[MaskRCNN, list[str], dict[str, Any]]:
@@ -165,8 +193,15 @@ def run_from_args(args: argparse.Namespace) -> None:
     if not classes:
         raise BadInputError(str(args.project), "has no classes; import tagged images first")
     coco = training_coco(project, args.name, args.coco, args.source)
+    backbone, width = args.backbone or "mobilenet_v3", MaskRCNNConfig.small_width
+    if args.init is not None:
+        backbone, width = args.backbone or "small", classifier_width(project, args.init)
     model_config = MaskRCNNConfig(
-        num_classes=len(classes), backbone=args.backbone, weights=args.weights, image_size=args.image_size
+        num_classes=len(classes),
+        backbone=backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        small_width=width,
     )
     train_config = train_config_from_args(args)
     metrics = train_maskrcnn(
@@ -178,6 +213,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         augment=parse_augment(args.augment),
         resume=args.resume,
         callback=progress_callback(args, STAGE, "train-maskrcnn"),
+        init=args.init,
     )
     if setup_distributed().is_main:
         print(f"Mask R-CNN trained on {coco}: {project.root / 'checkpoints' / args.name} ({metrics})")

@@ -25,7 +25,6 @@ from wsseg.engine import (
     CHECKPOINT,
     Progress,
     TrainConfig,
-    load_checkpoint,
     setup_distributed,
     train,
 )
@@ -33,7 +32,7 @@ from wsseg.errors import BadInputError
 from wsseg.job_runner import progress_callback
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.ple import IGNORE, PLEConfig, full_losses, weak_losses
-from wsseg.stages.common import checkpoint_state, ended, train_config_from_args
+from wsseg.stages.common import checkpoint_state, ended, init_backbone, train_config_from_args
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store import ImageRecord, Project
 
@@ -252,24 +251,6 @@ def train_ple(
     if info.is_main:
         project.finish_run(run_id, "stopped" if result.stopped else "done", metrics)
     return metrics
-
-
-def init_backbone(model: Segmenter, checkpoint: Path) -> int:
-    """Copy the backbone weights of a trained classifier checkpoint (``checkpoints/<name>/last.pt`` of
-    ``train-classifier``, trained on the same tags) into ``model``; return how many tensors were copied."""
-    state = load_checkpoint(checkpoint)["model"]
-    own = model.state_dict()
-    found = {k: v for k, v in state.items() if k.startswith("backbone.")}
-    wrong = [
-        k for k in own if k.startswith("backbone.") and (k not in found or found[k].shape != own[k].shape)
-    ]
-    if not found or wrong:
-        raise BadInputError(
-            str(checkpoint),
-            f"its backbone does not fit this network ({len(wrong)} tensors differ, e.g. {wrong[:2]})",
-        )
-    model.load_state_dict(found, strict=False)
-    return len(found)
 
 
 def load_ple(
