@@ -89,11 +89,14 @@ def start_form(project: Project) -> None:
             extra["labels_from"] = st.selectbox("Labels from", rounds, key="train_ple_from")
         elif labels == "truth":
             extra["full"] = True
-        classifier = project.latest_run("classifier")
-        if classifier is not None and st.checkbox(
-            f"Start from classifier {classifier.config.get('name', 'classifier')!r}'s backbone",
+    classifier = project.latest_run("classifier")
+    small = classifier is not None and classifier.config.get("model", {}).get("backbone") == "small"
+    if stage == "ple" and classifier is not None or stage == "maskrcnn" and small:
+        what = "backbone" if stage == "ple" else "layers (a small-backbone Mask R-CNN)"
+        if st.checkbox(
+            f"Start from classifier {classifier.config.get('name', 'classifier')!r}'s {what}",
             value=True,
-            key="train_ple_init",
+            key=f"train_{stage}_init",
         ):
             extra["init"] = classifier.config.get("name", "classifier")
     default_name = "maskrcnn-curated" if source == "curated" else stage
@@ -112,7 +115,7 @@ def start_form(project: Project) -> None:
     if st.button(label, type="primary", key="train_start", icon=":material/play_arrow:"):
         try:
             if source == "curated":
-                job = jobs.retrain_on_curated(project, options)
+                job = jobs.retrain_on_curated(project, {**options, **extra})
             else:
                 chosen = {k: v for k, v in extra.items() if v is not None}
                 job = jobs.start_job(

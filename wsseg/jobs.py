@@ -117,7 +117,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     },
     "maskrcnn": {
         **COMMON,
-        "backbone": _Choice("mobilenet_v3", "resnet50"),
+        "backbone": _Choice("mobilenet_v3", "resnet50", "small"),
+        "init": _name,
         "image_size": _Int(32, 2048),
         "source": _Choice("pseudo", "truth"),
         "coco": _project_json,
