@@ -213,15 +213,18 @@ def run_bench(
     laps.lap("classifier_eval")
     write_report(out, report, laps, complete=False)
 
-    laps.start()
-    from wsseg.bench_pseudo import bench_pseudo_masks
+    truth = ground_truth(project)
+    instances = truth is not None and any(truth.instances.values())  # camvid has none: semantic only
+    if instances:
+        laps.start()
+        from wsseg.bench_pseudo import bench_pseudo_masks
 
-    shard = (0, plan.pseudo_every)
-    report.update(
-        bench_pseudo_masks(project, model, plan.size, shard, coco_out=out / "pseudo_masks_train.json")
-    )
-    laps.lap("proposals_pseudo_masks")
-    write_report(out, report, laps, complete=False)
+        shard = (0, plan.pseudo_every)
+        report.update(
+            bench_pseudo_masks(project, model, plan.size, shard, coco_out=out / "pseudo_masks_train.json")
+        )
+        laps.lap("proposals_pseudo_masks")
+        write_report(out, report, laps, complete=False)
 
     laps.start()
     report["speed"] = _speed(project, model, plan.size)
@@ -235,8 +238,7 @@ def run_bench(
         report["ple"] = ple_bench(project, dataset, quick, seed, data_root)
         laps.lap("ple")
         write_report(out, report, laps, complete=False)
-    truth = ground_truth(project)
-    if truth is not None and any(truth.instances.values()):  # camvid has no instances
+    if instances:
         laps.start()
         mplan = plan.maskrcnn or maskrcnn_plan(
             quick, len(train_split.classes), seed, *_classifier_start(project, plan)
