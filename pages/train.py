@@ -94,7 +94,7 @@ def start_form(project: Project) -> None:
     if stage == "ple" and classifier is not None or stage == "maskrcnn" and small:
         what = "backbone" if stage == "ple" else "layers (a small-backbone Mask R-CNN)"
         if st.checkbox(
-            f"Start from classifier {classifier.config.get('name', 'classifier')!r}'s {what}",
+            f"Start from the {what} of classifier {classifier.config.get('name', 'classifier')!r}",
             value=True,
             key=f"train_{stage}_init",
         ):
