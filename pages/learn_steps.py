@@ -282,7 +282,7 @@ def proposals_step(lesson: Lesson, step: Step) -> None:
         for n, mask in enumerate(masks[:top]):
             out = overlay(out, mask, CLASS_COLOURS[n % len(CLASS_COLOURS)], alpha=0.0)
         if best and len(lesson.truth):
-            from wsseg.proposals import mask_iou
+            from wsseg.overlap import mask_iou
 
             for row_ in mask_iou(lesson.truth.masks, masks):
                 out = overlay(out, masks[int(np.argmax(row_))], CANDIDATE_COLOUR, alpha=0.45)

@@ -8,14 +8,12 @@ import pytest
 
 from wsseg.data.shapes import ShapesConfig, generate
 from wsseg.errors import BadInputError
+from wsseg.overlap import average_best_overlap, best_overlaps, mask_iou
 from wsseg.proposals import (
     ProposalConfig,
     Proposals,
-    average_best_overlap,
-    best_overlaps,
     class_aware_proposals,
     from_rle,
-    mask_iou,
     measure_speed,
     selective_search,
     to_rle,

@@ -14,9 +14,9 @@ from scipy import ndimage
 from wsseg.cli import main
 from wsseg.data.coco import decode_rle, read_coco
 from wsseg.errors import BadInputError
+from wsseg.overlap import best_overlaps
 from wsseg.peaks import Peak
 from wsseg.prm import PRMResult
-from wsseg.proposals import best_overlaps
 from wsseg.pseudo_masks import RetrievalConfig
 from wsseg.stages.make_peaks import save_result
 from wsseg.stages.make_proposals import load_proposals, make_proposals, proposals_folder

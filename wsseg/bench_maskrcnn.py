@@ -40,7 +40,7 @@ class MaskRCNNPlan:
 
 
 def maskrcnn_plan(
-    quick: bool, num_classes: int, seed: int, init: str | None = None, width: int = 32
+    quick: bool, num_classes: int, seed: int, init: str | None = None, width: int = MaskRCNNConfig.small_width
 ) -> MaskRCNNPlan:
     """The benchmark's recipe (docs/benchmark.md). With ``init`` (the benchmark's classifier, of
     ``small_width`` ``width``): the small backbone started from it, RoIAlign at one sample per bin, 1,500

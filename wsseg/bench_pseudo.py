@@ -29,8 +29,9 @@ from wsseg.data.coco import decode_rle
 from wsseg.evaluate import Instances, mask_map
 from wsseg.evaluate_classifier import INFERENCE_PEAKS
 from wsseg.importer import ground_truth
+from wsseg.overlap import best_overlaps
 from wsseg.prm import PRMConfig
-from wsseg.proposals import best_overlaps, measure_speed
+from wsseg.proposals import measure_speed
 from wsseg.pseudo_masks import PeakInput, RetrievalConfig, retrieve
 from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import load_proposals, proposals_folder

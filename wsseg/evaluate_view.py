@@ -34,8 +34,8 @@ from wsseg.evaluate import Instances, mask_map, pointing_and_counting, truth_ins
 from wsseg.evaluate_ple import PREDICT_STAGE as PLE_STAGE
 from wsseg.importer import GROUND_TRUTH
 from wsseg.metrics import PointStats, point_stats
+from wsseg.overlap import mask_iou
 from wsseg.ple import confusion, miou
-from wsseg.proposals import mask_iou
 from wsseg.stages.evaluate import STAGE as MODEL_STAGE
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE

@@ -17,7 +17,7 @@ import numpy as np
 
 from wsseg.errors import BadInputError
 from wsseg.evaluate import Instances
-from wsseg.proposals import best_overlaps, mask_iou
+from wsseg.overlap import best_overlaps, mask_iou
 
 
 @dataclass(frozen=True)

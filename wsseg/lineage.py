@@ -17,8 +17,8 @@ import numpy as np
 
 from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
+from wsseg.overlap import mask_iou
 from wsseg.overlay import crm_to_pixels
-from wsseg.proposals import mask_iou
 from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import load_proposals, proposals_folder
 from wsseg.store import Project

@@ -96,11 +96,20 @@ def test_two_classifier_runs_side_by_side(project: Path) -> None:
     assert not at.exception and image_urls(at) != before
 
 
+def _start_and_stop(at, store: Project):
+    """Click Start on the page; stop the job it started at once and return that job."""
+    from wsseg import jobs
+
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    job = list_jobs(store)[0]
+    jobs.stop_job(store, job.id)
+    return job
+
+
 def test_a_self_training_round_of_the_estimator_is_started_from_a_finished_run(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wsseg import jobs
-
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     store = Project(project)
     at = open_page(project, PAGE)
@@ -114,17 +123,12 @@ def test_a_self_training_round_of_the_estimator_is_started_from_a_finished_run(
     at.run()
     assert at.selectbox(key="train_ple_from").options == ["weak"]  # never the ground-truth run
     at.text_input(key="train_name_ple").set_value("round2")
-    at.button(key="train_start").click().run()
-    assert not at.exception and not at.error
-    job = list_jobs(store)[0]
-    jobs.stop_job(store, job.id)
+    job = _start_and_stop(at, store)
     # The backbone starts from the newest classifier run ("other", made by the fixture).
     assert (job.args["labels_from"], job.args["init"], job.args["name"]) == ("weak", "other", "round2")
 
 
 def test_a_mask_rcnn_starts_from_the_newest_small_classifier(project: Path, monkeypatch) -> None:
-    from wsseg import jobs
-
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     store = Project(project)
     at = open_page(project, PAGE)
@@ -133,14 +137,9 @@ def test_a_mask_rcnn_starts_from_the_newest_small_classifier(project: Path, monk
     assert box.value and "'other'" in box.label  # the fixture's second classifier run is the newest
     at.radio(key="train_source").set_value("truth").run()
     at.text_input(key="train_name_maskrcnn").set_value("from-tags")
-    at.button(key="train_start").click().run()
-    assert not at.exception and not at.error
-    job = list_jobs(store)[0]
-    jobs.stop_job(store, job.id)
+    job = _start_and_stop(at, store)
     assert (job.args["init"], job.args["source"], job.args["name"]) == ("other", "truth", "from-tags")
     at.checkbox(key="train_maskrcnn_init").uncheck().run()
     at.text_input(key="train_name_maskrcnn").set_value("from-scratch")
-    at.button(key="train_start").click().run()
-    job = list_jobs(store)[0]
-    jobs.stop_job(store, job.id)
+    job = _start_and_stop(at, store)
     assert job.args["name"] == "from-scratch" and "init" not in job.args
