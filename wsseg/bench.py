@@ -21,15 +21,14 @@ import numpy as np
 import torch
 
 from wsseg.bench_data import BenchSplit, dataset_splits
-from wsseg.bench_maskrcnn import MaskRCNNPlan, bench_maskrcnn, maskrcnn_plan
+from wsseg.bench_maskrcnn import MaskRCNNPlan, bench_maskrcnn, classifier_start, maskrcnn_plan
 from wsseg.data.tagged_folder import write_tagged_folder
 from wsseg.datasets import Augment
-from wsseg.engine import CHECKPOINT, TrainConfig, tqdm_callback
+from wsseg.engine import TrainConfig, tqdm_callback
 from wsseg.errors import BadInputError
 from wsseg.evaluate_classifier import INFERENCE_PEAKS, evaluate_classifier
 from wsseg.fileio import write_json
 from wsseg.importer import ground_truth, import_source
-from wsseg.maskrcnn import MaskRCNNConfig
 from wsseg.models.classifier import ClassifierConfig
 from wsseg.peaks import PeakConfig
 from wsseg.stages.train_classifier import load_classifier, train_classifier
@@ -158,15 +157,6 @@ def train_bench_classifier(project: Project, plan: BenchPlan) -> None:
     )
 
 
-def _classifier_start(project: Project, plan: BenchPlan) -> tuple[str | None, int]:
-    """(name, width) of the benchmark's classifier when a Mask R-CNN can start from it (the small
-    backbone, trained here), else (None, default width)."""
-    trained = (project.root / "checkpoints" / "classifier" / CHECKPOINT).exists()
-    if trained and plan.classifier.backbone == "small":
-        return "classifier", plan.classifier.small_width
-    return None, MaskRCNNConfig.small_width
-
-
 def run_bench(
     dataset: str,
     quick: bool,
@@ -241,7 +231,7 @@ def run_bench(
     if instances:
         laps.start()
         mplan = plan.maskrcnn or maskrcnn_plan(
-            quick, len(train_split.classes), seed, *_classifier_start(project, plan)
+            quick, len(train_split.classes), seed, *classifier_start(project)
         )
         pseudo_coco = report.get("pseudo_masks", {}).get("coco")
         report["maskrcnn"] = bench_maskrcnn(project, mplan, Path(pseudo_coco) if pseudo_coco else None)

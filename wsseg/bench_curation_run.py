@@ -43,7 +43,7 @@ from wsseg.bench import (
 )
 from wsseg.bench_curation import bench_curation, scratch_copy
 from wsseg.bench_data import dataset_splits
-from wsseg.bench_maskrcnn import MaskRCNNPlan, _plan_dict, train_and_score
+from wsseg.bench_maskrcnn import MaskRCNNPlan, _plan_dict, classifier_start, start_config, train_and_score
 from wsseg.bench_pseudo import VARIANTS, inference_prm_config
 from wsseg.curation import pseudo_run
 from wsseg.engine import TrainConfig
@@ -70,16 +70,25 @@ class CurationPlan:
     workers: int = 2
 
 
-def curation_plan(dataset: str, quick: bool, num_classes: int, seed: int) -> CurationPlan:
+def curation_plan(
+    dataset: str,
+    quick: bool,
+    num_classes: int,
+    seed: int,
+    init: str | None = None,
+    width: int = MaskRCNNConfig.small_width,
+) -> CurationPlan:
     """The recipe (docs/benchmark.md, "Curation pays off, measured", gives the time budget behind it).
 
     Full: the benchmark's classifier recipe (3,000 training images, 46 epochs), pseudo masks of a
     quarter of the training images (750), N = 20% of their masks, Mask R-CNN 5 epochs over at most 750
-    images (~470 steps of batch 8) three times: about 81 minutes on an idle 2-core machine. Quick: 240
-    training and 40 validation images, a short classifier, pseudo masks of 120 images and one Mask
-    R-CNN epoch (~12 steps): minutes, the Mask R-CNN figures near zero.
+    images (~470 steps of batch 8) three times. Quick: 240 training and 40 validation images, a short
+    classifier, pseudo masks of 120 images and one Mask R-CNN epoch (~12 steps): minutes, the Mask
+    R-CNN figures near zero. ``init``/``width``: the Mask R-CNN model of ``wsseg.bench_maskrcnn``
+    (started from the classifier ``init`` when given; ``with_classifier_start`` sets them once the
+    classifier exists).
     """
-    model = MaskRCNNConfig(num_classes=num_classes)
+    model = start_config(num_classes, init, width)
     if quick:
         classifier = plan_for(dataset, True, num_classes, seed)
         bench = dataclasses.replace(
@@ -89,10 +98,21 @@ def curation_plan(dataset: str, quick: bool, num_classes: int, seed: int) -> Cur
             train=TrainConfig(epochs=8, batch_size=32, lr=3e-3, seed=seed),
         )
         train = TrainConfig(epochs=1, batch_size=8, lr=2e-3, seed=seed)
-        return CurationPlan(bench, (0, 2), 0.2, MaskRCNNPlan(model, train))
+        return CurationPlan(bench, (0, 2), 0.2, MaskRCNNPlan(model, train, init=init))
     train = TrainConfig(epochs=5, batch_size=8, lr=2e-3, seed=seed)
     full = plan_for(dataset, False, num_classes, seed)
-    return CurationPlan(full, (0, 4), 0.2, MaskRCNNPlan(model, train, max_images=750))
+    return CurationPlan(full, (0, 4), 0.2, MaskRCNNPlan(model, train, max_images=750, init=init))
+
+
+def with_classifier_start(plan: CurationPlan, project: Project) -> CurationPlan:
+    """``plan`` with its three Mask R-CNNs started from the project's classifier when that has the
+    small backbone (``wsseg.bench_maskrcnn.classifier_start``), else unchanged."""
+    init, width = classifier_start(project)
+    if init is None:
+        return plan
+    num_classes = plan.maskrcnn.model.num_classes
+    model = start_config(num_classes, init, width)
+    return dataclasses.replace(plan, maskrcnn=dataclasses.replace(plan.maskrcnn, model=model, init=init))
 
 
 @contextmanager
@@ -196,9 +216,11 @@ def run_curation_bench(
     """Run the curation benchmark; write ``out/report.json`` and ``out/report.md``; return the report.
 
     ``project_root``: start from this project (its newest finished pseudo-masks run, its ground truth
-    and validation split) instead of building one. ``plan`` replaces ``curation_plan`` (tests)."""
+    and validation split) instead of building one. The three Mask R-CNNs start from the project's
+    classifier when it has the small backbone. ``plan`` replaces all of that (tests)."""
     started = time.perf_counter()
     out = Path(out)
+    given = plan is not None
     timings: dict[str, float] = {}
     report: dict[str, Any] = {"dataset": dataset, "quick": quick, "seed": seed, "versions": _versions()}
     t = time.perf_counter()
@@ -229,6 +251,8 @@ def run_curation_bench(
         t = time.perf_counter()
         run_id = make_pseudo_masks_runs(project, plan.shard, plan.workers)
         timings["pseudo_masks"] = time.perf_counter() - t
+    if not given:
+        plan = with_classifier_start(plan, project)
 
     t = time.perf_counter()
     report["curation"] = curation_section(project, out / "curation", plan, run_id, seed)

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from wsseg.datasets import Augment
-from wsseg.engine import TrainConfig, tqdm_callback
+from wsseg.engine import CHECKPOINT, TrainConfig, tqdm_callback
+from wsseg.errors import BadInputError
 from wsseg.importer import GROUND_TRUTH
 from wsseg.maskrcnn import MaskRCNNConfig
 from wsseg.stages.evaluate import evaluate_maskrcnn
 from wsseg.stages.pool import default_workers, map_in_order
-from wsseg.stages.train_maskrcnn import train_maskrcnn
+from wsseg.stages.train_maskrcnn import classifier_width, train_maskrcnn
 from wsseg.store import Project
 
 KEYS = ("map25", "map50", "map75", "pointing_accuracy", "count_mae")
@@ -39,6 +40,27 @@ class MaskRCNNPlan:
     init: str | None = None
 
 
+def classifier_start(project: Project, name: str = "classifier") -> tuple[str | None, int]:
+    """(name, width) of the project's trained classifier ``name`` when a Mask R-CNN can start from it
+    (it has the small backbone), else (None, the default width): the ``init`` and ``width`` of the
+    benchmark's plans."""
+    if not (project.root / "checkpoints" / name / CHECKPOINT).exists():
+        return None, MaskRCNNConfig.small_width
+    try:
+        return name, classifier_width(project, name)
+    except BadInputError:  # not a small-backbone classifier
+        return None, MaskRCNNConfig.small_width
+
+
+def start_config(num_classes: int, init: str | None, width: int) -> MaskRCNNConfig:
+    """The benchmark's model: with ``init``, the small backbone at the classifier's width with RoIAlign
+    at one sample per bin (its backward was a quarter of a CPU step); without, the default
+    MobileNetV3-FPN from scratch."""
+    if init is None:
+        return MaskRCNNConfig(num_classes=num_classes)
+    return MaskRCNNConfig(num_classes=num_classes, backbone="small", small_width=width, roi_sampling_ratio=1)
+
+
 def maskrcnn_plan(
     quick: bool, num_classes: int, seed: int, init: str | None = None, width: int = MaskRCNNConfig.small_width
 ) -> MaskRCNNPlan:
@@ -46,13 +68,8 @@ def maskrcnn_plan(
     ``small_width`` ``width``): the small backbone started from it, RoIAlign at one sample per bin, 1,500
     images x 3 epochs (561 steps), both trainings at once on one core each. Without: MobileNetV3 from
     scratch, 6 epochs. A few minutes with ``quick``. AdamW at a one-cycle peak of 2e-3, batch 8."""
-    if init is not None:
-        model = MaskRCNNConfig(
-            num_classes=num_classes, backbone="small", small_width=width, roi_sampling_ratio=1
-        )
-        epochs = 3
-    else:
-        model, epochs = MaskRCNNConfig(num_classes=num_classes), 6
+    model = start_config(num_classes, init, width)
+    epochs = 3 if init is not None else 6
     if quick:
         return MaskRCNNPlan(
             model, TrainConfig(epochs=2, batch_size=8, lr=2e-3, seed=seed), max_images=64, init=init
