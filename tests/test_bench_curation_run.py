@@ -4,6 +4,7 @@ and the given project never written."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -16,8 +17,14 @@ import torch
 
 from tests._maskrcnn_data import TINY, tiny_project
 from wsseg.bench import plan_for
-from wsseg.bench_curation_run import CurationPlan, make_pseudo_masks_runs, run_curation_bench
-from wsseg.bench_maskrcnn import MaskRCNNPlan
+from wsseg.bench_curation_run import (
+    CurationPlan,
+    curation_plan,
+    make_pseudo_masks_runs,
+    run_curation_bench,
+    with_classifier_start,
+)
+from wsseg.bench_maskrcnn import MaskRCNNPlan, classifier_start
 from wsseg.bench_pseudo import true_instances
 from wsseg.cli import build_parser
 from wsseg.data.coco import read_coco
@@ -53,11 +60,18 @@ def test_curation_bench_retrains_on_each_set_and_never_writes_the_project(tmp_pa
     assert masks >= 2
     original = _state(project.root)
 
+    # the plan the command would make starts the Mask R-CNNs from the small-backbone classifier
+    assert classifier_start(project) == ("classifier", 8)
+    made = with_classifier_start(curation_plan("shapes", True, 4, 0), project).maskrcnn
+    assert made.init == "classifier" and (made.model.backbone, made.model.small_width) == ("small", 8)
+    model = dataclasses.replace(TINY, backbone="small", small_width=8, roi_sampling_ratio=1)
     plan = CurationPlan(
         bench=plan_for("shapes", True, 4, 0),  # unused: the project is given
         shard=(0, 1),
         review_fraction=0.5,
-        maskrcnn=MaskRCNNPlan(TINY, TrainConfig(epochs=1, batch_size=2, lr=1e-3), max_images=8),
+        maskrcnn=MaskRCNNPlan(
+            model, TrainConfig(epochs=1, batch_size=2, lr=1e-3), max_images=8, init="classifier"
+        ),
     )
     out = tmp_path / "out"
     run_curation_bench("shapes", True, out, project_root=project.root, plan=plan)
@@ -81,6 +95,7 @@ def test_curation_bench_retrains_on_each_set_and_never_writes_the_project(tmp_pa
         value = section[key]
         assert isinstance(value, float) and 0.0 <= value <= 1.0
         model, _, extra = load_maskrcnn(copy, f"maskrcnn-{name}")
+        assert extra["model"]["backbone"] == "small" and extra["init"] == "classifier"
         coco = read_coco(extra["coco"])
         assert section["maskrcnn"][name]["train_images"] == len(coco.images) > 0
         assert {i.id for i in coco.images} <= set(first)

@@ -159,8 +159,12 @@ def retrain(
     project: Project, cocos: dict[str, Path], plan: MaskRCNNPlan, folder: Path
 ) -> dict[str, dict[str, Any]]:
     """Train and score one Mask R-CNN per COCO file of ``cocos`` (name -> file) with the same plan
-    (``wsseg.bench_maskrcnn.train_and_score``), in a scratch copy of ``project`` at ``folder``."""
-    return train_and_score(scratch_copy(project, folder, share=("images",)), cocos, plan)
+    (``wsseg.bench_maskrcnn.train_and_score``), in a scratch copy of ``project`` at ``folder`` (its own
+    checkpoints, with a copy of the classifier the plan starts from)."""
+    copy = scratch_copy(project, folder, share=("images",))
+    if plan.init is not None:
+        shutil.copytree(project.root / "checkpoints" / plan.init, copy.root / "checkpoints" / plan.init)
+    return train_and_score(copy, cocos, plan)
 
 
 def curation_section(

@@ -18,6 +18,10 @@ class BadInputError(WssegError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
 
+    def __reduce__(self) -> tuple[type[BadInputError], tuple[str, str]]:
+        # Rebuilt from both fields: a worker process's error must reach the parent as itself.
+        return type(self), (self.source, self.problem)
+
 
 class DataNotFoundError(WssegError):
     """A dataset folder the user pointed at (or the default one) does not exist."""

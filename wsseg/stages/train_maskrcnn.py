@@ -145,7 +145,12 @@ def train_maskrcnn(
             folder,
             callback=callback,
             resume=resume,
-            extra_state={"classes": data.classes, "model": model_config.as_dict(), "coco": str(coco_path)},
+            extra_state={
+                "classes": data.classes,
+                "model": model_config.as_dict(),
+                "coco": str(coco_path),
+                "init": init,
+            },
             collate_fn=collate,
         )
     except BaseException as error:
