@@ -8,6 +8,7 @@ import pytest
 from wsseg.cli import main
 from wsseg.demo import create_demo_project
 from wsseg.errors import BadInputError
+from wsseg.importer import ground_truth
 from wsseg.stages.make_peaks import load_result, parse_shard
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store import Project
@@ -97,3 +98,82 @@ def test_bad_shard_and_missing_checkpoint(tmp_path: Path) -> None:
         parse_shard("3/3")
     create_demo_project(tmp_path / "p", n_images=2)
     assert main(["peaks", "--project", str(tmp_path / "p")]) == 2
+
+
+def test_peaks_on_enlarged_images(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--scale 2``: the classifier sees each image enlarged twice, so its maps and PRMs are twice as
+    large and every peak is the one ``find_peaks`` gives on the enlarged image, computed here."""
+    import cv2
+    import torch
+
+    from wsseg.data.images import read_image
+    from wsseg.datasets import to_tensor
+    from wsseg.evaluate_classifier import InferencePeaks, evaluate_classifier
+    from wsseg.peaks import find_peaks
+
+    project = Project(trained)
+    assert main(["peaks", "--project", str(trained), "--scale", "2", "--shard", "0/4"]) == 0
+    run = project.latest_run("peaks")
+    assert run.config["scale"] == 2.0
+    model, classes, _ = load_classifier(project)
+    records = project.images()[::4]
+    assert len(records) == 4
+    for record in records:
+        data = load_result(trained / "artifacts" / "peaks" / f"run-{run.id}" / f"{record.id}.npz")
+        assert data["prms"].shape[1:] == (2 * record.height, 2 * record.width)
+        image = read_image(project.image_path(record), record.filename)
+        big = cv2.resize(image, (2 * record.width, 2 * record.height), interpolation=cv2.INTER_LINEAR)
+        with torch.inference_mode():
+            crm = model(to_tensor(big)[None])["crm"][0]
+        assert data["crm"].shape == tuple(crm.shape)
+        expected = find_peaks(
+            crm,
+            model.config.peaks,
+            class_threshold=0.0,
+            class_scores=crm.mean(dim=(1, 2)),  # the trained model pools by averaging
+            peak_threshold=0.0,
+            relative_threshold=0.3,
+            smooth=1.0,
+            stride=model.stride,
+            image_size=big.shape[:2],
+        )
+        assert [(p.class_index, p.y, p.x) for p in expected] == [
+            (int(c), int(y), int(x)) for c, y, x, _ in data["peaks"]
+        ]
+
+    # the evaluation at scale 2 counts the peaks of the enlarged images
+    metrics = evaluate_classifier(
+        project, model, classes, None, inference=InferencePeaks(scale=2.0), prm_images=0
+    )
+    truth = ground_truth(project)
+    index = {name: k for k, name in enumerate(classes)}
+    count = inside = 0
+    for record in project.images():
+        image = read_image(project.image_path(record), record.filename)
+        big = cv2.resize(image, (2 * record.width, 2 * record.height), interpolation=cv2.INTER_LINEAR)
+        with torch.inference_mode():
+            crm = model(to_tensor(big)[None])["crm"][0]
+        found = find_peaks(
+            crm,
+            model.config.peaks,
+            peak_threshold=0.0,
+            relative_threshold=0.3,
+            smooth=1.0,
+            stride=model.stride,
+            image_size=big.shape[:2],
+        )
+        tagged = {index[t] for t in record.tags}
+        for peak in (p for p in found if p.class_index in tagged):
+            count += 1
+            # a peak at (y, x) of the enlarged image lies on pixel (y // 2, x // 2) of the stored one
+            inside += any(
+                index[i.category] == peak.class_index
+                and i.mask[int(round(peak.y)) // 2, int(round(peak.x)) // 2]
+                for i in truth.instances.get(record.id, [])
+            )
+    assert count > 0
+    assert metrics["peaks_per_image"] == pytest.approx(count / project.count_images())
+    assert metrics["peak_precision"] == pytest.approx(inside / count)
+
+    assert main(["peaks", "--project", str(trained), "--scale", "0"]) == 2
+    assert "--scale: expected a factor in (0, 8]" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import json
 import platform
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class BenchPlan:
     """None: ``wsseg.bench_maskrcnn.maskrcnn_plan`` for the run."""
     pseudo_every: int = 1
     """Peaks, proposals and pseudo masks run on every n-th training image (the weak Mask R-CNN's data)."""
+    peak_scale: float = 1.0
+    """The inference peaks' enlargement (``InferencePeaks.scale``): 2 on nuclei."""
 
 
 def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
@@ -92,8 +94,14 @@ def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPla
             ple=ple,
             pseudo_every=2,
         )
+    # Nuclei: every tile; the peaks on tiles enlarged twice (InferencePeaks.scale).
     return BenchPlan(
-        100_000, 100_000, classifier, TrainConfig(epochs=40, batch_size=32, lr=3e-3, seed=seed), ple=ple
+        100_000,
+        100_000,
+        classifier,
+        TrainConfig(epochs=40, batch_size=32, lr=3e-3, seed=seed),
+        ple=ple,
+        peak_scale=2.0 if dataset == "nuclei" else 1.0,
     )
 
 
@@ -190,6 +198,7 @@ def run_bench(
         "train": asdict(plan.train),
         "size": plan.size,
         "augment": asdict(plan.augment),
+        "peak_scale": plan.peak_scale,
     }
 
     laps.start()
@@ -199,7 +208,10 @@ def run_bench(
 
     laps.start()
     model, classes, _ = load_classifier(project, "classifier")
-    report["classifier"] = evaluate_classifier(project, model, classes, split="val", size=plan.size)
+    inference = replace(INFERENCE_PEAKS, scale=plan.peak_scale)
+    report["classifier"] = evaluate_classifier(
+        project, model, classes, split="val", size=plan.size, inference=inference
+    )
     laps.lap("classifier_eval")
     write_report(out, report, laps, complete=False)
 
@@ -211,7 +223,14 @@ def run_bench(
 
         shard = (0, plan.pseudo_every)
         report.update(
-            bench_pseudo_masks(project, model, plan.size, shard, coco_out=out / "pseudo_masks_train.json")
+            bench_pseudo_masks(
+                project,
+                model,
+                plan.size,
+                shard,
+                coco_out=out / "pseudo_masks_train.json",
+                scale=plan.peak_scale,
+            )
         )
         laps.lap("proposals_pseudo_masks")
         write_report(out, report, laps, complete=False)

@@ -132,15 +132,20 @@ def _bar(desc: str) -> Iterator[Callable[[int, int], None]]:
         bar.close()
 
 
-def make_pseudo_masks_runs(project: Project, shard: tuple[int, int], workers: int = 2) -> int:
-    """Peaks (the benchmark's inference settings), proposals, a WISE run (peak as point) and the default
-    PRM retrieval run on one shard of the training split; returns the last run's id."""
+def make_pseudo_masks_runs(
+    project: Project, shard: tuple[int, int], workers: int = 2, scale: float = 1.0
+) -> int:
+    """Peaks (the benchmark's inference settings, images enlarged ``scale`` times), proposals, a WISE
+    run (peak as point) and the default PRM retrieval run on one shard of the training split; returns
+    the last run's id."""
     from wsseg.stages.make_peaks import make_peaks
     from wsseg.stages.make_proposals import make_proposals
     from wsseg.stages.make_pseudo_masks import make_pseudo_masks
 
     with _bar("peaks") as bar:
-        peaks = make_peaks(project, "classifier", inference_prm_config(), shard, split="train", progress=bar)
+        peaks = make_peaks(
+            project, "classifier", inference_prm_config(), shard, split="train", progress=bar, scale=scale
+        )
     with _bar("proposals") as bar:
         proposals = make_proposals(project, split="train", shard=shard, workers=workers, progress=bar)
     run_id = 0
@@ -253,7 +258,7 @@ def run_curation_bench(
         train_bench_classifier(project, plan.bench)
         timings["classifier_train"] = time.perf_counter() - t
         t = time.perf_counter()
-        run_id = make_pseudo_masks_runs(project, plan.shard, plan.workers)
+        run_id = make_pseudo_masks_runs(project, plan.shard, plan.workers, plan.bench.peak_scale)
         timings["pseudo_masks"] = time.perf_counter() - t
     if not given:
         plan = with_classifier_start(plan, project)

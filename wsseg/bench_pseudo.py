@@ -115,8 +115,10 @@ def oracle_instances(
     proposals_run: int,
     truth: dict[int, Instances],
     config: RetrievalConfig,
+    scale: float = 1.0,
 ) -> dict[int, Instances]:
-    """Pseudo masks chosen with the true instance centres as peaks (PRMs seeded there by ``model``)."""
+    """Pseudo masks chosen with the true instance centres as peaks (PRMs seeded there by ``model``, on
+    the image as the peaks stage saw it: ``size``, then enlarged ``scale`` times)."""
     from wsseg.prm import response_maps_at
     from wsseg.stages.make_peaks import prepare_image
     from wsseg.stages.make_pseudo_masks import _resize_prms
@@ -124,12 +126,12 @@ def oracle_instances(
     out = {}
     for image_id, inst in truth.items():
         record = project.image(image_id)
-        image, tensor = prepare_image(project, record, size)
+        image, tensor = prepare_image(project, record, size, scale)
         shape = inst.masks.shape[1:]
-        scale = (image.shape[0] / shape[0], image.shape[1] / shape[1])
+        ratio = (image.shape[0] / shape[0], image.shape[1] / shape[1])
         centres = instance_centres(inst.masks)
         points = [
-            (int(c), int(y * scale[0]), int(x * scale[1]))
+            (int(c), int(y * ratio[0]), int(x * ratio[1]))
             for c, (y, x) in zip(inst.labels, centres, strict=True)
         ]
         prms = _resize_prms(response_maps_at(model, tensor, points, PRMConfig()), shape)
@@ -184,10 +186,12 @@ def bench_pseudo_masks(
     config: RetrievalConfig | None = None,
     coco_out: Path | None = None,
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
     """Run peaks, proposals and pseudo masks on one shard of the training split and measure them.
 
-    ``model``: the bench's trained classifier (for the oracle PRMs); ``size``: its input size.
+    ``model``: the bench's trained classifier (for the oracle PRMs); ``size``: its input size;
+    ``scale``: the peaks stage's enlargement (``make_peaks``).
     ``progress(stage)`` gives each stage's progress callback. Returns the report sections
     ``{"proposals": ..., "pseudo_masks": ...}``; ``pseudo_masks.coco`` is the COCO JSON written to
     ``coco_out`` with the masks of ``config.strategy`` (for the Mask R-CNN stage).
@@ -199,7 +203,13 @@ def bench_pseudo_masks(
     config = config or RetrievalConfig()
     bar = progress or (lambda stage: None)
     peaks_run = make_peaks(
-        project, "classifier", inference_prm_config(), shard, split="train", progress=bar("peaks")
+        project,
+        "classifier",
+        inference_prm_config(),
+        shard,
+        split="train",
+        progress=bar("peaks"),
+        scale=scale,
     )
     proposals_run = make_proposals(
         project, split="train", shard=shard, workers=workers, progress=bar("proposals")
@@ -234,11 +244,12 @@ def bench_pseudo_masks(
         "strategy": config.strategy,
         **_maps(
             truth,
-            oracle_instances(project, model, size, peaks_run, proposals_run, truth, config),
+            oracle_instances(project, model, size, peaks_run, proposals_run, truth, config, scale),
             num_classes,
         ),
     }
     pseudo["config"] = config.to_dict()
+    pseudo["peak_scale"] = scale
     if coco_out is not None and chosen_run is not None:
         export_coco(project, chosen_run, coco_out)
         pseudo["coco"] = str(coco_out)

@@ -177,6 +177,13 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
         "--smooth", type=float, default=1.0, help="blur the CRMs by this std (in map cells) first (default 1)"
     )
     p.add_argument("--class-threshold", type=float, default=0.0, help="ignore classes whose score is below")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="enlarge each image this many times before the classifier (default 1; 2 finds more of "
+        "many small touching objects, such as nuclei)",
+    )
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
     p.add_argument("--split", default=None, help="only the images of this split (default: all)")

@@ -34,11 +34,17 @@ class InferencePeaks:
     smooth: Gaussian blur (std in CRM cells) before the search, against single-cell ripples. Without
         it the same model gave 4.2 peaks per image for 2.9 true instances (precision 0.82), with 1
         cell 3.1 (0.85).
+
+    scale: each image is enlarged this many times before the classifier (``make_peaks``'s
+        ``scale``). On nuclei tiles (128 px, nuclei of 8 to 20 px, packed) the stride-8 map has one
+        cell per 8 px and touching nuclei share a peak: at 2 the same classifier found twice the
+        nuclei (recall 0.26 -> 0.51) at the same precision (0.73 -> 0.70; docs/benchmark.md).
     """
 
     peak_threshold: float | None = 0.0
     relative_threshold: float | None = 0.3
     smooth: float | None = 1.0
+    scale: float = 1.0
 
 
 INFERENCE_PEAKS = InferencePeaks()
@@ -59,7 +65,7 @@ def evaluate_classifier(
     and ``prm_point_precision`` / ``prm_point_recall`` for the PRM argmax of each peak (on the first
     ``prm_images`` images: a PRM costs a backward pass per peak)."""
     from wsseg.prm import PRMConfig, peak_response_maps
-    from wsseg.stages.make_peaks import prepare_image
+    from wsseg.stages.make_peaks import prepare_image, prepared_shape
 
     records = project.images(split=split)
     if not records:
@@ -70,7 +76,9 @@ def evaluate_classifier(
     with torch.inference_mode():
         for start in range(0, len(records), batch_size):
             chunk = records[start : start + batch_size]
-            batch = torch.stack([to_tensor(prepare_image(project, r, size)[0]) for r in chunk])
+            batch = torch.stack(
+                [to_tensor(prepare_image(project, r, size, inference.scale)[0]) for r in chunk]
+            )
             out = model(batch)
             scores.append(out["logits"].float().numpy())
             crms.extend(out["crm"].float().numpy())
@@ -98,8 +106,9 @@ def evaluate_classifier(
             else np.zeros((0, record.height, record.width), bool)
         )
         inst_labels = np.array([index[i.category] for i in instances], dtype=np.int64)
-        if size is not None and masks.shape[1:] != (size, size):
-            masks = _resize_masks(masks, size)
+        shape = prepared_shape(record.height, record.width, size, inference.scale)
+        if masks.shape[1:] != shape:
+            masks = _resize_masks(masks, shape)
         present = [index[t] for t in record.tags]
         peaks = find_peaks(
             crm,
@@ -114,7 +123,7 @@ def evaluate_classifier(
         if n < prm_images:
             wanted = {(p.class_index, p.map_y, p.map_x) for p in peaks if p.class_index in present}
             prm = peak_response_maps(
-                model, to_tensor(prepare_image(project, record, size)[0])[None], prm_config
+                model, to_tensor(prepare_image(project, record, size, inference.scale)[0])[None], prm_config
             )
             points = [
                 (p.class_index, *np.unravel_index(int(m.argmax()), m.shape))
@@ -133,16 +142,16 @@ def evaluate_classifier(
     return result
 
 
-def _resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
+def _resize_masks(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     import cv2
 
     return (
         np.stack(
             [
-                cv2.resize(m.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+                cv2.resize(m.astype(np.uint8), shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
                 for m in masks
             ]
         )
         if len(masks)
-        else np.zeros((0, size, size), bool)
+        else np.zeros((0, *shape), bool)
     )

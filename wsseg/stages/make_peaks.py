@@ -40,15 +40,35 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def prepare_image(project: Project, record: ImageRecord, size: int | None) -> tuple[np.ndarray, torch.Tensor]:
-    """The stored image (HxWx3 uint8, resized to the classifier's training size if it had one) and its
-    normalised 1x3xHxW tensor."""
+def prepared_shape(height: int, width: int, size: int | None, scale: float = 1.0) -> tuple[int, int]:
+    """(H, W) of ``prepare_image``'s image for a stored image of ``height`` x ``width``."""
+    if size is not None:
+        height = width = size
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def prepare_image(
+    project: Project, record: ImageRecord, size: int | None, scale: float = 1.0
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The stored image (HxWx3 uint8, resized to the classifier's training size if it had one, then
+    enlarged ``scale`` times) and its normalised 1x3xHxW tensor."""
     import cv2
 
     image = read_image(project.image_path(record), record.filename)
     if size is not None and image.shape[:2] != (size, size):
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    if scale != 1.0:
+        height, width = prepared_shape(*image.shape[:2], None, scale)
+        smooth = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+        image = cv2.resize(image, (width, height), interpolation=smooth)
     return image, to_tensor(image)[None]
+
+
+def check_scale(scale: float) -> float:
+    """``--scale``: a factor in (0, 8]."""
+    if not 0 < scale <= 8:
+        raise BadInputError("--scale", f"expected a factor in (0, 8] such as 2, got {scale}")
+    return float(scale)
 
 
 def save_result(path: Path, result: PRMResult) -> None:
@@ -78,10 +98,15 @@ def make_peaks(
     run_id: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     split: str | None = None,
+    scale: float = 1.0,
 ) -> int:
     """Compute and store CRMs, peaks and PRMs for the project's images (of ``split``, one shard); return
-    the run id."""
+    the run id. ``scale``: each image is enlarged this many times before the classifier (its maps and
+    the peaks' pixels are then at that scale; the pseudo-mask stage maps them back). Small objects
+    packed together (nuclei) then span more cells of the stride-8 map, so touching ones get a peak
+    each."""
     prm_config = prm_config or PRMConfig()
+    scale = check_scale(scale)
     model, classes, extra = load_classifier(project, name)
     if classes != project.classes()[: len(classes)]:
         raise BadInputError(
@@ -92,6 +117,7 @@ def make_peaks(
         "prm": dataclasses.asdict(prm_config),
         "shard": list(shard),
         "split": split,
+        "scale": scale,
     }
     if run_id is None:
         run_id = project.start_run(STAGE, config)
@@ -101,7 +127,7 @@ def make_peaks(
     total_peaks = 0
     try:
         for k, record in enumerate(records):
-            _, tensor = prepare_image(project, record, extra.get("size"))
+            _, tensor = prepare_image(project, record, extra.get("size"), scale)
             result = peak_response_maps(model, tensor, prm_config)
             path = folder / f"{record.id}.npz"
             save_result(path, result)
@@ -149,6 +175,8 @@ def run_from_args(args: argparse.Namespace) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    run_id = make_peaks(project, args.name, cfg, parse_shard(args.shard), args.run, progress, args.split)
+    run_id = make_peaks(
+        project, args.name, cfg, parse_shard(args.shard), args.run, progress, args.split, args.scale
+    )
     bar.close()
     print(f"peaks written: run {run_id}, {project.root / 'artifacts' / 'peaks' / f'run-{run_id}'}")
