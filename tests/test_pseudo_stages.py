@@ -187,3 +187,15 @@ def test_cli_round_trip_on_a_trained_demo(tmp_path: Path) -> None:
     assert run.metrics["masks"] == len(stored) == len(json.loads(out.read_text())["annotations"])
     peak_ids = {p.id for r in project.images() for p in project.peaks(r.id)}
     assert all(m["peak_id"] in peak_ids for m in stored)
+
+
+def test_resize_prms_keeps_each_map_a_distribution() -> None:
+    from wsseg.stages.make_pseudo_masks import resize_prms
+
+    maps = np.random.default_rng(0).random((3, 8, 10)).astype(np.float32)
+    maps /= maps.sum(axis=(1, 2), keepdims=True)
+    out = resize_prms(maps, (16, 20))
+    assert out.shape == (3, 16, 20) and (out >= 0).all()
+    np.testing.assert_allclose(out.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    # an image without peaks (no maps) at another size gives no maps, not an error
+    assert resize_prms(np.zeros((0, 8, 10), np.float32), (16, 20)).shape == (0, 16, 20)

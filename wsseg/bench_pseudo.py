@@ -121,7 +121,7 @@ def oracle_instances(
     the image as the peaks stage saw it: ``size``, then enlarged ``scale`` times)."""
     from wsseg.prm import response_maps_at
     from wsseg.stages.make_peaks import prepare_image
-    from wsseg.stages.make_pseudo_masks import _resize_prms
+    from wsseg.stages.make_pseudo_masks import resize_prms
 
     out = {}
     for image_id, inst in truth.items():
@@ -134,7 +134,7 @@ def oracle_instances(
             (int(c), int(y * ratio[0]), int(x * ratio[1]))
             for c, (y, x) in zip(inst.labels, centres, strict=True)
         ]
-        prms = _resize_prms(response_maps_at(model, tensor, points, PRMConfig()), shape)
+        prms = resize_prms(response_maps_at(model, tensor, points, PRMConfig()), shape)
         crm = load_result(project.root / f"artifacts/peaks/run-{peaks_run}/{image_id}.npz")["crm"]
         peaks = [
             PeakInput(int(c), y, x, 1.0, m)

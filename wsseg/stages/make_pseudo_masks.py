@@ -51,10 +51,12 @@ def _run(project: Project, stage: str, run_id: int | None, command: str) -> RunR
     return run
 
 
-def _resize_prms(prms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def resize_prms(prms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """KxH'xW' maps summing to 1 -> KxHxW (bilinear), renormalised to sum 1."""
     if prms.shape[1:] == shape:
         return prms
+    if not len(prms):
+        return np.zeros((0, *shape), np.float32)
     out = np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in prms])
     out = np.clip(out, 0, None)
     return out / np.maximum(out.sum(axis=(1, 2), keepdims=True), 1e-30)
@@ -64,7 +66,7 @@ def image_peaks(data: dict[str, np.ndarray], shape: tuple[int, int], keep: list[
     """The rows ``keep`` of a peaks file's arrays (``load_result``) as PeakInputs at image size ``shape``."""
     peaks, prms = data["peaks"], data["prms"]
     scale_y, scale_x = shape[0] / prms.shape[1], shape[1] / prms.shape[2]
-    maps = _resize_prms(prms[keep], shape) if keep else np.zeros((0, *shape), np.float32)
+    maps = resize_prms(prms[keep], shape) if keep else np.zeros((0, *shape), np.float32)
     return [
         PeakInput(
             class_index=int(peaks[k, 0]),
