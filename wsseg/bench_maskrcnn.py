@@ -62,14 +62,21 @@ def start_config(num_classes: int, init: str | None, width: int) -> MaskRCNNConf
 
 
 def maskrcnn_plan(
-    quick: bool, num_classes: int, seed: int, init: str | None = None, width: int = MaskRCNNConfig.small_width
+    quick: bool,
+    num_classes: int,
+    seed: int,
+    init: str | None = None,
+    width: int = MaskRCNNConfig.small_width,
+    epochs: int | None = None,
 ) -> MaskRCNNPlan:
     """The benchmark's recipe (docs/benchmark.md). With ``init`` (the benchmark's classifier, of
     ``small_width`` ``width``): the small backbone started from it, RoIAlign at one sample per bin, 1,500
     images x 3 epochs (561 steps), both trainings at once on one core each. Without: MobileNetV3 from
-    scratch, 6 epochs. A few minutes with ``quick``. AdamW at a one-cycle peak of 2e-3, batch 8."""
+    scratch, 6 epochs. ``epochs`` replaces either (not ``quick``'s 2). A few minutes with ``quick``.
+    AdamW at a one-cycle peak of 2e-3, batch 8."""
     model = start_config(num_classes, init, width)
-    epochs = 3 if init is not None else 6
+    if epochs is None:
+        epochs = 3 if init is not None else 6
     if quick:
         return MaskRCNNPlan(
             model, TrainConfig(epochs=2, batch_size=8, lr=2e-3, seed=seed), max_images=64, init=init
