@@ -77,3 +77,42 @@ def test_lineage_shows_the_ranked_proposals_and_the_models_prediction(masked: Pa
     predicted, score = mask_lineage(project, mask).prediction
     assert score == pytest.approx(0.4)
     np.testing.assert_array_equal(predicted, lin.mask)
+
+
+def test_lineage_of_a_peak_found_on_the_enlarged_image(trained: Path, tmp_path: Path) -> None:
+    """A peaks run made with ``--scale 2`` holds its peaks, CRM and PRMs at twice the image's size;
+    the lineage shows them on the image: the peak at half its stored pixel, the PRM at image size."""
+    from wsseg.cam_view import image_maps, open_classifier
+    from wsseg.prm import PRMConfig
+    from wsseg.stages.make_peaks import make_peaks
+    from wsseg.stages.make_pseudo_masks import resize_prms
+
+    root = tmp_path / "project"
+    shutil.copytree(trained, root)
+    project = Project(root)
+    run = make_peaks(
+        project, prm_config=PRMConfig(class_threshold=None, max_peaks=6), shard=(0, 2), scale=2.0
+    )
+    first = project.images(limit=1)[0]
+    peak = project.peaks(first.id, run)[0]
+    data = load_result(project.path(peak.prm_path))
+    assert data["prms"].shape[1:] == (2 * first.height, 2 * first.width)
+    yy, xx = np.mgrid[0 : first.height, 0 : first.width]
+    disc = (yy - peak.y // 2) ** 2 + (xx - peak.x // 2) ** 2 <= 15**2
+    mask_id = project.add_pseudo_mask(
+        first.id, peak.class_name, encode_mask(disc), peak_id=peak.id, strategy="prm"
+    )
+    mask = next(m for m in project.pseudo_masks(first.id) if m["id"] == mask_id)
+
+    lin = mask_lineage(project, mask)
+    assert lin.peak == (int(peak.y) // 2, int(peak.x) // 2) and lin.mask[lin.peak]
+    assert lin.prm.shape == lin.crm.shape == (first.height, first.width)
+    np.testing.assert_allclose(lin.prm, resize_prms(data["prms"][:1], (first.height, first.width))[0])
+    assert lin.prm.sum() == pytest.approx(1.0, rel=1e-3)
+
+    # the CAM page shows that run on the image the classifier saw: twice the size, maps aligned
+    maps = image_maps(project, first, open_classifier(project))
+    assert maps.source == f"peaks run {run} (images enlarged 2x)"
+    assert maps.image.shape[:2] == (2 * first.height, 2 * first.width)
+    assert np.array_equal(maps.stored_peaks, data["peaks"].reshape(-1, 4))
+    assert maps.crm.shape[1] * maps.stride == maps.image.shape[0]

@@ -103,18 +103,21 @@ def image_maps(project: Project, record: ImageRecord, classifier: Classifier | N
     stride = classifier.model.stride if classifier else None
     upsample = classifier.model.config.peaks.upsample if classifier else PeakConfig().upsample
     stored = stored_peaks_file(project, record)
-    image, tensor = prepare_image(project, record, size)
+    # a run made on enlarged images (``wsseg peaks --scale``) is shown on the image it saw
+    scale = float(stored[1].get("scale", 1.0)) if stored is not None else 1.0
+    image, tensor = prepare_image(project, record, size, scale)
     if stored is not None:
         path, config = stored
         data = load_result(path)
         crm = data["crm"]
+        enlarged = f" (images enlarged {scale:g}x)" if scale != 1.0 else ""
         return ImageMaps(
             image=image,
             crm=crm,
             class_scores=data["class_scores"],
             stride=stride or max(1, round(image.shape[0] / crm.shape[1])),
             upsample=upsample,
-            source=f"peaks run {config['run']}",
+            source=f"peaks run {config['run']}{enlarged}",
             stored_peaks=data["peaks"].reshape(-1, 4),
             stored_prms=data["prms"],
             stored_method=config.get("prm", {}).get("method"),
