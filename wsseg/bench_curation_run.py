@@ -27,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ from wsseg.engine import TrainConfig
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.maskrcnn import MaskRCNNConfig
+from wsseg.progress import image_bar
 from wsseg.pseudo_masks import RetrievalConfig
 from wsseg.store import Project
 
@@ -115,23 +114,6 @@ def with_classifier_start(plan: CurationPlan, project: Project) -> CurationPlan:
     return dataclasses.replace(plan, maskrcnn=dataclasses.replace(plan.maskrcnn, model=model, init=init))
 
 
-@contextmanager
-def _bar(desc: str) -> Iterator[Callable[[int, int], None]]:
-    """A tqdm bar as a ``progress(done, total)`` callback."""
-    from tqdm import tqdm
-
-    bar = tqdm(desc=desc, unit="image")
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        bar.close()
-
-
 def make_pseudo_masks_runs(
     project: Project, shard: tuple[int, int], workers: int = 2, scale: float = 1.0
 ) -> int:
@@ -142,18 +124,18 @@ def make_pseudo_masks_runs(
     from wsseg.stages.make_proposals import make_proposals
     from wsseg.stages.make_pseudo_masks import make_pseudo_masks
 
-    with _bar("peaks") as bar:
+    with image_bar("peaks") as bar:
         peaks = make_peaks(
             project, "classifier", inference_prm_config(), shard, split="train", progress=bar, scale=scale
         )
-    with _bar("proposals") as bar:
+    with image_bar("proposals") as bar:
         proposals = make_proposals(project, split="train", shard=shard, workers=workers, progress=bar)
     run_id = 0
     for name, config in (
         ("pseudo masks wise", dataclasses.replace(RetrievalConfig(), **VARIANTS["wise_peak"])),
         ("pseudo masks prm", RetrievalConfig()),
     ):
-        with _bar(name) as bar:
+        with image_bar(name) as bar:
             run_id = make_pseudo_masks(
                 project, config, peaks, proposals, "train", shard, workers=workers, progress=bar
             )

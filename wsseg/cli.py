@@ -39,18 +39,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         run_id = train_demo_classifier(project, args.epochs, tqdm_callback("demo classifier"))
         print(f"demo classifier trained and peaks computed (run {run_id}): see the CAMs and peaks page")
     elif not args.no_checkpoint:
-        from tqdm import tqdm
-
         from wsseg.demo import DEMO_CHECKPOINT, install_demo_checkpoint
+        from wsseg.progress import image_bar
 
-        bar = tqdm(desc="demo peaks", unit="image")
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        run_id = install_demo_checkpoint(project, progress=progress)
-        bar.close()
+        with image_bar("demo peaks") as progress:
+            run_id = install_demo_checkpoint(project, progress=progress)
         if run_id is not None:
             print(
                 f"shipped demo classifier installed ({DEMO_CHECKPOINT.name}), peaks computed (run {run_id})"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from wsseg.fileio import write_json
 from wsseg.maskrcnn import MaskRCNNConfig
 from wsseg.models.segmenter import SegmenterConfig
 from wsseg.ple import PLEConfig
+from wsseg.progress import image_bar
 from wsseg.store import Project
 
 ASSETS = DEMO_CHECKPOINT.parent
@@ -69,30 +69,18 @@ class DemoModelsPlan:
     held_out: int = 100
 
 
-def _bar(name: str) -> Callable[[int, int], None]:
-    """A tqdm bar as a stage's ``progress(done, total)``."""
-    from tqdm import tqdm
-
-    bar = tqdm(desc=name, unit="image")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-        if done == total:
-            bar.close()
-
-    return progress
-
-
 def pseudo_mask_coco(project: Project) -> Path:
     """Peaks of the shipped classifier, proposals and pseudo masks of every image of ``project``; the
     COCO file of the pseudo masks (``artifacts/demo-pseudo.json``)."""
     from wsseg.stages.make_proposals import make_proposals
     from wsseg.stages.make_pseudo_masks import export_coco, make_pseudo_masks
 
-    install_demo_checkpoint(project, progress=_bar("peaks"))
-    make_proposals(project, progress=_bar("proposals"))
-    run_id = make_pseudo_masks(project, progress=_bar("pseudo masks"))
+    with image_bar("peaks") as progress:
+        install_demo_checkpoint(project, progress=progress)
+    with image_bar("proposals") as progress:
+        make_proposals(project, progress=progress)
+    with image_bar("pseudo masks") as progress:
+        run_id = make_pseudo_masks(project, progress=progress)
     path = project.root / "artifacts" / "demo-pseudo.json"
     export_coco(project, run_id, path)
     return path

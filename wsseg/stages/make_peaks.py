@@ -157,7 +157,7 @@ def make_peaks(
 
 
 def run_from_args(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
+    from wsseg.progress import image_bar
 
     if args.prm not in METHODS:
         raise BadInputError("--prm", f"expected one of {sorted(METHODS)}, got {args.prm!r}")
@@ -169,14 +169,8 @@ def run_from_args(args: argparse.Namespace) -> None:
         relative_threshold=args.relative_threshold,
         smooth=args.smooth,
     )
-    bar = tqdm(desc="peaks", unit="image")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    run_id = make_peaks(
-        project, args.name, cfg, parse_shard(args.shard), args.run, progress, args.split, args.scale
-    )
-    bar.close()
+    with image_bar("peaks") as progress:
+        run_id = make_peaks(
+            project, args.name, cfg, parse_shard(args.shard), args.run, progress, args.split, args.scale
+        )
     print(f"peaks written: run {run_id}, {project.root / 'artifacts' / 'peaks' / f'run-{run_id}'}")

@@ -120,7 +120,7 @@ def make_proposals(
 
 
 def run_from_args(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
+    from wsseg.progress import image_bar
 
     try:
         scales = tuple(float(s) for s in args.scales.split(",")) if args.scales else ()
@@ -136,12 +136,6 @@ def run_from_args(args: argparse.Namespace) -> None:
     config = ProposalConfig(**overrides)
     project = Project(args.project)
     shard = parse_shard(args.shard)
-    bar = tqdm(desc="proposals", unit="image")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    run_id = make_proposals(project, config, args.split, shard, args.run, args.workers, progress)
-    bar.close()
+    with image_bar("proposals") as progress:
+        run_id = make_proposals(project, config, args.split, shard, args.run, args.workers, progress)
     print(f"proposals written: run {run_id}, {proposals_folder(project, run_id)}")

@@ -235,7 +235,7 @@ def export_coco(
 
 
 def run_from_args(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
+    from wsseg.progress import image_bar
 
     project = Project(args.project)
     shard = parse_shard(args.shard)
@@ -243,25 +243,19 @@ def run_from_args(args: argparse.Namespace) -> None:
     config = RetrievalConfig(**{k: v for k, v in given.items() if v is not None})
     if config.nms_iou == 0:
         config = dataclasses.replace(config, nms_iou=None)
-    bar = tqdm(desc="pseudo masks", unit="image")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    run_id = make_pseudo_masks(
-        project,
-        config,
-        args.peaks_run,
-        args.proposals_run,
-        args.split,
-        shard,
-        args.run,
-        args.workers,
-        not args.all_classes,
-        progress,
-    )
-    bar.close()
+    with image_bar("pseudo masks") as progress:
+        run_id = make_pseudo_masks(
+            project,
+            config,
+            args.peaks_run,
+            args.proposals_run,
+            args.split,
+            shard,
+            args.run,
+            args.workers,
+            not args.all_classes,
+            progress,
+        )
     count = len(project.pseudo_masks(run_id=run_id))
     print(f"pseudo masks written: run {run_id}, {count} mask(s) in {project.db_path}")
     if args.export is not None:
