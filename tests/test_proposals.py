@@ -1,4 +1,5 @@
-"""Tests for wsseg.proposals: selective search, class-aware proposals, ABO and RLE storage."""
+"""Tests for wsseg.proposals (selective search), wsseg.map_proposals (class-aware proposals), ABO and
+the RLE storage of mask stacks."""
 
 from __future__ import annotations
 
@@ -6,18 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
+from wsseg.data.coco import decode_masks, encode_masks
 from wsseg.data.shapes import ShapesConfig, generate
 from wsseg.errors import BadInputError
+from wsseg.map_proposals import class_aware_proposals
 from wsseg.overlap import average_best_overlap, best_overlaps, mask_iou
-from wsseg.proposals import (
-    ProposalConfig,
-    Proposals,
-    class_aware_proposals,
-    from_rle,
-    measure_speed,
-    selective_search,
-    to_rle,
-)
+from wsseg.proposals import ProposalConfig, Proposals, measure_speed, selective_search
 
 
 def _flat_shapes_image() -> tuple[np.ndarray, np.ndarray]:
@@ -158,11 +153,11 @@ def test_average_best_overlap_by_hand():
 
 def test_rle_round_trip(shapes_run):
     _, proposals = shapes_run[2]
-    rles = to_rle(proposals)
+    rles = encode_masks(proposals.masks)
     assert len(rles) == len(proposals) and all(isinstance(r["counts"], str) for r in rles)
-    np.testing.assert_array_equal(from_rle(rles), proposals.masks)
-    assert from_rle([], shape=(5, 7)).shape == (0, 5, 7)
-    assert to_rle(np.zeros((0, 5, 7), bool)) == []
+    np.testing.assert_array_equal(decode_masks(rles), proposals.masks)
+    assert decode_masks([], shape=(5, 7)).shape == (0, 5, 7)
+    assert encode_masks(np.zeros((0, 5, 7), bool)) == []
 
 
 def test_measure_speed_reports_a_ratio():

@@ -1,6 +1,7 @@
-"""Class-agnostic and class-aware object proposals: candidate instance masks for the pseudo-mask stage.
+"""Class-agnostic object proposals: candidate instance masks for the pseudo-mask stage (class-aware
+ones, from thresholded maps: ``wsseg.map_proposals``; stored as RLE: ``wsseg.data.coco.encode_masks``).
 
-Class-agnostic proposals follow selective search (Uijlings et al., IJCV 2013): superpixels from
+They follow selective search (Uijlings et al., IJCV 2013): superpixels from
 Felzenszwalb-Huttenlocher graph segmentation, one set per (scale, colour space); the two most similar
 adjacent regions are merged, again and again, until one region is left; every region on the way
 (superpixels included) is a candidate mask. Similarity is a sum of terms, each in [0, 1]:
@@ -36,14 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 from scipy import ndimage
 from skimage.segmentation import felzenszwalb
 
@@ -359,7 +358,7 @@ def selective_search(image: np.ndarray, config: ProposalConfig | None = None) ->
         return out
 
     atom_area = np.bincount(atoms.ravel()).astype(np.float32)
-    kept = _suppress(rows, len(order), atom_area, config.dedup_iou, config.max_proposals)
+    kept = suppress_overlaps(rows, len(order), atom_area, config.dedup_iou, config.max_proposals)
     chosen = order[kept]
     return Proposals(
         masks=rows(kept).astype(bool)[:, atoms],
@@ -390,7 +389,7 @@ def _hierarchy_score(regions: _Regions, image_area: int, config: ProposalConfig)
 _SCORES = {"contrast": _contrast_score, "hierarchy": _hierarchy_score}
 
 
-def _suppress(
+def suppress_overlaps(
     rows: Callable[[np.ndarray], np.ndarray],
     count: int,
     weight: np.ndarray,
@@ -424,93 +423,6 @@ def _suppress(
         kept_rows = both[is_kept]
         kept_area = np.concatenate([kept_area, area[is_kept[len(kept_area) :]]])
     return np.asarray(kept, np.int64)
-
-
-# --------------------------------------------------------------------------- class-aware proposals
-
-
-def class_aware_proposals(
-    maps: np.ndarray,
-    levels: Sequence[float] = (0.2, 0.35, 0.5, 0.65, 0.8),
-    dedup_iou: float = 0.9,
-    min_pixels: int = 1,
-) -> Proposals:
-    """Connected components of a CxHxW (or HxW) float map (CRMs or PRMs) thresholded at relative levels.
-
-    Each map is divided by its maximum (maps with no positive value give nothing); every 8-connected
-    component of ``map >= level`` with at least ``min_pixels`` pixels is a proposal whose objectness
-    is its mean normalised response. Proposals with a better one at IoU above ``dedup_iou`` are dropped.
-    """
-    maps = np.asarray(maps, np.float32)
-    if maps.ndim == 2:
-        maps = maps[None]
-    if maps.ndim != 3 or not np.isfinite(maps).all():
-        raise BadInputError("maps", f"expected a finite CxHxW or HxW array; got shape {maps.shape}")
-    if any(not 0.0 < lv <= 1.0 for lv in levels):
-        raise BadInputError("levels", f"expected relative levels in (0, 1]; got {tuple(levels)}")
-    h, w = maps.shape[1:]
-    masks, scores, source, comp, sources = [], [], [], [], []
-    for c, response in enumerate(maps):
-        top = float(response.max())
-        if top <= 0:
-            continue
-        response = response / top
-        for lv in levels:
-            components, n = ndimage.label(response >= lv, structure=np.ones((3, 3), bool))
-            counts = np.bincount(components.ravel(), minlength=n + 1)
-            means = np.bincount(components.ravel(), weights=response.ravel(), minlength=n + 1)
-            for k in np.flatnonzero(counts[1:] >= min_pixels) + 1:
-                masks.append(components == k)
-                scores.append(means[k] / counts[k])
-                source.append(len(sources))
-                comp.append(k - 1)
-            sources.append(f"class {c} level {lv:.2f}")
-    if not masks:
-        empty = np.zeros(0, np.float32)
-        return Proposals(
-            np.zeros((0, h, w), bool), empty, np.zeros(0, np.int16), np.zeros(0, np.int32), tuple(sources)
-        )
-    stack = np.asarray(masks)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    flat = stack[order].reshape(len(order), -1)
-    weight = np.ones(h * w, np.float32)
-    chosen = order[_suppress(lambda i: flat[i].astype(np.float32), len(order), weight, dedup_iou, len(order))]
-    return Proposals(
-        masks=stack[chosen],
-        objectness=np.asarray(scores, np.float32)[chosen],
-        source=np.asarray(source, np.int16)[chosen],
-        level=np.asarray(comp, np.int32)[chosen],
-        sources=tuple(sources),
-    )
-
-
-# --------------------------------------------------------------------------- storage (overlaps: wsseg.overlap)
-
-
-def to_rle(proposals: Proposals | np.ndarray) -> list[dict]:
-    """Proposals (or KxHxW bool masks) -> K compressed RLE dicts, ``counts`` as str (JSON-ready)."""
-    masks = proposals.masks if isinstance(proposals, Proposals) else np.asarray(proposals, bool)
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8))
-    return [{"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
-
-
-def from_rle(rles: Sequence[dict], shape: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """K compressed RLE dicts -> KxHxW bool (``shape`` gives H, W when the list is empty)."""
-    if len(rles) == 0:
-        return np.zeros((0, *shape), bool)
-    coded = [
-        {
-            "size": list(r["size"]),
-            "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"],
-        }
-        for r in rles
-    ]
-    with warnings.catch_warnings():
-        # pycocotools' Cython decoder trips numpy 2's __array__(copy=...) deprecation; harmless.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode(coded).transpose(2, 0, 1).astype(bool)
 
 
 def measure_speed(image: np.ndarray, config: ProposalConfig | None = None, repeats: int = 3) -> dict:

@@ -95,6 +95,24 @@ def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
         return mask_utils.decode(_compressed(rle)).astype(bool)
 
 
+def encode_masks(masks: np.ndarray) -> list[dict]:
+    """KxHxW bool -> K compressed RLE dicts (``encode_mask`` of each, in one pycocotools call)."""
+    masks = np.asarray(masks, bool)
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8))
+    return [{"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
+
+
+def decode_masks(rles: Sequence[Mapping[str, Any]], shape: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """K RLE dicts (as ``decode_rle`` takes) -> KxHxW bool; ``shape`` gives H, W when the list is empty."""
+    if len(rles) == 0:
+        return np.zeros((0, *shape), bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # as in decode_rle
+        return mask_utils.decode([_compressed(r) for r in rles]).transpose(2, 0, 1).astype(bool)
+
+
 def _compressed(rle: Mapping[str, Any]) -> dict:
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]

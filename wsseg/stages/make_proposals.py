@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from wsseg.data.coco import decode_masks, encode_masks
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
-from wsseg.proposals import ProposalConfig, Proposals, from_rle, selective_search, to_rle
+from wsseg.proposals import ProposalConfig, Proposals, selective_search
 from wsseg.stages.make_peaks import parse_shard
 from wsseg.stages.pool import map_in_order
 from wsseg.store import Project
@@ -34,7 +35,7 @@ def save_proposals(path: Path, proposals: Proposals, shape: tuple[int, int], sec
         path,
         {
             "size": [int(shape[0]), int(shape[1])],
-            "rles": to_rle(proposals),
+            "rles": encode_masks(proposals.masks),
             "objectness": [float(v) for v in proposals.objectness],
             "source": [int(v) for v in proposals.source],
             "level": [int(v) for v in proposals.level],
@@ -50,7 +51,7 @@ def load_proposals(path: Path) -> Proposals:
         data = json.loads(Path(path).read_text())
         shape = tuple(data["size"])
         return Proposals(
-            masks=from_rle(data["rles"], shape),
+            masks=decode_masks(data["rles"], shape),
             objectness=np.asarray(data["objectness"], np.float32),
             source=np.asarray(data["source"], np.int16),
             level=np.asarray(data["level"], np.int32),
