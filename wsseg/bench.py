@@ -231,8 +231,7 @@ def run_bench(
     instances = truth is not None and any(truth.instances.values())  # camvid has none: semantic only
     if instances:
         laps.start()
-        from wsseg.bench_pseudo import VARIANTS, bench_pseudo_masks
-        from wsseg.pseudo_masks import RetrievalConfig
+        from wsseg.bench_pseudo import bench_pseudo_masks, variant_config
 
         shard = (0, plan.pseudo_every)
         report.update(
@@ -241,7 +240,7 @@ def run_bench(
                 model,
                 plan.size,
                 shard,
-                config=replace(RetrievalConfig(), **VARIANTS[plan.pseudo_variant]),
+                config=variant_config(plan.pseudo_variant),
                 coco_out=out / "pseudo_masks_train.json",
                 scale=plan.peak_scale,
             )

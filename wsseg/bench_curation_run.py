@@ -42,7 +42,7 @@ from wsseg.bench import (
 from wsseg.bench_curation import bench_curation, scratch_copy
 from wsseg.bench_data import dataset_splits
 from wsseg.bench_maskrcnn import MaskRCNNPlan, _plan_dict, classifier_start, start_config, train_and_score
-from wsseg.bench_pseudo import VARIANTS, inference_prm_config
+from wsseg.bench_pseudo import inference_prm_config, variant_config
 from wsseg.curation import pseudo_run
 from wsseg.engine import TrainConfig
 from wsseg.errors import BadInputError
@@ -69,25 +69,17 @@ class CurationPlan:
     workers: int = 2
 
 
-def curation_plan(
-    dataset: str,
-    quick: bool,
-    num_classes: int,
-    seed: int,
-    init: str | None = None,
-    width: int = MaskRCNNConfig.small_width,
-) -> CurationPlan:
+def curation_plan(dataset: str, quick: bool, num_classes: int, seed: int) -> CurationPlan:
     """The recipe (docs/benchmark.md, "Curation pays off, measured", gives the time budget behind it).
 
     Full: the benchmark's classifier recipe (3,000 training images, 46 epochs), pseudo masks of a
     quarter of the training images (750), N = 20% of their masks, Mask R-CNN 5 epochs over at most 750
     images (~470 steps of batch 8) three times. Quick: 240 training and 40 validation images, a short
     classifier, pseudo masks of 120 images and one Mask R-CNN epoch (~12 steps): minutes, the Mask
-    R-CNN figures near zero. ``init``/``width``: the Mask R-CNN model of ``wsseg.bench_maskrcnn``
-    (started from the classifier ``init`` when given; ``with_classifier_start`` sets them once the
-    classifier exists).
+    R-CNN figures near zero. The Mask R-CNN is MobileNetV3-FPN from scratch until
+    ``with_classifier_start`` starts it from the classifier, once that exists.
     """
-    model = start_config(num_classes, init, width)
+    model = MaskRCNNConfig(num_classes=num_classes)
     if quick:
         classifier = plan_for(dataset, True, num_classes, seed)
         bench = dataclasses.replace(
@@ -97,10 +89,10 @@ def curation_plan(
             train=TrainConfig(epochs=8, batch_size=32, lr=3e-3, seed=seed),
         )
         train = TrainConfig(epochs=1, batch_size=8, lr=2e-3, seed=seed)
-        return CurationPlan(bench, (0, 2), 0.2, MaskRCNNPlan(model, train, init=init))
+        return CurationPlan(bench, (0, 2), 0.2, MaskRCNNPlan(model, train))
     train = TrainConfig(epochs=5, batch_size=8, lr=2e-3, seed=seed)
     full = plan_for(dataset, False, num_classes, seed)
-    return CurationPlan(full, (0, 4), 0.2, MaskRCNNPlan(model, train, max_images=750, init=init))
+    return CurationPlan(full, (0, 4), 0.2, MaskRCNNPlan(model, train, max_images=750))
 
 
 def with_classifier_start(plan: CurationPlan, project: Project) -> CurationPlan:
@@ -132,7 +124,7 @@ def make_pseudo_masks_runs(
         proposals = make_proposals(project, split="train", shard=shard, workers=workers, progress=bar)
     run_id = 0
     for name, config in (
-        ("pseudo masks wise", dataclasses.replace(RetrievalConfig(), **VARIANTS["wise_peak"])),
+        ("pseudo masks wise", variant_config("wise_peak")),
         ("pseudo masks prm", RetrievalConfig()),
     ):
         with image_bar(name) as bar:

@@ -48,6 +48,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def variant_config(name: str) -> RetrievalConfig:
+    """The default retrieval config with the changes of ``VARIANTS[name]``."""
+    return dataclasses.replace(RetrievalConfig(), **VARIANTS[name])
+
+
 def true_instances(project: Project, records: list[ImageRecord]) -> dict[int, Instances]:
     """The ground-truth instances of ``records`` (image id -> Instances, scores 1)."""
     gt = ground_truth(project)

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsseg.datasets import to_tensor
 from wsseg.errors import BadInputError
 from wsseg.importer import ground_truth
 from wsseg.metrics import PointStats, mean_average_precision, point_stats
@@ -73,15 +72,15 @@ def evaluate_classifier(
     gt = ground_truth(project)
     model.eval()
     scores, crms = [], []
-    with torch.inference_mode():
-        for start in range(0, len(records), batch_size):
-            chunk = records[start : start + batch_size]
-            batch = torch.stack(
-                [to_tensor(prepare_image(project, r, size, inference.scale)[0]) for r in chunk]
-            )
+    kept: list[torch.Tensor] = []  # the first ``prm_images`` inputs, for their PRMs below
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        batch = torch.cat([prepare_image(project, r, size, inference.scale)[1] for r in chunk])
+        kept.extend(batch[: max(0, prm_images - start)])  # outside inference mode: PRMs backpropagate
+        with torch.inference_mode():
             out = model(batch)
-            scores.append(out["logits"].float().numpy())
-            crms.extend(out["crm"].float().numpy())
+        scores.append(out["logits"].float().numpy())
+        crms.extend(out["crm"].float().numpy())
     index = {name: i for i, name in enumerate(classes)}
     labels = np.zeros((len(records), len(classes)), dtype=np.float32)
     for n, record in enumerate(records):
@@ -122,9 +121,7 @@ def evaluate_classifier(
         stats = stats + point_stats([(p.class_index, p.y, p.x) for p in peaks], masks, inst_labels, present)
         if n < prm_images:
             wanted = {(p.class_index, p.map_y, p.map_x) for p in peaks if p.class_index in present}
-            prm = peak_response_maps(
-                model, to_tensor(prepare_image(project, record, size, inference.scale)[0])[None], prm_config
-            )
+            prm = peak_response_maps(model, kept[n][None], prm_config)
             points = [
                 (p.class_index, *np.unravel_index(int(m.argmax()), m.shape))
                 for p, m in zip(prm.peaks, prm.maps, strict=True)

@@ -21,7 +21,7 @@ from wsseg.overlap import mask_iou
 from wsseg.overlay import crm_to_pixels
 from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import load_proposals, proposals_folder
-from wsseg.stages.make_pseudo_masks import resize_prms
+from wsseg.stages.make_pseudo_masks import image_peaks
 from wsseg.store import Project
 from wsseg.store_results import PeakRecord
 
@@ -87,16 +87,15 @@ def mask_lineage(project: Project, mask: dict[str, Any]) -> Lineage:
             class_index = project.classes().index(peak.class_name)
             stride = max(1, round(height / data["crm"].shape[1]))
             crm = crm_to_pixels(data["crm"][class_index], stride, (height, width))
-            # the peak's pixels are those of the classifier's input (resized or enlarged): map them
-            # to the mask's, as the pseudo-mask stage does
-            ratio = (height / data["prms"].shape[1], width / data["prms"].shape[2])
-            point = (min(int(peak.y * ratio[0]), height - 1), min(int(peak.x * ratio[1]), width - 1))
             rows = data["peaks"].reshape(-1, 4)
             hit = np.flatnonzero(
                 (rows[:, 0] == class_index) & (rows[:, 1] == peak.y) & (rows[:, 2] == peak.x)
             )
             if len(hit):
-                prm = resize_prms(data["prms"][hit[0]][None], (height, width))[0]
+                # the file's pixels are the classifier's input (resized or enlarged): the peak and its
+                # PRM mapped to the mask's, as the pseudo-mask stage maps them
+                found = image_peaks(data, (height, width), [int(hit[0])])[0]
+                point, prm = (found.y, found.x), found.prm
     info = {k: mask.get(k) for k in ("id", "status", "source", "strategy", "score", "run_id", "version")}
     recorded = dict(mask.get("lineage") or {})
     return Lineage(

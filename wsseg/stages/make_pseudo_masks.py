@@ -66,7 +66,7 @@ def image_peaks(data: dict[str, np.ndarray], shape: tuple[int, int], keep: list[
     """The rows ``keep`` of a peaks file's arrays (``load_result``) as PeakInputs at image size ``shape``."""
     peaks, prms = data["peaks"], data["prms"]
     scale_y, scale_x = shape[0] / prms.shape[1], shape[1] / prms.shape[2]
-    maps = resize_prms(prms[keep], shape) if keep else np.zeros((0, *shape), np.float32)
+    maps = resize_prms(prms[keep], shape)
     return [
         PeakInput(
             class_index=int(peaks[k, 0]),
