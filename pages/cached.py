@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from wsseg.cam_view import Classifier, ImageMaps, PeakSettings, image_maps, open_classifier, peak_prm
-from wsseg.peaks import Peak
-from wsseg.retrieval_view import ImageCandidates, load_candidates
-from wsseg.store import Project
+from wsseg.models.peaks import Peak
+from wsseg.store.project import Project
+from wsseg.views.cam import Classifier, ImageMaps, PeakSettings, image_maps, open_classifier, peak_prm
+from wsseg.views.retrieval import ImageCandidates, load_candidates
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the classifier…")

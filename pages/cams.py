@@ -16,8 +16,10 @@ from pages.cached import maps as _maps
 from pages.cached import prm as _prm
 from pages.common import current_project, tag_filter
 from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
-from wsseg.cam_view import PeakSettings, checkpoint_path, class_heat, class_peaks
-from wsseg.overlay import (
+from wsseg.methods.prm import METHODS
+from wsseg.models.peaks import FILTERS
+from wsseg.views.cam import PeakSettings, checkpoint_path, class_heat, class_peaks
+from wsseg.views.overlay import (
     COLORMAPS,
     OverlayStyle,
     jpeg_bytes,
@@ -25,8 +27,6 @@ from wsseg.overlay import (
     normalize,
     overlay_view,
 )
-from wsseg.peaks import FILTERS
-from wsseg.prm import METHODS
 
 CLICK_KEY = "cam_click"
 

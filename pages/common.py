@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from wsseg.errors import WssegError
-from wsseg.store import Project
+from wsseg.store.project import Project
 
 DEFAULT_PROJECT = Path(os.environ.get("WSSEG_PROJECT", "projects/demo"))
 
@@ -47,7 +47,7 @@ def current_project() -> Project | None:
     try:
         if not Project.is_project(root) and root == DEFAULT_PROJECT:
             with st.spinner("Creating the demo project (synthetic shapes) on first start…"):
-                from wsseg.demo import create_demo_project
+                from wsseg.demo.project import create_demo_project
 
                 return create_demo_project(root)
         return Project(root)

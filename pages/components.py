@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from wsseg.overlay import jpeg_bytes
+from wsseg.views.overlay import jpeg_bytes
 
 try:
     from streamlit_image_coordinates import streamlit_image_coordinates

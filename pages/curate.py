@@ -1,6 +1,6 @@
 """Curate page: review the pseudo masks most likely wrong first, fix them, and export the curated set.
 
-Every button writes to the project database at once (``wsseg.curation``), so a decision survives a
+Every button writes to the project database at once (``wsseg.curation.queue``), so a decision survives a
 browser reload and a second session sees it. Keyboard shortcuts: A accept, X reject (R and C are Streamlit's own), F flag, N next,
 P previous, U undo, Y redo (Streamlit's own ``st.button(shortcut=...)``).
 """
@@ -18,13 +18,13 @@ import streamlit as st
 from pages import canvas_adapter
 from pages.common import current_project, show_error
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
-from wsseg import curation
-from wsseg.curation_export import export_curated_coco, export_curated_voc
+from wsseg.curation.export import export_curated_coco, export_curated_voc
+from wsseg.curation import queue as curation
 from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
 from wsseg.errors import WssegError
-from wsseg.overlay import display_scale, enlarge
-from wsseg.store import Project
+from wsseg.store.project import Project
+from wsseg.views.overlay import display_scale, enlarge
 
 FILTERS = {
     "to review (proposed or flagged)": lambda item: item.status == "proposed" or item.flagged,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wsseg.overlay import mask_edge
+from wsseg.views.overlay import mask_edge
 
 MASK_COLOUR = (255, 64, 160)
 CANDIDATE_COLOUR = (64, 200, 255)

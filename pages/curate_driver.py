@@ -1,4 +1,4 @@
-"""Headless driver of the Curate page for the reliability campaign (``wsseg.reliability_app``).
+"""Headless driver of the Curate page for the reliability campaign (``wsseg.bench.reliability_app``).
 
     python pages/curate_driver.py PROJECT SEED APP
 

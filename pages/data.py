@@ -1,6 +1,6 @@
 """Data page: upload images with their tags, browse and filter them by tag, and tag them here.
 
-Uploads go through the command line's importer (``wsseg.uploads``): every bad file is reported by
+Uploads go through the command line's importer (``wsseg.views.uploads``): every bad file is reported by
 name and skipped, everything else is imported. Browsing is paged in SQL, so large projects stay fast.
 """
 
@@ -10,8 +10,8 @@ import streamlit as st
 
 from pages.common import current_project, tag_filter, thumbnail
 from wsseg.errors import WssegError
-from wsseg.store import Project
-from wsseg.uploads import import_uploads
+from wsseg.store.project import Project
+from wsseg.views.uploads import import_uploads
 
 COLUMNS = 6
 

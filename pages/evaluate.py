@@ -2,7 +2,7 @@
 pointing accuracy, counting error, mIoU, per class), a gallery of the worst images, and one image's
 ground truth, pseudo masks and model prediction side by side with a difference overlay.
 
-Everything is computed by ``wsseg.evaluate_view`` from the runs the command line wrote; the figures are
+Everything is computed by ``wsseg.views.evaluate`` from the runs the command line wrote; the figures are
 cached per run (``st.cache_data``, keyed on the run and on what it reads), the pictures composited in
 numpy.
 """
@@ -21,8 +21,10 @@ import streamlit as st
 from pages.common import current_project, show_error
 from pages.curate_draw import overlay
 from wsseg.errors import WssegError
-from wsseg.evaluate import IOU_THRESHOLDS, Instances, threshold_key
-from wsseg.evaluate_view import (
+from wsseg.methods.mask_map import IOU_THRESHOLDS, threshold_key
+from wsseg.store.project import Project, RunRecord
+from wsseg.structures import Instances
+from wsseg.views.evaluate import (
     DIFF_COLOURS,
     FN,
     FP,
@@ -44,8 +46,7 @@ from wsseg.evaluate_view import (
     score_threshold,
     worst_images,
 )
-from wsseg.overlay import display_scale, enlarge, jpeg_bytes
-from wsseg.store import Project, RunRecord
+from wsseg.views.overlay import display_scale, enlarge, jpeg_bytes
 
 SOURCES = {"pseudo": "pseudo masks", "model": "model prediction"}
 

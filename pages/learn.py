@@ -1,7 +1,7 @@
 """Learn page: a guided lesson on the demo data, from tags to masks, one step per stage.
 
 Each step explains its stage in plain words, offers live controls, asks "what do you expect?" and,
-on Reveal, shows the picture and says whether the guess came true and why (``wsseg.lesson`` judges it
+on Reveal, shows the picture and says whether the guess came true and why (``wsseg.views.lesson`` judges it
 from what the stage did on this image; the steps are drawn by ``pages/learn_steps.py``). The lesson runs
 on its own small demo project (``WSSEG_LESSON``, default ``projects/lesson``, made on the first visit)
 with the shipped classifier, Mask R-CNN and pixel-label estimator.
@@ -17,11 +17,11 @@ import streamlit as st
 from pages import cached
 from pages.common import show_error
 from pages.learn_steps import DRAW, Lesson, lesson_stamp
-from wsseg.demo import DEMO_CHECKPOINT
+from wsseg.demo.project import DEMO_CHECKPOINT
 from wsseg.errors import WssegError
-from wsseg.lesson import STEPS
-from wsseg.lesson_data import DEFAULT_IMAGE, create_lesson_project, image_truth, is_ready
-from wsseg.store import Project
+from wsseg.store.project import Project
+from wsseg.views.lesson import STEPS
+from wsseg.views.lesson_data import DEFAULT_IMAGE, create_lesson_project, image_truth, is_ready
 
 LESSON_ROOT = Path(os.environ.get("WSSEG_LESSON", "projects/lesson"))
 

@@ -1,5 +1,5 @@
 """The Learn page's steps: each draws its controls, asks its question (``ask``) and, on Reveal, its
-picture; ``wsseg.lesson`` holds the texts and judges the answer. ``DRAW`` maps a step key to its drawer.
+picture; ``wsseg.views.lesson`` holds the texts and judges the answer. ``DRAW`` maps a step key to its drawer.
 Nothing here runs on import: the page is ``pages/learn.py``.
 """
 
@@ -14,11 +14,15 @@ import streamlit as st
 
 from pages import cached
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
-from wsseg.cam_view import ImageMaps, PeakSettings, checkpoint_path, class_heat, class_peaks
-from wsseg.crf import CRFConfig
-from wsseg.evaluate import Instances
-from wsseg.evaluate_ple import predict as predict_labels
-from wsseg.lesson import (
+from wsseg.methods.crf import CRFConfig
+from wsseg.methods.prm import METHODS
+from wsseg.methods.pseudo_masks import RetrievalConfig
+from wsseg.models.maskrcnn import predict as predict_instances
+from wsseg.stages.evaluate_ple import predict as predict_labels
+from wsseg.store.project import Project
+from wsseg.structures import Instances, label_map
+from wsseg.views.cam import ImageMaps, PeakSettings, checkpoint_path, class_heat, class_peaks
+from wsseg.views.lesson import (
     Outcome,
     Step,
     cam_outcome,
@@ -31,14 +35,8 @@ from wsseg.lesson import (
     semantic_outcome,
     tags_outcome,
 )
-from wsseg.lesson_data import (
-    demo_scores,
-    label_map,
-    open_demo_maskrcnn,
-    open_demo_ple,
-)
-from wsseg.maskrcnn import predict as predict_instances
-from wsseg.overlay import (
+from wsseg.views.lesson_data import demo_scores, open_demo_maskrcnn, open_demo_ple
+from wsseg.views.overlay import (
     COLORMAPS,
     OverlayStyle,
     crm_to_pixels,
@@ -49,10 +47,7 @@ from wsseg.overlay import (
     normalize,
     overlay_view,
 )
-from wsseg.prm import METHODS
-from wsseg.pseudo_masks import RetrievalConfig
-from wsseg.retrieval_view import newest_runs, rank_proposals
-from wsseg.store import Project
+from wsseg.views.retrieval import newest_runs, rank_proposals
 
 CLASS_COLOURS = [(230, 60, 60), (60, 200, 90), (70, 120, 255), (255, 200, 0), (200, 90, 230), (0, 200, 200)]
 BETAS = [0.0, 1e-5, 1e-3, 1e-2, 0.1, 1.0]
@@ -282,7 +277,7 @@ def proposals_step(lesson: Lesson, step: Step) -> None:
         for n, mask in enumerate(masks[:top]):
             out = overlay(out, mask, CLASS_COLOURS[n % len(CLASS_COLOURS)], alpha=0.0)
         if best and len(lesson.truth):
-            from wsseg.overlap import mask_iou
+            from wsseg.methods.overlap import mask_iou
 
             for row_ in mask_iou(lesson.truth.masks, masks):
                 out = overlay(out, masks[int(np.argmax(row_))], CANDIDATE_COLOUR, alpha=0.45)

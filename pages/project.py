@@ -10,8 +10,9 @@ import streamlit as st
 
 from pages.common import current_project
 from wsseg.errors import WssegError
-from wsseg.lineage import images_with_masks, mask_lineage
-from wsseg.overlay import (
+from wsseg.store.project import Project
+from wsseg.views.lineage import images_with_masks, mask_lineage
+from wsseg.views.overlay import (
     OverlayStyle,
     blend,
     display_scale,
@@ -21,7 +22,6 @@ from wsseg.overlay import (
     normalize,
     outlines,
 )
-from wsseg.store import Project
 
 #: The ranked proposals shown in a lineage, best first, and their outline colours.
 RANKED_SHOWN = 4

@@ -3,8 +3,8 @@ retrieval score with every term of it (table and chart), the chosen mask, live a
 controls that re-rank, and the PRM and WISE strategies side by side.
 
 Peaks, PRMs and CRMs come from the newest peaks run (``wsseg peaks``), proposals from the newest
-proposals run (``wsseg proposals``); the ranking is ``wsseg.pseudo_masks.retrieve`` on the chosen
-peak (``wsseg.retrieval_view``). The controls live in an ``st.fragment``: moving one re-ranks and
+proposals run (``wsseg proposals``); the ranking is ``wsseg.methods.pseudo_masks.retrieve`` on the chosen
+peak (``wsseg.views.retrieval``). The controls live in an ``st.fragment``: moving one re-ranks and
 redraws only the viewer, on the cached inputs.
 """
 
@@ -20,7 +20,8 @@ import streamlit as st
 from pages.cached import candidates as _candidates
 from pages.common import current_project, tag_filter
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
-from wsseg.overlay import (
+from wsseg.methods.pseudo_masks import RetrievalConfig, background_map
+from wsseg.views.overlay import (
     OverlayStyle,
     display_scale,
     draw_peaks,
@@ -29,8 +30,7 @@ from wsseg.overlay import (
     normalize,
     overlay_view,
 )
-from wsseg.pseudo_masks import RetrievalConfig, background_map
-from wsseg.retrieval_view import (
+from wsseg.views.retrieval import (
     WEIGHTED_TERMS,
     ImageCandidates,
     Ranking,

@@ -1,6 +1,6 @@
 """Train page: start, stop and resume training as a background process, watch it live, compare runs.
 
-A job is a separate ``python -m wsseg train-* --job ID`` process (``wsseg.jobs``; never a thread of
+A job is a separate ``python -m wsseg train-* --job ID`` process (``wsseg.jobs.launch``; never a thread of
 the app) that writes its progress and loss curve into the project's ``jobs`` table; the live panel is
 an ``st.fragment`` that rereads that row every ``POLL_SECONDS``. Closing the browser does not stop a
 job, and any session on the project sees it.
@@ -14,14 +14,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import current_project, show_error
-from wsseg import jobs
-from wsseg.curation_export import is_curated
+from wsseg.curation.export import is_curated
 from wsseg.errors import WssegError
-from wsseg.job_store import JobRecord, list_jobs
-from wsseg.overlay import display_scale, enlarge, jpeg_bytes
-from wsseg.run_compare import TRAINED_STAGES, compare_table, finished_runs, through_model
+from wsseg.jobs import launch as jobs
+from wsseg.jobs.table import JobRecord, list_jobs
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
-from wsseg.store import Project
+from wsseg.store.project import Project
+from wsseg.views.overlay import display_scale, enlarge, jpeg_bytes
+from wsseg.views.run_compare import TRAINED_STAGES, compare_table, finished_runs, through_model
 
 POLL_SECONDS = 1.5
 PICTURE = 400  # pixels: the width of each compared picture

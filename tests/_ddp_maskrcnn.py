@@ -7,9 +7,9 @@ import torch
 import wsseg.stages.train_maskrcnn as stage
 from tests._maskrcnn_data import TINY
 from tests._torchrun import report_identical_and_finish
-from wsseg.engine import TrainConfig
-from wsseg.importer import GROUND_TRUTH
-from wsseg.store import Project
+from wsseg.store.importer import GROUND_TRUTH
+from wsseg.store.project import Project
+from wsseg.training.engine import TrainConfig
 
 torch.set_num_threads(1)
 built = []

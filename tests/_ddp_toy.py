@@ -6,7 +6,7 @@ import torch
 
 from tests._engine_toy import CONFIG, toy_dataset, toy_loss, toy_model
 from tests._torchrun import report_identical_and_finish
-from wsseg.engine import train
+from wsseg.training.engine import train
 
 torch.set_num_threads(1)
 model = toy_model()

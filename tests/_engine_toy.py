@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from wsseg.engine import TrainConfig, train
+from wsseg.training.engine import TrainConfig, train
 
 
 def toy_dataset() -> TensorDataset:

@@ -4,9 +4,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from wsseg.data.shapes import ShapesConfig, write_shapes_dataset
-from wsseg.importer import import_source
-from wsseg.maskrcnn import MaskRCNNConfig
-from wsseg.store import Project
+from wsseg.models.maskrcnn import MaskRCNNConfig
+from wsseg.store.importer import import_source
+from wsseg.store.project import Project
 
 SHAPES = ShapesConfig(height=64, width=64, min_size=14, max_size=28, min_instances=1, max_instances=3)
 TINY = MaskRCNNConfig(

@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 demo images, nothing trained."""
-    from wsseg.demo import create_demo_project
+    from wsseg.demo.project import create_demo_project
 
     root = tmp_path_factory.mktemp("demo") / "project"
     create_demo_project(root, n_images=30, seed=2)
@@ -26,12 +26,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     maps are computed on demand) and one pseudo mask: a disc of radius 15 around the first image's
     strongest peak, linked to that peak."""
     from wsseg.data.coco import encode_mask
-    from wsseg.demo import create_demo_project
-    from wsseg.engine import TrainConfig
+    from wsseg.demo.project import create_demo_project
+    from wsseg.methods.prm import PRMConfig
     from wsseg.models.classifier import ClassifierConfig
-    from wsseg.prm import PRMConfig
     from wsseg.stages.make_peaks import make_peaks
     from wsseg.stages.train_classifier import train_classifier
+    from wsseg.training.engine import TrainConfig
 
     root = tmp_path_factory.mktemp("trained") / "project"
     project = create_demo_project(root, n_images=12, seed=4)
@@ -59,7 +59,7 @@ def proposed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 demo images through the product's commands: a classifier (1 epoch, batch 4), a peaks run
     (every class, so each image has peaks) and a proposals run (one worker). About 10 s."""
     from wsseg.cli import main
-    from wsseg.demo import create_demo_project
+    from wsseg.demo.project import create_demo_project
 
     root = tmp_path_factory.mktemp("proposed") / "project"
     create_demo_project(root, n_images=6)
@@ -73,7 +73,7 @@ def proposed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def lesson(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Learn page's lesson project on 3 demo images: the shipped classifier, its peaks and a
     proposals run (``create_lesson_project``). About 5 s."""
-    from wsseg.lesson_data import create_lesson_project
+    from wsseg.views.lesson_data import create_lesson_project
 
     root = tmp_path_factory.mktemp("lesson") / "project"
     create_lesson_project(root, images=3)

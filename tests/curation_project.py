@@ -1,5 +1,5 @@
 """A hand-made curation project: one 20x30 image, four proposals, three pseudo masks with chosen lineages
-(shared by tests/test_curation.py and tests/app/test_curate_page.py)."""
+(shared by tests/curation/test_queue.py and tests/app/test_curate_page.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image
 
 from wsseg.data.coco import encode_mask
-from wsseg.proposals import Proposals
+from wsseg.methods.proposals import Proposals
 from wsseg.stages.make_proposals import proposals_folder, save_proposals
-from wsseg.store import Project
+from wsseg.store.project import Project
 
 H, W = 20, 30
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from tests._torchrun import torchrun
-from wsseg.engine import CHECKPOINT, load_checkpoint
+from wsseg.training.engine import CHECKPOINT, load_checkpoint
 
 
 def test_two_process_ddp_on_cpu_keeps_ranks_identical(tmp_path: Path) -> None:

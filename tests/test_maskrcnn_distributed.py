@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tests._maskrcnn_data import tiny_project
 from tests._torchrun import torchrun
-from wsseg.engine import CHECKPOINT, load_checkpoint
+from wsseg.training.engine import CHECKPOINT, load_checkpoint
 
 
 def test_two_process_maskrcnn_training_keeps_ranks_identical(tmp_path: Path) -> None:

@@ -14,14 +14,14 @@ from scipy import ndimage
 from wsseg.cli import main
 from wsseg.data.coco import decode_rle, read_coco
 from wsseg.errors import BadInputError
-from wsseg.overlap import best_overlaps
-from wsseg.peaks import Peak
-from wsseg.prm import PRMResult
-from wsseg.pseudo_masks import RetrievalConfig
+from wsseg.methods.overlap import best_overlaps
+from wsseg.methods.prm import PRMResult
+from wsseg.methods.pseudo_masks import RetrievalConfig
+from wsseg.models.peaks import Peak
 from wsseg.stages.make_peaks import save_result
 from wsseg.stages.make_proposals import load_proposals, make_proposals, proposals_folder
 from wsseg.stages.make_pseudo_masks import export_coco, make_pseudo_masks
-from wsseg.store import Project
+from wsseg.store.project import Project
 
 SIZE = 64
 CLASSES = ["disc", "square"]
@@ -170,7 +170,7 @@ def test_bad_input_is_reported(synthetic: Path, tmp_path: Path, capsys: pytest.C
 
 def test_cli_round_trip_on_a_trained_demo(tmp_path: Path) -> None:
     """demo -> train-classifier -> peaks -> proposals -> pseudo-masks --export, all through the CLI."""
-    from wsseg.demo import create_demo_project
+    from wsseg.demo.project import create_demo_project
 
     root = tmp_path / "demo"
     create_demo_project(root, n_images=6, seed=1)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from wsseg.cli import main
-from wsseg.demo import create_demo_project
+from wsseg.demo.project import create_demo_project
 from wsseg.errors import BadInputError
-from wsseg.importer import ground_truth
 from wsseg.stages.make_peaks import load_result, parse_shard
 from wsseg.stages.train_classifier import load_classifier
-from wsseg.store import Project
+from wsseg.store.importer import ground_truth
+from wsseg.store.project import Project
 
 
 def _train_args(root: Path) -> list[str]:
@@ -71,8 +71,8 @@ def test_peaks_in_two_shards_cover_every_image_once(trained: Path) -> None:
 
 
 def test_augment_option() -> None:
-    from wsseg.datasets import Augment
     from wsseg.stages.train_classifier import parse_augment
+    from wsseg.training.datasets import Augment
 
     assert parse_augment("flips,colour") == Augment(flips=True, hflip=False, colour=True)
     assert parse_augment("none") is None
@@ -107,9 +107,9 @@ def test_peaks_on_enlarged_images(trained: Path, capsys: pytest.CaptureFixture[s
     import torch
 
     from wsseg.data.images import read_image
-    from wsseg.datasets import to_tensor
-    from wsseg.evaluate_classifier import InferencePeaks, evaluate_classifier
-    from wsseg.peaks import find_peaks
+    from wsseg.models.normalise import to_tensor
+    from wsseg.models.peaks import find_peaks
+    from wsseg.stages.evaluate_classifier import InferencePeaks, evaluate_classifier
 
     project = Project(trained)
     assert main(["peaks", "--project", str(trained), "--scale", "2", "--shard", "0/4"]) == 0

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from wsseg.cli import main
-from wsseg.demo import create_demo_project
-from wsseg.evaluate_ple import evaluate_ple
+from wsseg.demo.project import create_demo_project
+from wsseg.stages.evaluate_ple import evaluate_ple
 from wsseg.stages.train_ple import load_ple
-from wsseg.store import Project
+from wsseg.store.project import Project
 
 
 def _args(root: Path, *extra: str) -> list[str]:

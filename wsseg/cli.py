@@ -28,18 +28,18 @@ def _stage(module: str) -> Callable[[argparse.Namespace], None]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from wsseg.demo import create_demo_project
+    from wsseg.demo.project import create_demo_project
 
     project = create_demo_project(args.project, n_images=args.images, seed=args.seed)
     print(f"demo project ready: {project.root.resolve()} ({project.count_images()} images)")
     if args.train:
-        from wsseg.demo import train_demo_classifier
-        from wsseg.engine import tqdm_callback
+        from wsseg.demo.project import train_demo_classifier
+        from wsseg.training.engine import tqdm_callback
 
         run_id = train_demo_classifier(project, args.epochs, tqdm_callback("demo classifier"))
         print(f"demo classifier trained and peaks computed (run {run_id}): see the CAMs and peaks page")
     elif not args.no_checkpoint:
-        from wsseg.demo import DEMO_CHECKPOINT, install_demo_checkpoint
+        from wsseg.demo.project import DEMO_CHECKPOINT, install_demo_checkpoint
         from wsseg.progress import image_bar
 
         with image_bar("demo peaks") as progress:
@@ -53,10 +53,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
     import tempfile
 
-    from wsseg.demo import make_demo_checkpoint
+    from wsseg.demo.project import make_demo_checkpoint
 
     if args.models:
-        from wsseg.demo_models import DemoModelsPlan, make_demo_models
+        from wsseg.demo.models import DemoModelsPlan, make_demo_models
 
         plan = DemoModelsPlan(images=args.images or DemoModelsPlan.images)
         with tempfile.TemporaryDirectory() as work:
@@ -70,8 +70,8 @@ def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
-    from wsseg.importer import import_source
-    from wsseg.store import Project
+    from wsseg.store.importer import import_source
+    from wsseg.store.project import Project
 
     project = Project.create(args.project)
     report = import_source(project, args.source, split=args.split, progress=True)
@@ -93,7 +93,7 @@ def _add_run_options(p: argparse.ArgumentParser, default_name: str) -> None:
         type=int,
         default=None,
         help="report progress, loss curve and status to this row of the project's jobs table "
-        "(set by the app's Train page, see wsseg.jobs)",
+        "(set by the app's Train page, see wsseg.jobs.launch)",
     )
 
 
@@ -370,7 +370,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--project", type=Path, default=None, help="with --curation: start from this project (never written)"
     )
-    p.set_defaults(func=_stage("wsseg.bench"))
+    p.set_defaults(func=_stage("wsseg.bench.command"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -452,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         if getattr(args, "job", None) is not None:
-            from wsseg.job_runner import run_as_job
+            from wsseg.jobs.runner import run_as_job
 
             run_as_job(args.project, args.job, lambda: func(args))
         else:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 @contextmanager
 def image_bar(desc: str) -> Iterator[Callable[[int, int], None]]:
     """A tqdm bar counting images, as a stage's ``progress(done, total)`` callback; closed on exit,
-    whether the stage finished or raised. (Training steps have ``wsseg.engine.tqdm_callback``.)"""
+    whether the stage finished or raised. (Training steps have ``wsseg.training.engine.tqdm_callback``.)"""
     from tqdm import tqdm
 
     bar = tqdm(desc=desc, unit="image")

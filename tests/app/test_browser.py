@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, first_tagged, serve
-from wsseg.cam_view import PeakSettings, class_peaks, image_maps, open_classifier
-from wsseg.evaluate_view import eval_runs, score_run, worst_images
-from wsseg.store import Project
+from wsseg.store.project import Project
+from wsseg.views.cam import PeakSettings, class_peaks, image_maps, open_classifier
+from wsseg.views.evaluate import eval_runs, score_run, worst_images
 
 TIMEOUT = 60_000
 
@@ -33,10 +33,10 @@ def project(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     shipped demo classifier, with a newer peaks run of it on every other image. The fixture's 1-epoch
     classifier sometimes gives no image a peak at the CAMs page's default settings (seen in a fresh
     clone); the demo classifier, trained with the bench's recipe, peaks on the shapes."""
-    from wsseg.demo import DEMO_CHECKPOINT
-    from wsseg.engine import CHECKPOINT
-    from wsseg.prm import PRMConfig
+    from wsseg.demo.project import DEMO_CHECKPOINT
+    from wsseg.methods.prm import PRMConfig
     from wsseg.stages.make_peaks import make_peaks
+    from wsseg.training.engine import CHECKPOINT
 
     copy = tmp_path_factory.mktemp("browser") / "project"
     shutil.copytree(trained, copy)
@@ -280,7 +280,7 @@ def lesson_server(lesson: Path) -> Iterator[str]:
 
 
 def test_learn_page_walks_the_first_three_steps(lesson_server: str, browser: object, tmp_path: Path) -> None:
-    from wsseg.lesson import STEPS
+    from wsseg.views.lesson import STEPS
 
     page = browser.new_page()
     page.goto(lesson_server)  # a fresh server's first page sets up the navigation (opened on a page

@@ -12,8 +12,8 @@ import pytest
 
 from tests.app.helpers import CHROMIUM, serve
 from tests.app.test_browser import TIMEOUT, _no_exception, _screenshot, _wait_idle, browser  # noqa: F401
-from wsseg.job_store import get_job, list_jobs
-from wsseg.store import Project
+from wsseg.jobs.table import get_job, list_jobs
+from wsseg.store.project import Project
 
 pytestmark = [
     pytest.mark.browser,

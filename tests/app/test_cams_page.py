@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from tests.app.helpers import captions, first_tagged, image_urls, open_page
-from wsseg.cam_view import PeakSettings, class_peaks, image_maps, open_classifier
-from wsseg.store import Project
+from wsseg.store.project import Project
+from wsseg.views.cam import PeakSettings, class_peaks, image_maps, open_classifier
 
 PAGE = "pages/cams.py"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from tests.curation_project import tiny_project
-from wsseg.store import Project
+from wsseg.store.project import Project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def test_canvas_strokes_become_mask_edits() -> None:
 
     from pages.canvas_adapter import canvas_to_stroke, rectangle_stroke
     from pages.curate_draw import overlay
-    from wsseg.curation import apply_stroke
+    from wsseg.curation.queue import apply_stroke
 
     rgba = np.zeros((60, 90, 4), np.uint8)  # a canvas 3x the 20x30 image
     rgba[0:30, 0:45, 3] = 255  # the top-left quarter drawn

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from tests.app.helpers import captions, open_page
-from wsseg.demo import create_demo_project
-from wsseg.store import Project
+from wsseg.demo.project import create_demo_project
+from wsseg.store.project import Project
 
 
 def test_the_first_page_of_thumbnails(demo: Path) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from tests.app.helpers import image_urls, open_page
-from wsseg.bench_pseudo import true_instances
-from wsseg.evaluate import Instances
-from wsseg.evaluate_view import eval_runs, score_run, worst_images
+from wsseg.bench.pseudo import true_instances
 from wsseg.stages.evaluate import store_predictions
-from wsseg.store import Project
+from wsseg.store.project import Project
+from wsseg.structures import Instances
+from wsseg.views.evaluate import eval_runs, score_run, worst_images
 
 PAGE = "pages/evaluate.py"
 

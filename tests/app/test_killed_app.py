@@ -5,7 +5,7 @@ Chromium: accept or reject, as fast as the page answers. A decision counts as ac
 page shows it (the queue's caption counts it). At a random moment during the clicks the server gets
 SIGKILL. Afterwards the database must pass SQLite's own checks and hold every acknowledged decision,
 once, and nothing that was not clicked. (``wsseg bench --reliability`` kills the same page, run
-without a browser, several times: ``wsseg.reliability_app``.)
+without a browser, several times: ``wsseg.bench.reliability_app``.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
 from tests.curation_project import tiny_project
-from wsseg.store import DB_NAME, Project
+from wsseg.store.project import DB_NAME, Project
 
 TIMEOUT = 30_000
 COUNTS = re.compile(r"(\d+) (accepted|rejected)")

@@ -7,8 +7,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.app.helpers import ROOT, image_urls
-from wsseg.demo_models import DEMO_MASKRCNN, DEMO_PLE
-from wsseg.lesson import STEPS
+from wsseg.demo.models import DEMO_MASKRCNN, DEMO_PLE
+from wsseg.views.lesson import STEPS
 
 
 @pytest.fixture()

@@ -4,9 +4,9 @@
 from pathlib import Path
 
 from tests.app.helpers import captions, image_urls, open_page
-from wsseg.pseudo_masks import RetrievalConfig
-from wsseg.retrieval_view import load_candidates, newest_runs, rank_proposals
-from wsseg.store import Project
+from wsseg.methods.pseudo_masks import RetrievalConfig
+from wsseg.store.project import Project
+from wsseg.views.retrieval import load_candidates, newest_runs, rank_proposals
 
 PAGE = "pages/proposals.py"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.app.helpers import image_urls, open_page
-from wsseg.job_store import create_job, get_job, list_jobs, set_status
-from wsseg.store import Project
+from wsseg.jobs.table import create_job, get_job, list_jobs, set_status
+from wsseg.store.project import Project
 
 PAGE = "pages/train.py"
 
@@ -17,9 +17,9 @@ PAGE = "pages/train.py"
 def project(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained project, copied, with a second classifier run ("other", 1 epoch) and a finished
     job whose loss curve is known."""
-    from wsseg.engine import TrainConfig
     from wsseg.models.classifier import ClassifierConfig
     from wsseg.stages.train_classifier import train_classifier
+    from wsseg.training.engine import TrainConfig
 
     root = tmp_path_factory.mktemp("train-page") / "project"
     shutil.copytree(trained, root)
@@ -98,7 +98,7 @@ def test_two_classifier_runs_side_by_side(project: Path) -> None:
 
 def _start_and_stop(at, store: Project):
     """Click Start on the page; stop the job it started at once and return that job."""
-    from wsseg import jobs
+    from wsseg.jobs import launch as jobs
 
     at.button(key="train_start").click().run()
     assert not at.exception and not at.error

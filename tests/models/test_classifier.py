@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from wsseg.errors import BadInputError
-from wsseg.models import ClassifierConfig, PeakClassifier, normalize
-from wsseg.models.classifier import IMAGENET_MEAN, IMAGENET_STD
-from wsseg.peaks import PeakConfig
+from wsseg.models import ClassifierConfig, PeakClassifier
+from wsseg.models.normalise import IMAGENET_MEAN, IMAGENET_STD, normalize
+from wsseg.models.peaks import PeakConfig
 
 
 def small_model(**kw) -> PeakClassifier:

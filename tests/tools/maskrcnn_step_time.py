@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from wsseg.data.shapes import ShapesConfig, generate
-from wsseg.instance_data import mask_boxes
-from wsseg.maskrcnn import MaskRCNNConfig, build_maskrcnn, to_model_input
+from wsseg.models.maskrcnn import MaskRCNNConfig, build_maskrcnn, to_model_input
+from wsseg.training.instance_data import mask_boxes
 
 
 def step_times(threads: int, steps: int, batch: int = 8) -> list[float]:

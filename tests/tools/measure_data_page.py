@@ -21,7 +21,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from wsseg.data.images import content_hash
-from wsseg.store import Project
+from wsseg.store.project import Project
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("disc", "square", "triangle", "star")

@@ -3,7 +3,7 @@
 Every backbone is an ``nn.Module`` with
 
 - ``body``: an ``nn.Sequential`` holding all its layers in order, so that other code (the peak
-  backpropagation of ``wsseg.prm``) can walk them without hooks;
+  backpropagation of ``wsseg.methods.prm``) can walk them without hooks;
 - ``out_channels``: channels of the feature map;
 - ``stride``: output stride (input pixels per feature-map cell along each axis).
 

@@ -7,38 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsseg.errors import BadInputError
 from wsseg.models.backbones import BACKBONES, build_backbone
-from wsseg.peaks import PeakConfig, global_average_pooling, peak_stimulation
-from wsseg.timing import best_time
-
-#: Per-channel RGB mean and standard deviation of ImageNet on [0, 1] images (torchvision's values).
-#: Used for every backbone, pretrained or not, so checkpoints and weights stay interchangeable.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalize(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 RGB images, BxHxWx3 (or one HxWx3), numpy or tensor -> float32 Bx3xHxW.
-
-    Each value becomes ``(v / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]``, roughly in [-2.1, 2.7].
-    """
-    t = torch.as_tensor(images)
-    if t.dtype != torch.uint8:
-        raise BadInputError("images", f"expected uint8 pixels, got dtype {t.dtype}")
-    if t.ndim == 3:
-        t = t[None]
-    if t.ndim != 4 or t.shape[-1] != 3:
-        raise BadInputError("images", f"expected BxHxWx3 or HxWx3 RGB, got shape {tuple(t.shape)}")
-    x = t.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
+from wsseg.models.peaks import PeakConfig, global_average_pooling, peak_stimulation
 
 
 @dataclass(frozen=True)
@@ -134,18 +109,3 @@ class PeakClassifier(nn.Module):
                 "targets", f"expected shape {tuple(logits.shape)}, got {tuple(targets.shape)}"
             )
         return {"classification": F.multilabel_soft_margin_loss(logits, targets.to(logits.dtype))}
-
-
-def measure_psl_speed(model: PeakClassifier, images: torch.Tensor, n_repeat: int = 5) -> float:
-    """Ratio (forward with the PSL) / (forward with global average pooling), eval mode, no grad."""
-    was_training = model.training
-    model.eval()
-    cfg = model.config.peaks
-    try:
-        with torch.no_grad():
-            model.class_response_maps(images)  # warm-up
-            plain = best_time(lambda: global_average_pooling(model.class_response_maps(images)), n_repeat)
-            psl = best_time(lambda: peak_stimulation(model.class_response_maps(images), cfg), n_repeat)
-    finally:
-        model.train(was_training)
-    return psl / plain

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from wsseg.engine import CHECKPOINT, TrainConfig, load_checkpoint
 from wsseg.errors import BadInputError
-from wsseg.store import Project
+from wsseg.store.project import Project
+from wsseg.training.engine import CHECKPOINT, TrainConfig, load_checkpoint
 
 
 def checkpoint_state(

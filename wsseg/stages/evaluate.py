@@ -2,7 +2,7 @@
 
 ``EVALUATORS`` maps a stage name (``--stage``) to its function; each returns a metrics dict and
 records an ``evaluate`` run. For ``maskrcnn``: mask mAP at IoU 0.25/0.5/0.75 (and per class), pointing
-accuracy and counting error (``wsseg.evaluate``). Its predictions go to the project store (table
+accuracy and counting error (``wsseg.methods.mask_map``). Its predictions go to the project store (table
 ``predictions``, one row per instance, tied to the run) and, with the metrics, to
 ``artifacts/evaluate/run-<id>/`` as ``predictions.json`` (a COCO result list, category ids as in
 ``ground_truth.json``) and ``metrics.json``.
@@ -19,11 +19,13 @@ from typing import Any
 
 from wsseg.data.coco import encode_mask
 from wsseg.errors import BadInputError
-from wsseg.evaluate import IOU_THRESHOLDS, Instances, evaluate_split, threshold_key
 from wsseg.fileio import write_json
-from wsseg.maskrcnn import predict
+from wsseg.methods.mask_map import IOU_THRESHOLDS, threshold_key
+from wsseg.models.maskrcnn import predict
 from wsseg.stages.train_maskrcnn import load_maskrcnn
-from wsseg.store import Project
+from wsseg.store.project import Project
+from wsseg.store.truth import evaluate_split
+from wsseg.structures import Instances
 
 STAGE = "evaluate"
 
@@ -86,9 +88,9 @@ def evaluate_semantic(
     score_threshold: float = 0.5,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """mIoU of a trained pixel-label estimator (``wsseg.evaluate_ple``); its label maps are written to
+    """mIoU of a trained pixel-label estimator (``wsseg.stages.evaluate_ple``); its label maps are written to
     ``artifacts/ple/run-<id>/``. ``score_threshold`` and ``progress`` are unused (same signature)."""
-    from wsseg.evaluate_ple import evaluate_ple
+    from wsseg.stages.evaluate_ple import evaluate_ple
 
     metrics = evaluate_ple(project, name, split)
     return {**metrics, "run": metrics.get("run_id")}

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from wsseg.data.images import read_image
-from wsseg.datasets import to_tensor
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json, write_npz
-from wsseg.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
+from wsseg.methods.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
+from wsseg.models.normalise import to_tensor
 from wsseg.stages.train_classifier import load_classifier
-from wsseg.store import ImageRecord, Project
+from wsseg.store.project import ImageRecord, Project
 
 STAGE = "peaks"
 

@@ -2,7 +2,7 @@
 
 For each image, writes ``artifacts/proposals/run-<id>/<image id>.json``: ``size`` [H, W], ``rles``
 (K compressed COCO RLE dicts, best objectness first), ``objectness``, ``source``, ``level``,
-``sources`` (see ``wsseg.proposals.Proposals``) and ``seconds`` (time to compute them). The run's
+``sources`` (see ``wsseg.methods.proposals.Proposals``) and ``seconds`` (time to compute them). The run's
 config is in the database and in ``config.json`` beside the files. Images are processed by a pool of
 worker processes; ``--shard i/n`` takes every n-th image starting at the i-th, and ``--run`` joins the
 shards of several calls (or machines with a copy of the project) into one run.
@@ -22,10 +22,10 @@ import numpy as np
 from wsseg.data.coco import decode_masks, encode_masks
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
-from wsseg.proposals import ProposalConfig, Proposals, selective_search
+from wsseg.methods.proposals import ProposalConfig, Proposals, selective_search
 from wsseg.stages.make_peaks import parse_shard
 from wsseg.stages.pool import map_in_order
-from wsseg.store import Project
+from wsseg.store.project import Project
 
 STAGE = "proposals"
 

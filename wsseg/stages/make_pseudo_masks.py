@@ -1,7 +1,7 @@
 """Stage: pseudo masks of every image of a project, one proposal per peak (step 5).
 
 Reads a peaks run (``wsseg peaks``: PRMs and CRMs per image) and a proposals run (``wsseg
-proposals``), chooses a proposal per peak with ``wsseg.pseudo_masks.retrieve`` and stores the
+proposals``), chooses a proposal per peak with ``wsseg.methods.pseudo_masks.retrieve`` and stores the
 pseudo masks in the project database (table ``pseudo_masks``: RLE, class, score, peak, strategy and a
 lineage: the peak, where its PRM is, the WISE point, the peaks merged into it by the NMS, the top
 ranked proposals with every term of their score, the config and the runs it came from). By default
@@ -27,11 +27,11 @@ import numpy as np
 from wsseg.data.coco import decode_rle, encode_mask, write_coco
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
-from wsseg.pseudo_masks import PeakInput, RetrievalConfig, retrieve
+from wsseg.methods.pseudo_masks import PeakInput, RetrievalConfig, retrieve
 from wsseg.stages.make_peaks import load_result, parse_shard
 from wsseg.stages.make_proposals import load_proposals, proposals_folder
 from wsseg.stages.pool import map_in_order
-from wsseg.store import Project, RunRecord
+from wsseg.store.project import Project, RunRecord
 
 STAGE = "pseudo_masks"
 

@@ -14,20 +14,20 @@ from typing import Any
 
 import torch
 
-from wsseg.datasets import Augment, TaggedImages
-from wsseg.engine import (
+from wsseg.errors import BadInputError
+from wsseg.jobs.runner import progress_callback
+from wsseg.models.classifier import ClassifierConfig, PeakClassifier
+from wsseg.models.peaks import PeakConfig
+from wsseg.stages.common import checkpoint_state, ended, train_config_from_args
+from wsseg.store.project import Project
+from wsseg.training.datasets import Augment, TaggedImages
+from wsseg.training.engine import (
     CHECKPOINT,
     Progress,
     TrainConfig,
     setup_distributed,
     train,
 )
-from wsseg.errors import BadInputError
-from wsseg.job_runner import progress_callback
-from wsseg.models.classifier import ClassifierConfig, PeakClassifier
-from wsseg.peaks import PeakConfig
-from wsseg.stages.common import checkpoint_state, ended, train_config_from_args
-from wsseg.store import Project
 
 STAGE = "classifier"
 

@@ -20,23 +20,23 @@ import torch
 from torchvision.models.detection import MaskRCNN
 
 from wsseg.data.coco import coco_dict
-from wsseg.datasets import Augment
-from wsseg.engine import (
+from wsseg.errors import BadInputError
+from wsseg.fileio import write_json
+from wsseg.jobs.runner import progress_callback
+from wsseg.models.maskrcnn import MaskRCNNConfig, build_maskrcnn
+from wsseg.stages.common import checkpoint_state, ended, init_backbone, train_config_from_args
+from wsseg.stages.train_classifier import parse_augment
+from wsseg.store.importer import GROUND_TRUTH
+from wsseg.store.project import Project
+from wsseg.training.datasets import Augment
+from wsseg.training.engine import (
     CHECKPOINT,
     Progress,
     TrainConfig,
     setup_distributed,
     train,
 )
-from wsseg.errors import BadInputError
-from wsseg.fileio import write_json
-from wsseg.importer import GROUND_TRUTH
-from wsseg.instance_data import InstanceImages, collate
-from wsseg.job_runner import progress_callback
-from wsseg.maskrcnn import MaskRCNNConfig, build_maskrcnn
-from wsseg.stages.common import checkpoint_state, ended, init_backbone, train_config_from_args
-from wsseg.stages.train_classifier import parse_augment
-from wsseg.store import Project
+from wsseg.training.instance_data import InstanceImages, collate
 
 STAGE = "maskrcnn"
 SOURCES = ("truth", "pseudo")

@@ -20,21 +20,22 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from wsseg.datasets import Augment, augment_image, check_tagged_arrays, load_images, multi_hot, to_tensor
-from wsseg.engine import (
+from wsseg.errors import BadInputError
+from wsseg.jobs.runner import progress_callback
+from wsseg.methods.ple import IGNORE, PLEConfig, full_losses, weak_losses
+from wsseg.models.normalise import to_tensor
+from wsseg.models.segmenter import Segmenter, SegmenterConfig
+from wsseg.stages.common import checkpoint_state, ended, init_backbone, train_config_from_args
+from wsseg.stages.train_classifier import parse_augment
+from wsseg.store.project import ImageRecord, Project
+from wsseg.training.datasets import Augment, augment_image, check_tagged_arrays, load_images, multi_hot
+from wsseg.training.engine import (
     CHECKPOINT,
     Progress,
     TrainConfig,
     setup_distributed,
     train,
 )
-from wsseg.errors import BadInputError
-from wsseg.job_runner import progress_callback
-from wsseg.models.segmenter import Segmenter, SegmenterConfig
-from wsseg.ple import IGNORE, PLEConfig, full_losses, weak_losses
-from wsseg.stages.common import checkpoint_state, ended, init_backbone, train_config_from_args
-from wsseg.stages.train_classifier import parse_augment
-from wsseg.store import ImageRecord, Project
 
 STAGE = "ple"
 BACKGROUND = "background"
@@ -93,7 +94,7 @@ def semantic_truth(
     """HxW uint8 label maps from the project's ground-truth instances (label of class c: c + 1 with
     background, c without; pixels no instance covers: 0 with background, ``IGNORE`` without). None for
     images the ground truth does not cover; all None when the project has no ground truth."""
-    from wsseg.importer import ground_truth
+    from wsseg.store.importer import ground_truth
 
     coco = ground_truth(project)
     if coco is None:
@@ -150,9 +151,9 @@ def with_self_training_labels(
 ) -> SegmentationImages:
     """``data`` with its pixel labels replaced by those the trained network ``checkpoints/<source>`` (the
     estimator, or an earlier self-training round) gives its images and tags
-    (``wsseg.evaluate_ple.self_training_labels``, dense CRF on)."""
-    from wsseg.crf import CRFConfig
-    from wsseg.evaluate_ple import self_training_labels
+    (``wsseg.stages.evaluate_ple.self_training_labels``, dense CRF on)."""
+    from wsseg.methods.crf import CRFConfig
+    from wsseg.stages.evaluate_ple import self_training_labels
 
     model, extra = load_ple(project, source)
     expected = label_names(data.classes, background)
@@ -299,8 +300,8 @@ def run_from_args(args: argparse.Namespace) -> None:
         return
     print(f"pixel-label estimator trained: {project.root / 'checkpoints' / args.name} ({metrics})")
     if args.predict:
-        from wsseg.crf import CRFConfig
-        from wsseg.evaluate_ple import evaluate_ple
+        from wsseg.methods.crf import CRFConfig
+        from wsseg.stages.evaluate_ple import evaluate_ple
 
         result = evaluate_ple(project, args.name, split=None, crf=CRFConfig() if args.crf else None)
         folder = project.root / "artifacts" / "ple" / f"run-{result['run_id']}"

@@ -1,0 +1,155 @@
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wsseg.data.coco import write_coco
+from wsseg.demo.project import create_demo_project
+from wsseg.errors import BadInputError
+from wsseg.store.importer import ground_truth, import_source
+from wsseg.store.project import Project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def png(value: int, size: int = 8) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_folder(root: Path) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "a.png").write_bytes(png(10))
+    (root / "images" / "b.png").write_bytes(png(20))
+    (root / "images" / "broken.png").write_bytes(png(30)[:40])
+    (root / "images" / "notes.png").write_bytes(b"this is text, not an image")
+    (root / "tags.csv").write_text(
+        "filename,tags\na.png,cat;dog\nb.png,\nbroken.png,cat\nnotes.png,dog\nmissing.png,cat\n"
+    )
+    return root
+
+
+def test_tagged_folder_good_files_in_bad_files_named(tmp_path: Path) -> None:
+    project = Project.create(tmp_path / "p")
+    report = import_source(project, make_folder(tmp_path / "src"))
+    assert sorted(report.imported) == ["a.png", "b.png"]
+    named = sorted(p.source for p in report.problems)
+    assert any("broken.png" in s for s in named) and any("notes.png" in s for s in named)
+    assert any("missing.png" in p.source or "missing.png" in p.message for p in report.problems)
+    assert len(report.problems) == 3
+    assert {r.filename: r.tags for r in project.images()} == {"a.png": ("cat", "dog"), "b.png": ()}
+    assert project.classes() == ["cat", "dog"]
+    assert project.check() == []
+
+
+def test_reimport_skips_duplicates_and_keeps_existing(tmp_path: Path) -> None:
+    project = Project.create(tmp_path / "p")
+    src = make_folder(tmp_path / "src")
+    import_source(project, src)
+    before = {r.filename: (project.image_path(r).read_bytes(), r.tags) for r in project.images()}
+    again = import_source(project, src)
+    assert again.imported == [] and sorted(again.skipped_duplicates) == ["a.png", "b.png"]
+    after = {r.filename: (project.image_path(r).read_bytes(), r.tags) for r in project.images()}
+    assert after == before
+
+
+def test_zip_import(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("data/images/x.png", png(1))
+        archive.writestr("data/images/y.png", png(2))
+        archive.writestr("data/tags.csv", "filename,tags\nx.png,cat\ny.png,dog\n")
+        archive.writestr("data/../../escape.png", png(3))
+    (tmp_path / "d.zip").write_bytes(buffer.getvalue())
+    project = Project.create(tmp_path / "p")
+    report = import_source(project, tmp_path / "d.zip")
+    assert sorted(report.imported) == ["x.png", "y.png"]
+    assert any("escape.png" in p.source or "escape.png" in p.message for p in report.problems)
+    assert not (tmp_path / "escape.png").exists()
+
+
+def test_coco_import_tags_and_ground_truth(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "images" / "one.png")
+    Image.fromarray(np.full((10, 12, 3), 9, np.uint8)).save(tmp_path / "images" / "two.png")
+    masks = np.zeros((2, 10, 12), dtype=bool)
+    masks[0, 1:4, 1:5] = True
+    masks[1, 5:9, 6:11] = True
+    images = [
+        {"id": 7, "file_name": "one.png", "width": 12, "height": 10},
+        {"id": 8, "file_name": "two.png", "width": 12, "height": 10},
+    ]
+    write_coco(
+        tmp_path / "gt.json", images, ["cat", "dog"], [(masks, np.array([1, 1])), (masks[:0], np.array([]))]
+    )
+    project = Project.create(tmp_path / "p")
+    report = import_source(project, tmp_path / "gt.json")
+    assert sorted(report.imported) == ["one.png", "two.png"]
+    tags = {r.filename: r.tags for r in project.images()}
+    assert tags == {"one.png": ("dog",), "two.png": ()}
+    gt = ground_truth(project)
+    assert gt is not None
+    one = next(r for r in project.images() if r.filename == "one.png")
+    stored = gt.instances[one.id]
+    assert [i.category for i in stored] == ["dog", "dog"]
+    assert np.array_equal(np.stack([i.mask for i in stored]), masks)
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="not found"):
+        import_source(Project.create(tmp_path / "p"), tmp_path / "nothing")
+
+
+def test_demo_project_with_ground_truth(tmp_path: Path) -> None:
+    project = create_demo_project(tmp_path / "demo", n_images=6, seed=1)
+    assert project.count_images() == 6
+    assert project.classes() == ["disc", "square", "triangle", "star"]
+    gt = ground_truth(project)
+    assert gt is not None
+    for record in project.images():
+        assert record.tags == tuple(sorted({i.category for i in gt.instances[record.id]}))
+    # Reopening keeps it as it is.
+    assert create_demo_project(tmp_path / "demo", n_images=99).count_images() == 6
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wsseg", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_import_reports_and_errors(tmp_path: Path) -> None:
+    done = _cli("import", str(make_folder(tmp_path / "src")), "--project", str(tmp_path / "p"))
+    assert done.returncode == 0, done.stderr
+    assert "imported 2 image(s)" in done.stdout
+    assert done.stdout.count("refused") == 3
+    bad = _cli("import", str(tmp_path / "nope"), "--project", str(tmp_path / "p"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope" in bad.stderr
+
+
+def test_cli_help_for_every_command() -> None:
+    from wsseg.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
+    for name in commands:
+        done = _cli(name, "--help")
+        assert done.returncode == 0 and "usage: wsseg " + name in done.stdout, name
+
+
+def test_demo_checkpoint_is_made_and_installed(tmp_path: Path) -> None:
+    from wsseg.demo.project import install_demo_checkpoint, make_demo_checkpoint
+    from wsseg.stages.train_classifier import load_classifier
+
+    out = tmp_path / "demo-classifier.pt"
+    make_demo_checkpoint(out, tmp_path / "work", images=40, epochs=1)
+    assert 0 < out.stat().st_size < 3_000_000  # weights and config only, no optimiser state
+    project = create_demo_project(tmp_path / "demo", n_images=4, seed=2)
+    run_id = install_demo_checkpoint(project, out)
+    assert run_id is not None and project.latest_run("peaks").id == run_id
+    model, classes, _ = load_classifier(project)
+    assert classes == project.classes() and model.config.small_dilations == (1,)
+    assert install_demo_checkpoint(project, out) is None  # never over a classifier already there

@@ -1,0 +1,96 @@
+"""The app's per-image maps: read from the peaks run when it holds the image, computed otherwise,
+and the PRM of a chosen peak the same either way."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wsseg.models.peaks import PeakConfig, find_peaks
+from wsseg.stages.make_peaks import prepare_image
+from wsseg.store.project import Project
+from wsseg.views.cam import PeakSettings, class_peaks, image_maps, open_classifier, peak_prm
+
+
+def test_maps_come_from_the_peaks_run_or_from_the_classifier(trained: Path) -> None:
+    project = Project(trained)
+    classifier = open_classifier(project)
+    first, second = project.images(limit=2)  # the peaks run (shard 0/2) holds the first only
+    stored = image_maps(project, first, classifier)
+    computed = image_maps(project, second, classifier)
+    assert stored.source.startswith("peaks run") and len(stored.stored_peaks) > 0
+    assert computed.source.startswith("computed") and len(computed.stored_peaks) == 0
+    _, tensor = prepare_image(project, second, None)
+    with torch.inference_mode():
+        crm = classifier.model.class_response_maps(tensor)[0].numpy()
+    np.testing.assert_allclose(computed.crm, crm, atol=1e-5)
+    # the stored CRM is the same network's (float16 on disk)
+    _, tensor = prepare_image(project, first, None)
+    with torch.inference_mode():
+        crm = classifier.model.class_response_maps(tensor)[0].numpy()
+    np.testing.assert_allclose(stored.crm, crm, atol=2e-2 * np.abs(crm).max())
+    assert stored.stride == computed.stride == 8
+
+
+def test_no_classifier_and_no_run_gives_no_maps(demo: Path) -> None:
+    project = Project(demo)
+    assert open_classifier(project) is None
+    assert image_maps(project, project.images(limit=1)[0], None) is None
+
+
+def test_class_peaks_are_find_peaks_of_that_class(trained: Path) -> None:
+    project = Project(trained)
+    maps = image_maps(project, project.images(limit=1)[0], open_classifier(project))
+    settings = PeakSettings(
+        window=5, peak_filter="mean", relative_threshold=0.2, peak_threshold=None, smooth=0.5
+    )
+    everything = find_peaks(
+        maps.crm,
+        PeakConfig(window=5, peak_filter="mean"),
+        relative_threshold=0.2,
+        smooth=0.5,
+        image_size=(160, 160),
+    )
+    for c in range(maps.crm.shape[0]):
+        assert class_peaks(maps, settings, c) == [p for p in everything if p.class_index == c]
+    looser = PeakSettings(
+        window=1, peak_filter="none", relative_threshold=0.0, peak_threshold=None, smooth=0.0
+    )
+    assert len(class_peaks(maps, looser, 0)) > len(class_peaks(maps, settings, 0))
+
+
+def test_a_stored_prm_equals_the_one_computed_again(trained: Path) -> None:
+    project = Project(trained)
+    classifier = open_classifier(project)
+    maps = image_maps(project, project.images(limit=1)[0], classifier)
+    # the run's own settings (no smoothing, no thresholds): its strongest peak is found again
+    settings = PeakSettings(relative_threshold=0.0, peak_threshold=None, smooth=0.0)
+    c = int(maps.stored_peaks[0, 0])
+    peak = class_peaks(maps, settings, c)[0]
+    assert (peak.y, peak.x) == (int(maps.stored_peaks[0, 1]), int(maps.stored_peaks[0, 2]))
+    stored, origin = peak_prm(maps, peak, settings, classifier, "excitation")
+    assert origin.startswith("stored")
+    fresh, origin = peak_prm(maps, peak, settings, classifier, "gradient")
+    assert origin == "computed by the classifier"
+    assert stored.shape == fresh.shape == (160, 160)
+    assert abs(float(stored.sum()) - 1) < 1e-2 and abs(float(fresh.sum()) - 1) < 1e-3
+    recomputed = _computed_excitation(maps, peak, settings, classifier)
+    np.testing.assert_allclose(stored, recomputed, atol=2e-3 * recomputed.max() + 1e-6)
+
+
+def _computed_excitation(maps, peak, settings, classifier) -> np.ndarray:
+    """The same peak's excitation PRM with the stored copy hidden, so the classifier computes it."""
+    from dataclasses import replace
+
+    hidden = replace(maps, stored_method=None)
+    prm, origin = peak_prm(hidden, peak, settings, classifier, "excitation")
+    assert origin == "computed by the classifier"
+    return prm
+
+
+def test_without_a_classifier_an_unstored_prm_says_why(trained: Path) -> None:
+    project = Project(trained)
+    maps = image_maps(project, project.images(limit=1)[0], open_classifier(project))
+    peak = class_peaks(maps, PeakSettings(relative_threshold=0.0, peak_threshold=None, smooth=0.0), 0)[-1]
+    prm, why = peak_prm(maps, peak, PeakSettings(), None, "gradient")
+    assert prm is None and "train the classifier" in why

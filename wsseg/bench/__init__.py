@@ -1,0 +1,1 @@
+"""``wsseg bench``: every benchmark, the reliability campaign, speed measurements and sweeps."""

@@ -1,0 +1,87 @@
+"""Reliability campaign, the app's part: ``kill -9`` of the Curate page while it saves decisions.
+
+A child process (``pages/curate_driver.py``) runs the real page (``app.py`` and ``pages/curate.py``)
+headless with Streamlit's AppTest, no browser: it accepts or rejects the mask the page shows, again and
+again, and prints an acknowledgement once the page, rerun after the click, counts the decision. The
+campaign kills it with SIGKILL at a random moment, several times on the same project, and counts
+acknowledged decisions missing afterwards and problems reported by ``Project.check``. (The served app,
+killed while a real browser clicks, is tested by ``tests/app/test_killed_app.py``.) The core never
+imports streamlit; only the child does.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from wsseg.store.project import Project
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "app.py"
+DRIVER = ROOT / "pages" / "curate_driver.py"  # the Streamlit side: the core never imports it
+
+
+def _curator(project: Project, seed: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), str(project.root), str(seed), str(APP)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def killed_app(work: Path, rounds: int = 3, seed: int = 0, n_images: int = 40) -> dict[str, Any] | None:
+    """Kill the Curate page's process with SIGKILL ``rounds`` times, each at a random moment 0.5 to 3 s
+    after its first acknowledged decision; every acknowledged decision must be stored, once, and the
+    store consistent. None when the app's files are not installed beside the package."""
+    from wsseg.bench.reliability import seed_project
+
+    if not APP.is_file() or not DRIVER.is_file():
+        return None
+    rng = random.Random(seed)
+    project = seed_project(work / "killed_app", n_images=n_images, masks_per_image=2, run=True)
+    acknowledged: list[tuple[int, str]] = []
+    problems = kills = 0
+    for r in range(rounds):
+        proc = _curator(project, seed * 1000 + r)
+        assert proc.stdout is not None
+        deadline = None
+        while deadline is None or time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:  # the page stopped (an error, or nothing left to review)
+                break
+            if line.startswith("ack"):
+                _, mask_id, status = line.split()
+                acknowledged.append((int(mask_id), status))
+                deadline = deadline or time.monotonic() + rng.uniform(0.5, 3.0)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        problems += len(project.check())
+    masks = {m["id"]: m for m in project.pseudo_masks()}
+    decisions: dict[int, list[str]] = {}
+    for edit in project.edit_history():
+        decisions.setdefault(edit["mask_id"], []).append(edit["after"]["status"])
+    lost = sum(
+        1
+        for mask_id, status in acknowledged
+        if masks.get(mask_id, {}).get("status") != status or decisions.get(mask_id) != [status]
+    )
+    return {
+        "faults_injected": kills,
+        "acknowledged_decisions": len(acknowledged),
+        "acknowledged_edits_lost": lost,
+        "store_problems": problems,
+    }

@@ -1,0 +1,131 @@
+"""Speed measurements for the benchmark: each a ratio or time measured in one run, on this machine."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from skimage.segmentation import felzenszwalb
+
+from wsseg.bench.timing import best_time, best_times
+from wsseg.methods import prm, proposals
+from wsseg.methods.prm import PRMConfig, peak_response_maps, peak_response_maps_naive
+from wsseg.methods.proposals import ProposalConfig, selective_search
+from wsseg.models.classifier import PeakClassifier
+from wsseg.models.peaks import PeakConfig, find_peaks, global_average_pooling, peak_stimulation
+from wsseg.views.overlay import OverlayStyle, crm_to_pixels, jpeg_bytes, normalize, overlay_view
+
+
+def measure_prm_speed(
+    model: PeakClassifier, image: torch.Tensor, n_repeat: int = 3, cfg: PRMConfig | None = None
+) -> dict[str, float]:
+    """Time ratios for one image, each time the best of ``n_repeat`` runs after a warm-up.
+
+    The unit is one forward and backward of a training step on this image (eval mode: the
+    classifier's forward with its PSL, the multilabel loss, gradients of every parameter).
+    Returns ``num_peaks`` (K), ``batched`` (``peak_response_maps`` for all K peaks / unit) and
+    ``naive`` (``peak_response_maps_naive``, one backward per peak / unit).
+    """
+    image = prm.check_image(image)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def unit() -> None:
+        with prm.EvalMode(model), torch.enable_grad():
+            out = model(image)
+            loss = model.loss(out, torch.ones_like(out["logits"]))["classification"]
+            torch.autograd.grad(loss, params)
+
+    times = best_times(
+        {
+            "unit": unit,
+            "batched": lambda: peak_response_maps(model, image, cfg),
+            "naive": lambda: peak_response_maps_naive(model, image, cfg),
+        },
+        n_repeat,
+    )
+    num_peaks = len(peak_response_maps(model, image, cfg).peaks)
+    return {
+        "num_peaks": float(num_peaks),
+        "batched": times["batched"] / times["unit"],
+        "naive": times["naive"] / times["unit"],
+    }
+
+
+def measure_psl_speed(model: PeakClassifier, images: torch.Tensor, n_repeat: int = 5) -> float:
+    """Ratio (forward with the PSL) / (forward with global average pooling), eval mode, no grad."""
+    was_training = model.training
+    model.eval()
+    cfg = model.config.peaks
+    try:
+        with torch.no_grad():
+            model.class_response_maps(images)  # warm-up
+            plain = best_time(lambda: global_average_pooling(model.class_response_maps(images)), n_repeat)
+            psl = best_time(lambda: peak_stimulation(model.class_response_maps(images), cfg), n_repeat)
+    finally:
+        model.train(was_training)
+    return psl / plain
+
+
+def measure_proposal_speed(image: np.ndarray, config: ProposalConfig | None = None, repeats: int = 3) -> dict:
+    """Seconds of :func:`selective_search` and of one felzenszwalb call (first scale, RGB), best of repeats.
+
+    Returns {"selective_search_s", "felzenszwalb_s", "ratio", "proposals"}.
+    """
+    config = config or ProposalConfig()
+    image = proposals.check_image(image)
+
+    def best(fn) -> float:
+        return best_time(fn, repeats, warmup=False)
+
+    fz = best(
+        lambda: felzenszwalb(image, scale=config.scales[0], sigma=config.sigma, min_size=config.min_size)
+    )
+    ss = best(lambda: selective_search(image, config))
+    return {
+        "selective_search_s": ss,
+        "felzenszwalb_s": fz,
+        "ratio": ss / fz,
+        "proposals": len(selective_search(image, config)),
+    }
+
+
+def measure_overlay_ms(size: int = 256, num_classes: int = 4, stride: int = 8, repeat: int = 20) -> float:
+    """Milliseconds (median of ``repeat``) of the CAMs page's pictures when an overlay control moves.
+
+    On a synthetic size x size image with ``num_classes`` CRMs of stride ``stride`` (seeded values):
+    find the peaks on the cached CRMs (the page's default settings), map every class's CRM to
+    pixels, and draw and JPEG-encode what the viewer sends: the class's overlay with numbered peaks,
+    the chosen peak's PRM overlay (its map cached) and the small overlay of every class. The model
+    is not run: the page caches its maps (or reads them from the peaks artifacts). Streamlit's own
+    work around the pictures is not included; the page shows its full server time in a caption.
+    """
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    cells = -(-size // stride)
+    yy, xx = np.mgrid[0:cells, 0:cells].astype(np.float32)
+    crm = np.stack(
+        [
+            sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0) for cy, cx in rng.uniform(0, cells, (3, 2)))
+            for _ in range(num_classes)
+        ]
+    ).astype(np.float32)
+    style = OverlayStyle()
+    prm = np.exp(
+        -((np.arange(size)[:, None] - size / 2) ** 2 + (np.arange(size)[None] - size / 2) ** 2) / 50.0
+    )
+    timings = []
+    with torch.inference_mode():
+        for _ in range(repeat + 1):
+            start = time.perf_counter()
+            peaks = find_peaks(
+                crm, PeakConfig(), relative_threshold=0.5, peak_threshold=0.0, smooth=1.0, stride=stride
+            )
+            mine = [(p.y, p.x) for p in peaks if p.class_index == 0]
+            heats = [normalize(crm_to_pixels(c, stride, (size, size)), float(crm.max())) for c in crm]
+            jpeg_bytes(overlay_view(image, heats[0], style, mine, selected=0))
+            jpeg_bytes(overlay_view(image, normalize(prm), style, mine[:1], selected=0))
+            for heat in heats:
+                jpeg_bytes(overlay_view(image, heat, style, target=200))
+            timings.append(time.perf_counter() - start)
+    return float(np.median(timings[1:]) * 1000.0)

@@ -1,0 +1,1 @@
+"""Curation of pseudo masks: the review queue, the annotator's actions, and export."""

@@ -1,0 +1,1 @@
+"""The demo project and the demo models shipped in ``assets/``."""

@@ -1,0 +1,1 @@
+"""The methods: peak response maps, proposals, pseudo masks, the pixel-label estimator, CRF, metrics."""

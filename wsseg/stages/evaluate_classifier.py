@@ -1,0 +1,154 @@
+"""Evaluate the tag classifier against a project's ground truth: classification mAP and peak quality.
+
+Peaks are the inference peaks of ``wsseg.models.peaks.find_peaks`` (``INFERENCE_PEAKS``: the classes the image
+is tagged with, peaks with a positive response of at least 0.3 of their class map's maximum), scored as
+in PRM's evaluation: a peak of a present class is correct when it falls inside a true instance of that
+class. The same is reported for each peak's WISE point, the argmax of its peak response map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from wsseg.errors import BadInputError
+from wsseg.methods.metrics import PointStats, mean_average_precision, point_stats
+from wsseg.models.classifier import PeakClassifier
+from wsseg.models.peaks import find_peaks
+from wsseg.store.importer import ground_truth
+from wsseg.store.project import Project
+
+
+@dataclass(frozen=True)
+class InferencePeaks:
+    """Which local maxima of a CRM count as instances at inference (``wsseg.models.peaks.find_peaks``).
+
+    peak_threshold: minimum raw response (0: the map says "more likely this class than not" there).
+    relative_threshold: minimum fraction of the class map's maximum in that image. With the 57 px
+        backbone trained 69 epochs on shapes (docs/benchmark.md): 0.3 gave precision 0.85 and recall
+        0.84, 0.5 gave 0.90 and 0.80; 0.3 keeps the fainter second instance of a class.
+    smooth: Gaussian blur (std in CRM cells) before the search, against single-cell ripples. Without
+        it the same model gave 4.2 peaks per image for 2.9 true instances (precision 0.82), with 1
+        cell 3.1 (0.85).
+
+    scale: each image is enlarged this many times before the classifier (``make_peaks``'s
+        ``scale``). On nuclei tiles (128 px, nuclei of 8 to 20 px, packed) the stride-8 map has one
+        cell per 8 px and touching nuclei share a peak: at 2 the same classifier found twice the
+        nuclei (recall 0.26 -> 0.51) at the same precision (0.73 -> 0.70; docs/benchmark.md).
+    """
+
+    peak_threshold: float | None = 0.0
+    relative_threshold: float | None = 0.3
+    smooth: float | None = 1.0
+    scale: float = 1.0
+
+
+INFERENCE_PEAKS = InferencePeaks()
+
+
+def evaluate_classifier(
+    project: Project,
+    model: PeakClassifier,
+    classes: list[str],
+    split: str | None = "val",
+    size: int | None = None,
+    inference: InferencePeaks = INFERENCE_PEAKS,
+    batch_size: int = 32,
+    prm_images: int = 100,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on the project's ``split``: ``cls_map`` (+ per class), and where the project
+    has instance ground truth ``peak_precision``, ``instance_recall``, ``count_mae``, ``peaks_per_image``,
+    and ``prm_point_precision`` / ``prm_point_recall`` for the PRM argmax of each peak (on the first
+    ``prm_images`` images: a PRM costs a backward pass per peak)."""
+    from wsseg.methods.prm import PRMConfig, peak_response_maps
+    from wsseg.stages.make_peaks import prepare_image, prepared_shape
+
+    records = project.images(split=split)
+    if not records:
+        raise BadInputError(str(project.root), f"has no images in split {split!r} to evaluate on")
+    gt = ground_truth(project)
+    model.eval()
+    scores, crms = [], []
+    kept: list[torch.Tensor] = []  # the first ``prm_images`` inputs, for their PRMs below
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        batch = torch.cat([prepare_image(project, r, size, inference.scale)[1] for r in chunk])
+        kept.extend(batch[: max(0, prm_images - start)])  # outside inference mode: PRMs backpropagate
+        with torch.inference_mode():
+            out = model(batch)
+        scores.append(out["logits"].float().numpy())
+        crms.extend(out["crm"].float().numpy())
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.zeros((len(records), len(classes)), dtype=np.float32)
+    for n, record in enumerate(records):
+        for tag in record.tags:
+            labels[n, index[tag]] = 1
+    cls_map, per_class = mean_average_precision(np.concatenate(scores), labels)
+    result: dict[str, Any] = {"cls_map": cls_map, "cls_ap": dict(zip(classes, per_class, strict=True))}
+    if gt is None or not any(gt.instances.values()):
+        return result
+    stats, point_stats_sum = PointStats(), PointStats()
+    prm_config = PRMConfig(
+        class_threshold=None,
+        peak_threshold=inference.peak_threshold,
+        relative_threshold=inference.relative_threshold,
+        smooth=inference.smooth,
+    )
+    for n, (record, crm) in enumerate(zip(records, crms, strict=True)):
+        instances = gt.instances.get(record.id, [])
+        masks = (
+            np.stack([i.mask for i in instances])
+            if instances
+            else np.zeros((0, record.height, record.width), bool)
+        )
+        inst_labels = np.array([index[i.category] for i in instances], dtype=np.int64)
+        shape = prepared_shape(record.height, record.width, size, inference.scale)
+        if masks.shape[1:] != shape:
+            masks = _resize_masks(masks, shape)
+        present = [index[t] for t in record.tags]
+        peaks = find_peaks(
+            crm,
+            model.config.peaks,
+            peak_threshold=inference.peak_threshold,
+            relative_threshold=inference.relative_threshold,
+            smooth=inference.smooth,
+            stride=model.stride,
+            image_size=masks.shape[1:],
+        )
+        stats = stats + point_stats([(p.class_index, p.y, p.x) for p in peaks], masks, inst_labels, present)
+        if n < prm_images:
+            wanted = {(p.class_index, p.map_y, p.map_x) for p in peaks if p.class_index in present}
+            prm = peak_response_maps(model, kept[n][None], prm_config)
+            points = [
+                (p.class_index, *np.unravel_index(int(m.argmax()), m.shape))
+                for p, m in zip(prm.peaks, prm.maps, strict=True)
+                if (p.class_index, p.map_y, p.map_x) in wanted
+            ]
+            point_stats_sum = point_stats_sum + point_stats(points, masks, inst_labels, present)
+    result.update(
+        peak_precision=stats.precision,
+        instance_recall=stats.recall,
+        count_mae=stats.count_mae,
+        peaks_per_image=stats.peaks / len(records),
+        prm_point_precision=point_stats_sum.precision,
+        prm_point_recall=point_stats_sum.recall,
+    )
+    return result
+
+
+def _resize_masks(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return (
+        np.stack(
+            [
+                cv2.resize(m.astype(np.uint8), shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+                for m in masks
+            ]
+        )
+        if len(masks)
+        else np.zeros((0, *shape), bool)
+    )

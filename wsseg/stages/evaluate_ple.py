@@ -1,0 +1,164 @@
+"""Per-pixel predictions of the pixel-label estimator, their mIoU, and writing them to a project.
+
+``predict`` runs the network alone (tags are not needed at inference), optionally refined by the dense
+CRF. ``evaluate_ple`` scores a project's split against the labels painted from its ground-truth
+instances and writes every prediction as ``artifacts/ple/run-<id>/<image id>.png`` (HxW uint8 label
+map, values index the run's ``labels``) with a ``ple_predict`` run row holding the metrics.
+``self_training_labels`` turns a trained estimator's tag-masked, CRF-refined predictions on its own
+training images into pixel labels for a second round of training (``train-ple --labels-from``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from wsseg.data.images import read_image
+from wsseg.errors import BadInputError
+from wsseg.fileio import write_png
+from wsseg.methods.crf import CRFConfig, dense_crf
+from wsseg.methods.ple import IGNORE, confusion, miou, present_labels, renormalised_over
+from wsseg.models.normalise import to_tensor
+from wsseg.models.segmenter import Segmenter
+from wsseg.store.project import Project
+
+PREDICT_STAGE = "ple_predict"
+
+
+@torch.inference_mode()
+def predict(
+    model: Segmenter, image: np.ndarray, crf: CRFConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One HxWx3 uint8 image -> (HxW uint8 label map, float32 KxHxW p(z|x) after the CRF when given)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise BadInputError("image", f"expected HxWx3 uint8, got {image.shape} {image.dtype}")
+    model.eval()
+    device = next(model.parameters()).device
+    probs = torch.softmax(model(to_tensor(image)[None].to(device)), dim=1)
+    if crf is not None:
+        raw = torch.from_numpy(np.array(image)).to(device)[None]
+        probs = dense_crf(probs, raw, crf)
+    probs = probs[0].float().cpu().numpy()
+    return probs.argmax(0).astype(np.uint8), probs
+
+
+@torch.inference_mode()
+def self_training_labels(
+    model: Segmenter,
+    images: np.ndarray,
+    tags: np.ndarray,
+    background: bool,
+    crf: CRFConfig | None = None,
+    confidence: float = 0.0,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Pixel labels for a second round of training, from a trained estimator on its own tagged images.
+
+    images: NxHxWx3 uint8; tags: NxC {0, 1}. Per image: p(z|x), absent labels zeroed and renormalised
+    (the estimator's step 1, docs/methods.md), refined by the dense CRF when ``crf``, argmax. Pixels whose
+    (refined) probability of that label is below ``confidence`` get ``IGNORE``. Returns NxHxW uint8.
+    Only tags and the images are used: these labels are as weak as the estimator's.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.empty(images.shape[:3], np.uint8)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        probs = torch.softmax(model(torch.stack([to_tensor(im) for im in batch]).to(device)), dim=1)
+        present = present_labels(torch.as_tensor(tags[start : start + batch_size]), background)
+        probs = renormalised_over(probs, present)
+        if crf is not None:
+            probs = dense_crf(probs, torch.from_numpy(np.ascontiguousarray(batch)).to(device), crf)
+        best, labels = probs.max(1)
+        labels[best < confidence] = IGNORE
+        out[start : start + len(batch)] = labels.cpu().numpy().astype(np.uint8)
+    return out
+
+
+def score(
+    model: Segmenter,
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    num_labels: int,
+    crfs: dict[str, CRFConfig | None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """mIoU of ``model`` over (HxWx3 uint8 image, HxW uint8 truth) pairs, once per CRF setting.
+
+    ``crfs`` maps a name to a CRF config (None: the network alone); default ``{"plain": None}``. Returns
+    ``{name: {"miou": float, "iou": [K floats, NaN for labels never seen], "pixels": int}}``.
+    """
+    crfs = crfs if crfs is not None else {"plain": None}
+    counts = {name: np.zeros((num_labels, num_labels), np.int64) for name in crfs}
+    for image, truth in pairs:
+        for name, crf in crfs.items():
+            counts[name] += confusion(truth, predict(model, image, crf)[0], num_labels)
+    out = {}
+    for name, matrix in counts.items():
+        mean, iou = miou(matrix)
+        out[name] = {"miou": mean, "iou": [float(v) for v in iou], "pixels": int(matrix.sum())}
+    return out
+
+
+def evaluate_ple(
+    project: Project,
+    name: str = "ple",
+    split: str | None = "val",
+    crf: CRFConfig | None = None,
+    write: bool = True,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Score the trained network ``checkpoints/<name>`` on the project's ``split``.
+
+    Returns ``{"miou", "iou" (label -> IoU), "images", "labels", "run_id"}`` (mIoU keys only where the
+    project has ground truth). With ``write``, the label maps go to ``artifacts/ple/run-<id>/<image id>.png``
+    and a ``ple_predict`` run row records the config and the metrics.
+    """
+    from wsseg.stages.train_ple import load_ple, semantic_truth
+
+    model, extra = load_ple(project, name)
+    labels: list[str] = extra["labels"]
+    background = bool(extra["ple"]["background"])
+    records = project.images(split=split, limit=limit)
+    if not records:
+        raise BadInputError(str(project.root), f"has no images in split {split!r}")
+    truths = semantic_truth(project, records, background)
+    run_id, folder = None, None
+    if write:
+        config = {
+            "name": name,
+            "split": split,
+            "crf": dataclasses.asdict(crf) if crf else None,
+            "labels": labels,
+        }
+        run_id = project.start_run(PREDICT_STAGE, config)
+        folder = project.root / "artifacts" / "ple" / f"run-{run_id}"
+        with project.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET artifacts = ? WHERE id = ?", (str(folder.relative_to(project.root)), run_id)
+            )
+    counts = np.zeros((len(labels), len(labels)), np.int64)
+    scored = 0
+    try:
+        for record, truth in zip(records, truths, strict=True):
+            image = read_image(project.image_path(record), record.filename)
+            predicted, _ = predict(model, image, crf)
+            if folder is not None:
+                write_png(folder / f"{record.id}.png", predicted)
+            if truth is not None:
+                counts += confusion(truth, predicted, len(labels))
+                scored += 1
+    except BaseException:
+        if run_id is not None:
+            project.finish_run(run_id, "failed")
+        raise
+    metrics: dict[str, Any] = {"images": len(records), "scored_images": scored, "labels": labels}
+    if scored:
+        mean, iou = miou(counts)
+        metrics["miou"] = mean
+        metrics["iou"] = {label: float(v) for label, v in zip(labels, iou, strict=True)}
+    if run_id is not None:
+        project.finish_run(run_id, "done", metrics)
+    return {**metrics, "run_id": run_id}

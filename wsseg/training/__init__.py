@@ -1,0 +1,1 @@
+"""Training: the engine every trainable stage shares, and the datasets it consumes."""

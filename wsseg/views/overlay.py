@@ -1,0 +1,222 @@
+"""Pictures of maps: heat overlays composited in numpy, numbered peaks, and clicks mapped to peaks.
+
+Everything here is pure numpy/OpenCV/PIL and knows nothing of the app: the Streamlit pages call it,
+and so does the benchmark (``measure_overlay_ms``), so the time it reports is the pages' own work.
+
+Conventions. Images are HxWx3 uint8 RGB. Maps are float HxW. Points are (y, x) in pixels of the
+image they belong to. A class response map (CRM) of a backbone with output stride ``s`` has its cell
+``i`` centred on input pixel ``s * i`` (see ``wsseg.models.peaks``), which ``crm_to_pixels`` honours.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from wsseg.errors import BadInputError
+
+#: Colormap name -> OpenCV colormap id. The lookup tables come from OpenCV, read back as RGB.
+COLORMAPS: dict[str, int] = {
+    "jet": cv2.COLORMAP_JET,
+    "turbo": cv2.COLORMAP_TURBO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "hot": cv2.COLORMAP_HOT,
+}
+
+
+@functools.cache
+def colormap_lut(name: str) -> np.ndarray:
+    """The 256x3 uint8 RGB lookup table of colormap ``name`` (row v: the colour of value v / 255)."""
+    if name not in COLORMAPS:
+        raise BadInputError("colormap", f"expected one of {sorted(COLORMAPS)}, got {name!r}")
+    ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
+    lut = cv2.cvtColor(cv2.applyColorMap(ramp, COLORMAPS[name]), cv2.COLOR_BGR2RGB).reshape(256, 3)
+    lut.setflags(write=False)
+    return lut
+
+
+def crm_to_pixels(crm: np.ndarray, stride: int, size: tuple[int, int]) -> np.ndarray:
+    """One float hxw map at the image's resolution: float32 HxW (``size`` = (H, W)).
+
+    Bilinear, with cell ``i`` of the map placed on pixel ``stride * i`` (edges replicated), so a peak
+    found on the map is drawn on the pixel ``wsseg.models.peaks.find_peaks`` reports for it.
+    """
+    if crm.ndim != 2:
+        raise BadInputError("crm", f"expected one hxw map, got shape {crm.shape}")
+    height, width = size
+    scale = np.float32([[stride, 0, 0], [0, stride, 0]])
+    return cv2.warpAffine(
+        np.ascontiguousarray(crm, dtype=np.float32),
+        scale,
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def normalize(values: np.ndarray, top: float | None = None) -> np.ndarray:
+    """float32 in [0, 1]: ``values / top`` clipped (``top`` defaults to the maximum of ``values``).
+
+    Negative responses (the model's evidence against a class) become 0. An all-non-positive map, or a
+    ``top`` <= 0, gives zeros.
+    """
+    top = float(np.max(values)) if top is None else float(top)
+    if top <= 0:
+        return np.zeros(values.shape, np.float32)
+    return np.clip(values.astype(np.float32) / top, 0.0, 1.0)
+
+
+def colorize(heat: np.ndarray, colormap: str) -> np.ndarray:
+    """float HxW in [0, 1] -> HxWx3 uint8 RGB through the colormap's lookup table."""
+    index = np.clip(np.rint(np.asarray(heat, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return colormap_lut(colormap)[index]
+
+
+def blend(image: np.ndarray, heat: np.ndarray, opacity: float, colormap: str = "jet") -> np.ndarray:
+    """HxWx3 uint8: ``(1 - opacity * heat) * image + opacity * heat * colour(heat)``, rounded.
+
+    The colour's weight grows with the response, so where a map is 0 the image shows unchanged and
+    at the map's maximum it is ``opacity`` colour. ``heat``: float HxW in [0, 1]; ``opacity`` in [0, 1].
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise BadInputError("opacity", f"must be in [0, 1], got {opacity}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise BadInputError("image", f"expected HxWx3 uint8, got {image.dtype} {image.shape}")
+    if heat.shape != image.shape[:2]:
+        raise BadInputError("heat", f"expected shape {image.shape[:2]}, got {heat.shape}")
+    weight = (opacity * np.clip(heat, 0.0, 1.0)).astype(np.float32)[..., None]
+    out = (1.0 - weight) * image.astype(np.float32) + weight * colorize(heat, colormap).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
+    """HxWx3 uint8 shown ``scale`` times larger (nearest neighbour: each pixel a visible square)."""
+    if scale == 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+def mask_edge(mask: np.ndarray) -> np.ndarray:
+    """bool HxW: the pixels of the bool HxW ``mask``'s outline (its morphological gradient, 3x3)."""
+    kernel = np.ones((3, 3), np.uint8)
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, kernel).astype(bool)
+
+
+def outlines(image: np.ndarray, masks: np.ndarray, colours: list[tuple[int, int, int]]) -> np.ndarray:
+    """HxWx3 uint8 ``image`` with the outline of each bool HxW mask of ``masks`` (K of them) painted in
+    its colour of ``colours``, the first mask on top. Returns a new array."""
+    out = image.copy()
+    for mask, colour in reversed(list(zip(masks, colours, strict=True))):
+        out[mask_edge(mask)] = colour
+    return out
+
+
+def display_scale(size: tuple[int, int], target: int = 512) -> int:
+    """The integer enlargement that brings the longest side of an (H, W) image closest to ``target``
+    without exceeding it (at least 1)."""
+    return max(1, target // max(size))
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def draw_peaks(
+    image: np.ndarray,
+    points: Sequence[tuple[float, float]],
+    labels: Sequence[str] | None = None,
+    scale: float = 1.0,
+    radius: int = 9,
+    selected: int | None = None,
+) -> np.ndarray:
+    """A copy of HxWx3 uint8 ``image`` with a numbered disc on each (y, x) point.
+
+    Points are in pixels of the image before enlargement; ``scale`` maps them onto ``image``.
+    ``labels`` default to 1, 2, ... in order. The ``selected`` point (an index) gets a yellow disc,
+    the others white; numbers are black, with the disc's outline black too.
+    """
+    labels = [str(k + 1) for k in range(len(points))] if labels is None else list(labels)
+    if len(labels) != len(points):
+        raise BadInputError("labels", f"{len(labels)} labels for {len(points)} points")
+    canvas = Image.fromarray(np.ascontiguousarray(image))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(max(8, int(radius * 1.3)))
+    for k, ((y, x), label) in enumerate(zip(points, labels, strict=True)):
+        cy, cx = (y + 0.5) * scale - 0.5, (x + 0.5) * scale - 0.5
+        fill = (255, 220, 0) if k == selected else (255, 255, 255)
+        draw.ellipse(
+            (cx - radius, cy - radius, cx + radius, cy + radius), fill=fill, outline=(0, 0, 0), width=2
+        )
+        draw.text((cx, cy), label, fill=(0, 0, 0), font=font, anchor="mm")
+    return np.asarray(canvas)
+
+
+def nearest_peak(
+    click: tuple[float, float],
+    shown_size: tuple[float, float],
+    image_size: tuple[int, int],
+    points: Sequence[tuple[float, float]],
+    max_distance: float = 12.0,
+) -> int | None:
+    """Index of the point nearest to a click, or None when none is within ``max_distance``.
+
+    click: (x, y) in pixels of the picture as shown (the browser's offsetX/offsetY); shown_size:
+    (width, height) of that picture on screen; image_size: (H, W) of the image the (y, x) ``points``
+    belong to. ``max_distance`` is in image pixels. Ties go to the earlier point (the stronger peak).
+    """
+    if not points:
+        return None
+    width, height = shown_size
+    if width <= 0 or height <= 0:
+        raise BadInputError("shown_size", f"expected a positive width and height, got {shown_size}")
+    # The browser reports the pixel's top-left corner; a pixel's centre is 0.5 further.
+    y = (click[1] + 0.5) * image_size[0] / height - 0.5
+    x = (click[0] + 0.5) * image_size[1] / width - 0.5
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    distances = np.hypot(pts[:, 0] - y, pts[:, 1] - x)
+    best = int(np.argmin(distances))
+    return best if distances[best] <= max_distance else None
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How a map is drawn: ``opacity`` in [0, 1] and a ``colormap`` key of ``COLORMAPS``."""
+
+    opacity: float = 0.55
+    colormap: str = "jet"
+
+
+def overlay_view(
+    image: np.ndarray,
+    heat: np.ndarray,
+    style: OverlayStyle,
+    points: Sequence[tuple[float, float]] = (),
+    selected: int | None = None,
+    target: int = 512,
+) -> np.ndarray:
+    """The picture the viewer shows: ``heat`` (float HxW in [0, 1]) blended on ``image`` (HxWx3
+    uint8), enlarged to about ``target`` pixels, with the (y, x) ``points`` numbered 1, 2, ...
+
+    Returns HxWx3 uint8 of ``display_scale`` times the image's size.
+    """
+    scale = display_scale(image.shape[:2], target)
+    picture = enlarge(blend(image, heat, style.opacity, style.colormap), scale)
+    if points:
+        picture = draw_peaks(picture, points, scale=scale, radius=max(7, 3 * scale + 3), selected=selected)
+    return picture
+
+
+def jpeg_bytes(picture: np.ndarray, quality: int = 90) -> bytes:
+    """HxWx3 uint8 as JPEG bytes, what the pages send to the browser. A 480x480 picture encodes in
+    about 1 ms, against 40 to 60 ms as PNG, which alone would spend the viewer's time budget."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
