@@ -18,8 +18,8 @@ import streamlit as st
 from pages import canvas_adapter
 from pages.common import current_project, show_error
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
-from wsseg.curation.export import export_curated_coco, export_curated_voc
 from wsseg.curation import queue as curation
+from wsseg.curation.export import export_curated_coco, export_curated_voc
 from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
 from wsseg.errors import WssegError

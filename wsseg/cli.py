@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Callable, Sequence
@@ -452,8 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         if getattr(args, "job", None) is not None:
-            from wsseg.jobs.runner import run_as_job
+            from wsseg.jobs.runner import job_progress, run_as_job
 
+            args.make_progress = functools.partial(job_progress, args)
             run_as_job(args.project, args.job, lambda: func(args))
         else:
             func(args)

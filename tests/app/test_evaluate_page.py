@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from tests.app.helpers import image_urls, open_page
-from wsseg.bench.pseudo import true_instances
 from wsseg.stages.evaluate import store_predictions
+from wsseg.store.instances import true_instances
 from wsseg.store.project import Project
 from wsseg.structures import Instances
 from wsseg.views.evaluate import eval_runs, score_run, worst_images

@@ -25,7 +25,6 @@ from wsseg.bench.curation_run import (
     with_classifier_start,
 )
 from wsseg.bench.maskrcnn import MaskRCNNPlan, classifier_start
-from wsseg.bench.pseudo import true_instances
 from wsseg.cli import build_parser
 from wsseg.data.coco import read_coco
 from wsseg.data.images import read_image
@@ -34,6 +33,7 @@ from wsseg.models.classifier import ClassifierConfig
 from wsseg.models.maskrcnn import predict
 from wsseg.stages.train_classifier import train_classifier
 from wsseg.stages.train_maskrcnn import load_maskrcnn
+from wsseg.store.instances import true_instances
 from wsseg.store.project import DB_NAME, Project
 from wsseg.training.engine import TrainConfig
 

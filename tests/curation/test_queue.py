@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.curation_project import PROPOSALS, box, lineage, ranked, tiny_project
-from wsseg.curation.export import export_curated_coco, export_curated_voc
 from wsseg.curation import queue as curation
+from wsseg.curation.export import export_curated_coco, export_curated_voc
 from wsseg.data.coco import decode_rle, encode_mask, read_coco
 from wsseg.data.voc import read_voc_map
 from wsseg.errors import BadInputError

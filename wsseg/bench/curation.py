@@ -28,14 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from wsseg.bench.pseudo import true_instances
-from wsseg.curation.export import CURATED, is_curated
 from wsseg.curation import queue as curation
+from wsseg.curation.export import is_curated
 from wsseg.data.coco import decode_rle
 from wsseg.errors import BadInputError
 from wsseg.methods.mask_map import mask_map
 from wsseg.stages.make_pseudo_masks import export_coco
 from wsseg.store.importer import GROUND_TRUTH
+from wsseg.store.instances import curated_instances, true_instances
 from wsseg.store.project import DB_NAME, Project
 from wsseg.structures import Instances
 
@@ -102,30 +102,6 @@ def review(
             curation.reject(project, mask_id, row["version"], author=AUTHOR)
             counts["rejected"] += 1
     return counts
-
-
-def curated_instances(
-    project: Project, run_id: int, truth: Mapping[int, Instances], lift: bool = True
-) -> dict[int, Instances]:
-    """The run's masks that are not rejected, as Instances for the images of ``truth``; scores: the stored
-    confidence, plus (with ``lift``) (max - min + 1) over the run for accepted and edited masks, so they
-    rank first."""
-    classes = project.classes()
-    rows = [m for m in project.pseudo_masks(run_id=run_id) if m["status"] != "rejected"]
-    scores = [m["score"] or 0.0 for m in rows]
-    lift = (max(scores) - min(scores) + 1.0) if scores and lift else 0.0
-    out = {}
-    for image_id, inst in truth.items():
-        mine = [m for m in rows if m["image_id"] == image_id]
-        if not mine:
-            out[image_id] = Instances.empty(*inst.masks.shape[1:])
-            continue
-        out[image_id] = Instances(
-            np.stack([decode_rle(m["rle"]) for m in mine]),
-            np.array([classes.index(m["class_name"]) for m in mine], np.int64),
-            np.array([(m["score"] or 0.0) + (lift if m["status"] in CURATED else 0.0) for m in mine]),
-        )
-    return out
 
 
 def bench_curation(

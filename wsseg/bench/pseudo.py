@@ -26,7 +26,6 @@ import cv2
 import numpy as np
 
 from wsseg.bench.speed import measure_proposal_speed
-from wsseg.data.coco import decode_rle
 from wsseg.methods.mask_map import mask_map
 from wsseg.methods.overlap import best_overlaps
 from wsseg.methods.prm import PRMConfig
@@ -34,7 +33,7 @@ from wsseg.methods.pseudo_masks import PeakInput, RetrievalConfig, retrieve
 from wsseg.stages.evaluate_classifier import INFERENCE_PEAKS
 from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import load_proposals, proposals_folder
-from wsseg.store.importer import ground_truth
+from wsseg.store.instances import stored_instances, true_instances
 from wsseg.store.project import ImageRecord, Project
 from wsseg.structures import Instances
 
@@ -54,19 +53,6 @@ def variant_config(name: str) -> RetrievalConfig:
     return dataclasses.replace(RetrievalConfig(), **VARIANTS[name])
 
 
-def true_instances(project: Project, records: list[ImageRecord]) -> dict[int, Instances]:
-    """The ground-truth instances of ``records`` (image id -> Instances, scores 1)."""
-    gt = ground_truth(project)
-    classes = project.classes()
-    out = {}
-    for r in records:
-        found = gt.instances.get(r.id, []) if gt is not None else []
-        masks = np.stack([i.mask for i in found]) if found else np.zeros((0, r.height, r.width), bool)
-        labels = np.array([classes.index(i.category) for i in found], np.int64)
-        out[r.id] = Instances(masks, labels, np.ones(len(found)))
-    return out
-
-
 def proposal_quality(project: Project, run_id: int, truth: dict[int, Instances]) -> dict[str, float]:
     """ABO and recall at IoU 0.5 of a proposals run, pooled over the true instances of ``truth``'s images."""
     best = [
@@ -77,26 +63,6 @@ def proposal_quality(project: Project, run_id: int, truth: dict[int, Instances])
     ]
     pooled = np.concatenate(best) if best else np.zeros(0)
     return {"abo": float(pooled.mean()), "recall_50": float((pooled >= 0.5).mean()), "instances": len(pooled)}
-
-
-def stored_instances(project: Project, run_id: int, truth: dict[int, Instances]) -> dict[int, Instances]:
-    """A pseudo-masks run's masks as Instances (scores: the stored confidence) for the images of ``truth``."""
-    classes = project.classes()
-    grouped: dict[int, list[dict[str, Any]]] = {}
-    for m in project.pseudo_masks(run_id=run_id):
-        grouped.setdefault(m["image_id"], []).append(m)
-    out = {}
-    for image_id, inst in truth.items():
-        rows = grouped.get(image_id, [])
-        if not rows:
-            out[image_id] = Instances.empty(*inst.masks.shape[1:])
-            continue
-        out[image_id] = Instances(
-            np.stack([decode_rle(m["rle"]) for m in rows]),
-            np.array([classes.index(m["class_name"]) for m in rows], np.int64),
-            np.array([m["score"] for m in rows], np.float64),
-        )
-    return out
 
 
 def instance_centres(masks: np.ndarray) -> list[tuple[int, int]]:

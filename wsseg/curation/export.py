@@ -15,8 +15,7 @@ from wsseg.data.coco import decode_rle
 from wsseg.data.voc import masks_to_maps, write_voc
 from wsseg.stages.make_pseudo_masks import export_coco
 from wsseg.store.project import Project
-
-CURATED: tuple[str, ...] = ("accepted", "edited")
+from wsseg.store.results import CURATED
 
 
 def is_curated(mask: dict[str, Any], include_proposed: bool = False) -> bool:

@@ -93,7 +93,7 @@ def score_models(held_out: Project, maskrcnn: Path | None, ple: Path | None) -> 
     from wsseg.stages.evaluate_ple import score
     from wsseg.stages.train_maskrcnn import load_maskrcnn
     from wsseg.stages.train_ple import load_ple, semantic_truth
-    from wsseg.store.truth import evaluate_split
+    from wsseg.store.instances import evaluate_split
 
     out: dict[str, Any] = {"held_out_images": held_out.count_images()}
     if maskrcnn is not None:

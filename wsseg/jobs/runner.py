@@ -111,10 +111,6 @@ class JobReporter:
             report(self.project, self.job_id, progress.fraction, message, self.metrics, self.run_id)
 
 
-def progress_callback(args: Any, stage: str, desc: str) -> Callable[[Progress], None]:
-    """The training command's callback: the job's row under ``--job``, else a tqdm bar."""
-    if getattr(args, "job", None) is not None:
-        return JobReporter(Project(args.project), args.job, stage)
-    from wsseg.training.engine import tqdm_callback
-
-    return tqdm_callback(desc)
+def job_progress(args: Any, stage: str, desc: str) -> Callable[[Progress], None]:
+    """The training stages' progress callback for job ``args.job``: its row in the jobs table."""
+    return JobReporter(Project(args.project), args.job, stage)

@@ -7,7 +7,7 @@ detections per image, a class without any true instance left out of the mean.
 ``pointing_and_counting`` adds the two figures of the peak literature, computed from the instances a
 model keeps (score >= a threshold): pointing accuracy (Zhang et al.'s pointing game, with the most
 interior pixel of the best mask of each present class as the point) and the mean absolute counting
-error. ``wsseg.store.truth.evaluate_split`` runs a predictor over a project split and scores it.
+error. ``wsseg.store.instances.evaluate_split`` runs a predictor over a project split and scores it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ def normalize(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     Each value becomes ``(v / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]``, roughly in [-2.1, 2.7].
     """
-    t = torch.as_tensor(images)
+    t = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images, copy=True))
     if t.dtype != torch.uint8:
         raise BadInputError("images", f"expected uint8 pixels, got dtype {t.dtype}")
     if t.ndim == 3:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 
 from wsseg.errors import BadInputError
 from wsseg.store.project import Project
-from wsseg.training.engine import CHECKPOINT, TrainConfig, load_checkpoint
+from wsseg.training.engine import CHECKPOINT, Progress, TrainConfig, load_checkpoint, tqdm_callback
 
 
 def checkpoint_state(
@@ -32,6 +33,14 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers
     )
+
+
+def training_callback(args: argparse.Namespace, stage: str, desc: str) -> Callable[[Progress], None]:
+    """The training engine's progress callback for a stage: the one the caller built
+    (``args.make_progress(stage, desc)``, as the command line does for a background job), else a
+    terminal bar titled ``desc``."""
+    make = getattr(args, "make_progress", None)
+    return make(stage, desc) if make is not None else tqdm_callback(desc)
 
 
 def ended(error: BaseException) -> str:

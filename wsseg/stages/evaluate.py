@@ -23,8 +23,8 @@ from wsseg.fileio import write_json
 from wsseg.methods.mask_map import IOU_THRESHOLDS, threshold_key
 from wsseg.models.maskrcnn import predict
 from wsseg.stages.train_maskrcnn import load_maskrcnn
+from wsseg.store.instances import evaluate_split
 from wsseg.store.project import Project
-from wsseg.store.truth import evaluate_split
 from wsseg.structures import Instances
 
 STAGE = "evaluate"

@@ -15,10 +15,9 @@ from typing import Any
 import torch
 
 from wsseg.errors import BadInputError
-from wsseg.jobs.runner import progress_callback
 from wsseg.models.classifier import ClassifierConfig, PeakClassifier
 from wsseg.models.peaks import PeakConfig
-from wsseg.stages.common import checkpoint_state, ended, train_config_from_args
+from wsseg.stages.common import checkpoint_state, ended, train_config_from_args, training_callback
 from wsseg.store.project import Project
 from wsseg.training.datasets import Augment, TaggedImages
 from wsseg.training.engine import (
@@ -164,7 +163,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         size=args.size,
         resume=args.resume,
         augment=parse_augment(args.augment),
-        callback=progress_callback(args, STAGE, "train-classifier"),
+        callback=training_callback(args, STAGE, "train-classifier"),
     )
     if setup_distributed().is_main:
         print(f"classifier trained: {project.root / 'checkpoints' / args.name} ({metrics})")

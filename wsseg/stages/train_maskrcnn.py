@@ -22,9 +22,14 @@ from torchvision.models.detection import MaskRCNN
 from wsseg.data.coco import coco_dict
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
-from wsseg.jobs.runner import progress_callback
 from wsseg.models.maskrcnn import MaskRCNNConfig, build_maskrcnn
-from wsseg.stages.common import checkpoint_state, ended, init_backbone, train_config_from_args
+from wsseg.stages.common import (
+    checkpoint_state,
+    ended,
+    init_backbone,
+    train_config_from_args,
+    training_callback,
+)
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store.importer import GROUND_TRUTH
 from wsseg.store.project import Project
@@ -217,7 +222,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         name=args.name,
         augment=parse_augment(args.augment),
         resume=args.resume,
-        callback=progress_callback(args, STAGE, "train-maskrcnn"),
+        callback=training_callback(args, STAGE, "train-maskrcnn"),
         init=args.init,
     )
     if setup_distributed().is_main:

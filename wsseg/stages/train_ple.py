@@ -21,11 +21,16 @@ import torch
 from torch.utils.data import Dataset
 
 from wsseg.errors import BadInputError
-from wsseg.jobs.runner import progress_callback
 from wsseg.methods.ple import IGNORE, PLEConfig, full_losses, weak_losses
 from wsseg.models.normalise import to_tensor
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
-from wsseg.stages.common import checkpoint_state, ended, init_backbone, train_config_from_args
+from wsseg.stages.common import (
+    checkpoint_state,
+    ended,
+    init_backbone,
+    train_config_from_args,
+    training_callback,
+)
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store.project import ImageRecord, Project
 from wsseg.training.datasets import Augment, augment_image, check_tagged_arrays, load_images, multi_hot
@@ -291,7 +296,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         size=args.size,
         augment=parse_augment(args.augment),
         resume=args.resume,
-        callback=progress_callback(args, STAGE, "train-ple"),
+        callback=training_callback(args, STAGE, "train-ple"),
         init=args.init,
         labels_from=args.labels_from,
         confidence=args.confidence,

@@ -16,6 +16,9 @@ from typing import Any
 
 from wsseg.errors import BadInputError
 
+#: The statuses of a pseudo mask a person has approved: as proposed, or after painting it.
+CURATED: tuple[str, ...] = ("accepted", "edited")
+
 
 @dataclass(frozen=True)
 class PeakRecord:

@@ -26,9 +26,6 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from wsseg.bench.curation import curated_instances
-from wsseg.bench.pseudo import true_instances
-from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
 from wsseg.methods.mask_map import mask_map, pointing_and_counting
 from wsseg.methods.metrics import PointStats, point_stats
@@ -39,8 +36,8 @@ from wsseg.stages.evaluate_ple import PREDICT_STAGE as PLE_STAGE
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
 from wsseg.store.importer import GROUND_TRUTH
+from wsseg.store.instances import curated_instances, predicted_instances, true_instances, truth_instances
 from wsseg.store.project import ImageRecord, Project, RunRecord
-from wsseg.store.truth import truth_instances
 from wsseg.structures import Instances, label_map
 
 #: Codes of ``difference_codes``: a pixel right (true positive), predicted where it is not that class
@@ -144,23 +141,7 @@ def run_instances(project: Project, run: RunRecord, truth: Mapping[int, Instance
     if run.stage == PSEUDO_STAGE:
         found = curated_instances(project, run.id, truth, lift=False)
     else:
-        classes = project.classes()
-        rows: dict[int, list[dict]] = {}
-        for row in project.predictions(run.id):
-            if row["image_id"] in truth:
-                rows.setdefault(row["image_id"], []).append(row)
-        found = {}
-        for image_id, inst in truth.items():
-            mine = rows.get(image_id, [])
-            found[image_id] = (
-                Instances(
-                    np.stack([decode_rle(r["rle"]) for r in mine]),
-                    np.array([classes.index(r["class_name"]) for r in mine], np.int64),
-                    np.array([r["score"] for r in mine], np.float64),
-                )
-                if mine
-                else Instances.empty(*inst.masks.shape[1:])
-            )
+        found = predicted_instances(project, run.id, truth)
     return {k: _fit(found[k], truth[k].masks.shape[1:]) for k in truth}
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from wsseg.demo.models import DEMO_MASKRCNN, DEMO_METRICS, DEMO_PLE
 from wsseg.demo.project import create_demo_project, install_demo_checkpoint
+from wsseg.store.instances import truth_instances
 from wsseg.store.project import ImageRecord, Project
-from wsseg.store.truth import truth_instances
 from wsseg.structures import Instances
 
 LESSON_IMAGES = 12

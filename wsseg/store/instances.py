@@ -1,0 +1,130 @@
+"""A project's instances read from the store, the one place stored rows become ``Instances``: ground
+truth, pseudo-mask runs (as stored or as curated), evaluate runs' predictions; and any predictor
+scored against the truth of a split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from wsseg.data.coco import decode_rle
+from wsseg.data.images import read_image
+from wsseg.errors import BadInputError
+from wsseg.methods.mask_map import mask_map, pointing_and_counting
+from wsseg.store.importer import ground_truth
+from wsseg.store.project import ImageRecord, Project
+from wsseg.store.results import CURATED
+from wsseg.structures import Instances
+
+
+def rows_instances(
+    rows: Sequence[Mapping[str, Any]], classes: Sequence[str], shape: tuple[int, int], lift: float = 0.0
+) -> Instances:
+    """Stored mask rows of one image (pseudo masks or predictions: ``rle``, ``class_name``, ``score``)
+    as Instances of HxW ``shape``; each score is the stored one (0 when none), plus ``lift`` for rows
+    whose ``status`` is accepted or edited."""
+    if not rows:
+        return Instances.empty(*shape)
+    return Instances(
+        np.stack([decode_rle(r["rle"]) for r in rows]),
+        np.array([classes.index(r["class_name"]) for r in rows], np.int64),
+        np.array(
+            [(r["score"] or 0.0) + (lift if r.get("status") in CURATED else 0.0) for r in rows], np.float64
+        ),
+    )
+
+
+def true_instances(project: Project, records: Sequence[ImageRecord]) -> dict[int, Instances]:
+    """The ground-truth instances of ``records`` (image id -> Instances, scores 1); an image without
+    stored truth has none."""
+    gt = ground_truth(project)
+    classes = project.classes()
+    out = {}
+    for r in records:
+        found = gt.instances.get(r.id, []) if gt is not None else []
+        masks = np.stack([i.mask for i in found]) if found else np.zeros((0, r.height, r.width), bool)
+        labels = np.array([classes.index(i.category) for i in found], np.int64)
+        out[r.id] = Instances(masks, labels, np.ones(len(found)))
+    return out
+
+
+def truth_instances(project: Project, split: str | None = "val") -> tuple[dict[int, Instances], list[str]]:
+    """The ground-truth instances of a project split's images that have truth (keyed by image id), and
+    the class names. Raises BadInputError when the project has no ground truth or none for the split."""
+    gt = ground_truth(project)
+    if gt is None:
+        raise BadInputError(
+            str(project.root), "has no ground truth (ground_truth.json): nothing to evaluate against"
+        )
+    truth = true_instances(project, [r for r in project.images(split=split) if r.id in gt.instances])
+    if not truth:
+        raise BadInputError(str(project.root), f"has no ground truth for split {split!r}")
+    return truth, project.classes()
+
+
+def _by_image(rows: Iterable[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["image_id"], []).append(row)
+    return grouped
+
+
+def stored_instances(project: Project, run_id: int, truth: Mapping[int, Instances]) -> dict[int, Instances]:
+    """A pseudo-masks run's masks as Instances (scores: the stored confidence) for the images of ``truth``."""
+    classes, grouped = project.classes(), _by_image(project.pseudo_masks(run_id=run_id))
+    return {k: rows_instances(grouped.get(k, []), classes, t.masks.shape[1:]) for k, t in truth.items()}
+
+
+def curated_instances(
+    project: Project, run_id: int, truth: Mapping[int, Instances], lift: bool = True
+) -> dict[int, Instances]:
+    """The run's masks that are not rejected, as Instances for the images of ``truth``; scores: the stored
+    confidence, plus (with ``lift``) (max - min + 1) over the run for accepted and edited masks, so they
+    rank first."""
+    rows = [m for m in project.pseudo_masks(run_id=run_id) if m["status"] != "rejected"]
+    scores = [m["score"] or 0.0 for m in rows]
+    shift = (max(scores) - min(scores) + 1.0) if scores and lift else 0.0
+    classes, grouped = project.classes(), _by_image(rows)
+    return {
+        k: rows_instances(grouped.get(k, []), classes, t.masks.shape[1:], shift) for k, t in truth.items()
+    }
+
+
+def predicted_instances(
+    project: Project, run_id: int, truth: Mapping[int, Instances]
+) -> dict[int, Instances]:
+    """An evaluate run's stored predictions as Instances for the images of ``truth``."""
+    classes, grouped = project.classes(), _by_image(project.predictions(run_id))
+    return {k: rows_instances(grouped.get(k, []), classes, t.masks.shape[1:]) for k, t in truth.items()}
+
+
+def evaluate_split(
+    project: Project,
+    predict: Callable[[list[np.ndarray]], list[Instances]],
+    split: str | None = "val",
+    score_threshold: float = 0.5,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, Any], dict[int, Instances]]:
+    """Run ``predict`` (HxWx3 uint8 images -> their Instances) over the split's images with ground
+    truth; return (metrics, predictions by image id). Metrics: ``map25``/``map50``/``map75``, per class
+    (``per_class_map50`` ...: class name -> AP, None without truth), ``pointing_accuracy``, ``count_mae``
+    and ``images``. ``progress(done, total)`` is called after every batch."""
+    truth, classes = truth_instances(project, split)
+    ids = list(truth)
+    predictions: dict[int, Instances] = {}
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        images = []
+        for image_id in chunk:
+            record = project.image(image_id)
+            images.append(read_image(project.image_path(record), record.filename))
+        predictions.update(zip(chunk, predict(images), strict=True))
+        if progress is not None:
+            progress(len(predictions), len(ids))
+    metrics: dict[str, Any] = mask_map(truth, predictions, len(classes)).as_dict(classes)
+    metrics.update(pointing_and_counting(truth, predictions, score_threshold))
+    metrics["images"] = len(ids)
+    return metrics, predictions
