@@ -8,8 +8,7 @@ from PIL import Image
 
 from wsseg.cli import main
 from wsseg.demo.project import create_demo_project
-from wsseg.stages.evaluate_ple import evaluate_ple
-from wsseg.stages.train_ple import load_ple
+from wsseg.stages.evaluate_ple import evaluate_ple, load_ple
 from wsseg.store.project import Project
 
 

@@ -11,8 +11,7 @@ from wsseg.fileio import write_png
 from wsseg.methods.mask_map import mask_map
 from wsseg.stages.evaluate import store_predictions
 from wsseg.stages.evaluate_ple import PREDICT_STAGE
-from wsseg.stages.train_ple import semantic_truth
-from wsseg.store.instances import stored_instances, true_instances
+from wsseg.store.instances import semantic_truth, stored_instances, true_instances
 from wsseg.store.project import Project
 from wsseg.structures import Instances, label_map
 from wsseg.views.evaluate import (

@@ -26,15 +26,9 @@ import numpy as np
 from wsseg.methods.crf import CRFConfig
 from wsseg.methods.ple import IGNORE, PLEConfig
 from wsseg.models.segmenter import SegmenterConfig
-from wsseg.stages.evaluate_ple import score
-from wsseg.stages.train_ple import (
-    SegmentationImages,
-    label_names,
-    load_ple,
-    project_dataset,
-    semantic_truth,
-    train_ple,
-)
+from wsseg.stages.evaluate_ple import load_ple, score
+from wsseg.stages.train_ple import SegmentationImages, label_names, project_dataset, train_ple
+from wsseg.store.instances import semantic_truth
 from wsseg.store.project import Project
 from wsseg.training.datasets import Augment, multi_hot
 from wsseg.training.engine import CHECKPOINT, TrainConfig, tqdm_callback

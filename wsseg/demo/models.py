@@ -90,10 +90,9 @@ def score_models(held_out: Project, maskrcnn: Path | None, ple: Path | None) -> 
     """Mask mAP of the Mask R-CNN checkpoint folder ``maskrcnn`` and mIoU (background + classes) of
     the estimator folder ``ple`` on every image of ``held_out``, against its ground truth."""
     from wsseg.models.maskrcnn import predict
-    from wsseg.stages.evaluate_ple import score
+    from wsseg.stages.evaluate_ple import load_ple, score
     from wsseg.stages.train_maskrcnn import load_maskrcnn
-    from wsseg.stages.train_ple import load_ple, semantic_truth
-    from wsseg.store.instances import evaluate_split
+    from wsseg.store.instances import evaluate_split, semantic_truth
 
     out: dict[str, Any] = {"held_out_images": held_out.count_images()}
     if maskrcnn is not None:

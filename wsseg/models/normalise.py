@@ -35,7 +35,7 @@ def normalize(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """HxWx3 or BxHxWx3 uint8 -> 3xHxW or Bx3xHxW float32: ``normalize`` keeping an unbatched image unbatched."""
     x = normalize(images)
-    return x[0] if torch.as_tensor(images).ndim == 3 else x
+    return x[0] if images.ndim == 3 else x
 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,9 @@ from wsseg.fileio import write_png
 from wsseg.methods.crf import CRFConfig, dense_crf
 from wsseg.methods.ple import IGNORE, confusion, miou, present_labels, renormalised_over
 from wsseg.models.normalise import to_tensor
-from wsseg.models.segmenter import Segmenter
+from wsseg.models.segmenter import Segmenter, SegmenterConfig
+from wsseg.stages.common import checkpoint_state
+from wsseg.store.instances import semantic_truth
 from wsseg.store.project import Project
 
 PREDICT_STAGE = "ple_predict"
@@ -116,8 +119,6 @@ def evaluate_ple(
     project has ground truth). With ``write``, the label maps go to ``artifacts/ple/run-<id>/<image id>.png``
     and a ``ple_predict`` run row records the config and the metrics.
     """
-    from wsseg.stages.train_ple import load_ple, semantic_truth
-
     model, extra = load_ple(project, name)
     labels: list[str] = extra["labels"]
     background = bool(extra["ple"]["background"])
@@ -162,3 +163,14 @@ def evaluate_ple(
     if run_id is not None:
         project.finish_run(run_id, "done", metrics)
     return {**metrics, "run_id": run_id}
+
+
+def load_ple(
+    project_or_folder: Project | Path, name: str = "ple", device: str | torch.device = "cpu"
+) -> tuple[Segmenter, dict[str, Any]]:
+    """The trained network (eval mode) and its checkpoint's extra state (``labels``, ``classes``, ...)."""
+    _, state = checkpoint_state(project_or_folder, name, device)
+    extra = state["extra"]
+    model = Segmenter(SegmenterConfig(**extra["model"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), extra

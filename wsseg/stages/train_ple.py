@@ -13,26 +13,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from wsseg.errors import BadInputError
+from wsseg.methods.crf import CRFConfig
 from wsseg.methods.ple import IGNORE, PLEConfig, full_losses, weak_losses
 from wsseg.models.normalise import to_tensor
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.stages.common import (
-    checkpoint_state,
     ended,
     init_backbone,
     train_config_from_args,
     training_callback,
 )
+from wsseg.stages.evaluate_ple import evaluate_ple, load_ple, self_training_labels
 from wsseg.stages.train_classifier import parse_augment
-from wsseg.store.project import ImageRecord, Project
+from wsseg.store.instances import semantic_truth
+from wsseg.store.project import Project
 from wsseg.training.datasets import Augment, augment_image, check_tagged_arrays, load_images, multi_hot
 from wsseg.training.engine import (
     CHECKPOINT,
@@ -93,31 +95,6 @@ def label_names(classes: Sequence[str], background: bool) -> list[str]:
     return [BACKGROUND, *classes] if background else list(classes)
 
 
-def semantic_truth(
-    project: Project, records: Sequence[ImageRecord], background: bool
-) -> list[np.ndarray | None]:
-    """HxW uint8 label maps from the project's ground-truth instances (label of class c: c + 1 with
-    background, c without; pixels no instance covers: 0 with background, ``IGNORE`` without). None for
-    images the ground truth does not cover; all None when the project has no ground truth."""
-    from wsseg.store.importer import ground_truth
-
-    coco = ground_truth(project)
-    if coco is None:
-        return [None] * len(records)
-    classes = project.classes()
-    known = {img.id for img in coco.images}
-    out: list[np.ndarray | None] = []
-    for record in records:
-        if record.id not in known:
-            out.append(None)
-            continue
-        labels = np.full((record.height, record.width), 0 if background else IGNORE, np.uint8)
-        for inst in coco.instances.get(record.id, []):
-            labels[inst.mask] = classes.index(inst.category) + (1 if background else 0)
-        out.append(labels)
-    return out
-
-
 def project_dataset(
     project: Project,
     full: bool,
@@ -128,8 +105,6 @@ def project_dataset(
 ) -> SegmentationImages:
     """The project's training split (its first ``limit`` images; None: all) as a ``SegmentationImages``
     (with pixel labels when ``full``)."""
-    import cv2
-
     records = project.images(split="train", limit=limit)
     if not records:
         raise BadInputError(str(project.root), "has no images in split 'train'; import some first")
@@ -157,9 +132,6 @@ def with_self_training_labels(
     """``data`` with its pixel labels replaced by those the trained network ``checkpoints/<source>`` (the
     estimator, or an earlier self-training round) gives its images and tags
     (``wsseg.stages.evaluate_ple.self_training_labels``, dense CRF on)."""
-    from wsseg.methods.crf import CRFConfig
-    from wsseg.stages.evaluate_ple import self_training_labels
-
     model, extra = load_ple(project, source)
     expected = label_names(data.classes, background)
     if extra["labels"] != expected or extra.get("full"):
@@ -259,17 +231,6 @@ def train_ple(
     return metrics
 
 
-def load_ple(
-    project_or_folder: Project | Path, name: str = "ple", device: str | torch.device = "cpu"
-) -> tuple[Segmenter, dict[str, Any]]:
-    """The trained network (eval mode) and its checkpoint's extra state (``labels``, ``classes``, ...)."""
-    _, state = checkpoint_state(project_or_folder, name, device)
-    extra = state["extra"]
-    model = Segmenter(SegmenterConfig(**extra["model"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), extra
-
-
 def run_from_args(args: argparse.Namespace) -> None:
     project = Project(args.project)
     classes = project.classes()
@@ -305,9 +266,6 @@ def run_from_args(args: argparse.Namespace) -> None:
         return
     print(f"pixel-label estimator trained: {project.root / 'checkpoints' / args.name} ({metrics})")
     if args.predict:
-        from wsseg.methods.crf import CRFConfig
-        from wsseg.stages.evaluate_ple import evaluate_ple
-
         result = evaluate_ple(project, args.name, split=None, crf=CRFConfig() if args.crf else None)
         folder = project.root / "artifacts" / "ple" / f"run-{result['run_id']}"
         shown = (

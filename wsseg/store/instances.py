@@ -13,6 +13,7 @@ from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
 from wsseg.errors import BadInputError
 from wsseg.methods.mask_map import mask_map, pointing_and_counting
+from wsseg.methods.ple import IGNORE
 from wsseg.store.importer import ground_truth
 from wsseg.store.project import ImageRecord, Project
 from wsseg.store.results import CURATED
@@ -128,3 +129,26 @@ def evaluate_split(
     metrics.update(pointing_and_counting(truth, predictions, score_threshold))
     metrics["images"] = len(ids)
     return metrics, predictions
+
+
+def semantic_truth(
+    project: Project, records: Sequence[ImageRecord], background: bool
+) -> list[np.ndarray | None]:
+    """HxW uint8 label maps from the project's ground-truth instances (label of class c: c + 1 with
+    background, c without; pixels no instance covers: 0 with background, ``IGNORE`` without). None for
+    images the ground truth does not cover; all None when the project has no ground truth."""
+    coco = ground_truth(project)
+    if coco is None:
+        return [None] * len(records)
+    classes = project.classes()
+    known = {img.id for img in coco.images}
+    out: list[np.ndarray | None] = []
+    for record in records:
+        if record.id not in known:
+            out.append(None)
+            continue
+        labels = np.full((record.height, record.width), 0 if background else IGNORE, np.uint8)
+        for inst in coco.instances.get(record.id, []):
+            labels[inst.mask] = classes.index(inst.category) + (1 if background else 0)
+        out.append(labels)
+    return out

@@ -261,7 +261,8 @@ def ple_scores(project: Project, run: RunRecord) -> dict[str, object]:
     """mIoU of a pixel-label estimator run's label maps (``artifacts/ple/run-<id>/<image id>.png``) on
     the images with ground truth: ``miou``, ``iou`` (label name -> IoU, NaN for a label in neither),
     ``labels`` and ``images`` (0, with ``miou`` NaN, when no written map has ground truth)."""
-    from wsseg.stages.train_ple import BACKGROUND, semantic_truth
+    from wsseg.stages.train_ple import BACKGROUND
+    from wsseg.store.instances import semantic_truth
 
     labels: list[str] = list(run.config.get("labels") or [])
     folder = (

@@ -65,7 +65,7 @@ def open_demo_maskrcnn(path: Path = DEMO_MASKRCNN) -> tuple[Any, list[str]] | No
 def open_demo_ple(path: Path = DEMO_PLE) -> tuple[Any, list[str]] | None:
     """(segmenter in eval mode, its labels, background first) of the shipped demo checkpoint, None when
     it is absent."""
-    from wsseg.stages.train_ple import load_ple
+    from wsseg.stages.evaluate_ple import load_ple
 
     if not Path(path).is_file():
         return None

@@ -116,8 +116,7 @@ def _maskrcnn_view(project: Project, name: str, record: ImageRecord) -> ModelVie
 def _ple_view(project: Project, name: str, record: ImageRecord) -> ModelView:
     from wsseg.data.images import read_image
     from wsseg.data.voc import voc_palette
-    from wsseg.stages.evaluate_ple import predict
-    from wsseg.stages.train_ple import load_ple
+    from wsseg.stages.evaluate_ple import load_ple, predict
 
     model, extra = load_ple(project, name)
     image = read_image(project.image_path(record), record.filename)
