@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import wsseg
+from wsseg.curation.export import export_curated_coco
 from wsseg.errors import BadInputError
 from wsseg.jobs.table import ACTIVE, create_job, get_job, job_process_alive, list_jobs, set_status
+from wsseg.stages.make_pseudo_masks import STAGE
 from wsseg.store.project import Project
 from wsseg.training.engine import CHECKPOINT
 
@@ -267,14 +269,12 @@ def resume_job(project: Project, job_id: int) -> None:
 def retrain_on_curated(project: Project, options: dict[str, Any], run_id: int | None = None) -> int:
     """A Mask R-CNN job on the curated masks (accepted or edited) of a pseudo-masks run (default: the
     newest finished one), exported to ``artifacts/curated/run-<id>.json``; returns the job id."""
-    from wsseg.curation.export import export_curated_coco
-    from wsseg.stages.make_pseudo_masks import STAGE
-
     runs = [r for r in project.runs(STAGE) if r.status == "done" and (run_id is None or r.id == run_id)]
     if not runs:
         raise BadInputError("pseudo-masks run", "none finished; run the pseudo-mask stage and curate first")
-    relative = f"artifacts/curated/run-{runs[0].id}.json"
-    document = export_curated_coco(project, runs[0].id, project.path(relative))
+    coco = project.artifacts("curated", runs[0].id).with_suffix(".json")  # artifacts/curated/run-<id>.json
+    relative = coco.relative_to(project.root).as_posix()
+    document = export_curated_coco(project, runs[0].id, coco)
     if not document["annotations"]:
         raise BadInputError(
             f"pseudo-masks run {runs[0].id}", "has no curated (accepted or edited) masks; curate some first"

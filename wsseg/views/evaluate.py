@@ -35,8 +35,15 @@ from wsseg.stages.evaluate import STAGE as MODEL_STAGE
 from wsseg.stages.evaluate_ple import PREDICT_STAGE as PLE_STAGE
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
+from wsseg.stages.train_ple import BACKGROUND
 from wsseg.store.importer import GROUND_TRUTH
-from wsseg.store.instances import curated_instances, predicted_instances, true_instances, truth_instances
+from wsseg.store.instances import (
+    curated_instances,
+    predicted_instances,
+    semantic_truth,
+    true_instances,
+    truth_instances,
+)
 from wsseg.store.project import ImageRecord, Project, RunRecord
 from wsseg.structures import Instances, label_map
 
@@ -261,9 +268,6 @@ def ple_scores(project: Project, run: RunRecord) -> dict[str, object]:
     """mIoU of a pixel-label estimator run's label maps (``artifacts/ple/run-<id>/<image id>.png``) on
     the images with ground truth: ``miou``, ``iou`` (label name -> IoU, NaN for a label in neither),
     ``labels`` and ``images`` (0, with ``miou`` NaN, when no written map has ground truth)."""
-    from wsseg.stages.train_ple import BACKGROUND
-    from wsseg.store.instances import semantic_truth
-
     labels: list[str] = list(run.config.get("labels") or [])
     folder = (
         project.path(run.artifacts) if run.artifacts else project.root / "artifacts/ple" / f"run-{run.id}"

@@ -13,9 +13,15 @@ from typing import Any
 
 from wsseg.demo.models import DEMO_MASKRCNN, DEMO_METRICS, DEMO_PLE
 from wsseg.demo.project import create_demo_project, install_demo_checkpoint
+from wsseg.stages.evaluate_ple import load_ple
+from wsseg.stages.make_proposals import STAGE as PROPOSALS
+from wsseg.stages.make_proposals import make_proposals
+from wsseg.stages.train_maskrcnn import load_maskrcnn
 from wsseg.store.instances import truth_instances
 from wsseg.store.project import ImageRecord, Project
 from wsseg.structures import Instances
+from wsseg.views.cam import checkpoint_path
+from wsseg.views.retrieval import newest_runs
 
 LESSON_IMAGES = 12
 DEFAULT_IMAGE = 2
@@ -28,9 +34,6 @@ def create_lesson_project(
     """Create (or reopen) the lesson project: the demo images, the shipped classifier and its peaks
     (``install_demo_checkpoint``) and a proposals run; each part is made only when missing. About 15 s
     on one CPU core the first time (the proposals: about 1 s per image)."""
-    from wsseg.stages.make_proposals import STAGE as PROPOSALS
-    from wsseg.stages.make_proposals import make_proposals
-
     project = create_demo_project(root, n_images=images, seed=0)
     install_demo_checkpoint(project)
     if project.latest_run(PROPOSALS) is None:
@@ -40,9 +43,6 @@ def create_lesson_project(
 
 def is_ready(project: Project) -> bool:
     """Whether the lesson project has its classifier, peaks and proposals."""
-    from wsseg.views.cam import checkpoint_path
-    from wsseg.views.retrieval import newest_runs
-
     return checkpoint_path(project).is_file() and None not in newest_runs(project)
 
 
@@ -54,8 +54,6 @@ def image_truth(project: Project, record: ImageRecord) -> Instances:
 
 def open_demo_maskrcnn(path: Path = DEMO_MASKRCNN) -> tuple[Any, list[str]] | None:
     """(Mask R-CNN in eval mode, class names) of the shipped demo checkpoint, None when it is absent."""
-    from wsseg.stages.train_maskrcnn import load_maskrcnn
-
     if not Path(path).is_file():
         return None
     model, classes, _ = load_maskrcnn(Path(path))
@@ -65,8 +63,6 @@ def open_demo_maskrcnn(path: Path = DEMO_MASKRCNN) -> tuple[Any, list[str]] | No
 def open_demo_ple(path: Path = DEMO_PLE) -> tuple[Any, list[str]] | None:
     """(segmenter in eval mode, its labels, background first) of the shipped demo checkpoint, None when
     it is absent."""
-    from wsseg.stages.evaluate_ple import load_ple
-
     if not Path(path).is_file():
         return None
     model, extra = load_ple(Path(path))

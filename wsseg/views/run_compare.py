@@ -14,6 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from wsseg.data.images import read_image
+from wsseg.data.voc import voc_palette
+from wsseg.models import maskrcnn
+from wsseg.stages import evaluate_ple
+from wsseg.stages.make_peaks import prepare_image
+from wsseg.stages.train_classifier import load_classifier
+from wsseg.stages.train_maskrcnn import load_maskrcnn
 from wsseg.store.project import ImageRecord, Project, RunRecord
 from wsseg.training.engine import CHECKPOINT
 from wsseg.views.overlay import blend, crm_to_pixels, normalize
@@ -79,9 +86,6 @@ def run_checkpoint(project: Project, run: RunRecord) -> Path | None:
 
 
 def _classifier_view(project: Project, name: str, record: ImageRecord) -> ModelView:
-    from wsseg.stages.make_peaks import prepare_image
-    from wsseg.stages.train_classifier import load_classifier
-
     model, classes, extra = load_classifier(project, name)
     image, tensor = prepare_image(project, record, extra.get("size"))
     with torch.inference_mode():
@@ -94,14 +98,9 @@ def _classifier_view(project: Project, name: str, record: ImageRecord) -> ModelV
 
 
 def _maskrcnn_view(project: Project, name: str, record: ImageRecord) -> ModelView:
-    from wsseg.data.images import read_image
-    from wsseg.data.voc import voc_palette
-    from wsseg.models.maskrcnn import predict
-    from wsseg.stages.train_maskrcnn import load_maskrcnn
-
     model, classes, _ = load_maskrcnn(project, name)
     image = read_image(project.image_path(record), record.filename)
-    found = predict(model, [image])[0]
+    found = maskrcnn.predict(model, [image])[0]
     keep = np.flatnonzero(found.scores >= SCORE_THRESHOLD)
     picture = image.astype(np.float32)
     palette = voc_palette()[1:].astype(np.float32)
@@ -114,13 +113,9 @@ def _maskrcnn_view(project: Project, name: str, record: ImageRecord) -> ModelVie
 
 
 def _ple_view(project: Project, name: str, record: ImageRecord) -> ModelView:
-    from wsseg.data.images import read_image
-    from wsseg.data.voc import voc_palette
-    from wsseg.stages.evaluate_ple import load_ple, predict
-
-    model, extra = load_ple(project, name)
+    model, extra = evaluate_ple.load_ple(project, name)
     image = read_image(project.image_path(record), record.filename)
-    labels, _ = predict(model, image)
+    labels, _ = evaluate_ple.predict(model, image)
     colours = voc_palette()[labels].astype(np.float32)
     picture = (0.5 * image.astype(np.float32) + 0.5 * colours).astype(np.uint8)
     names = extra.get("labels", [])
