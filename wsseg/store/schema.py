@@ -1,4 +1,4 @@
-"""The project database's schema, as an append-only list of migrations (DESIGN section 3).
+"""The project database's schema, as an append-only list of migrations.
 
 ``PRAGMA user_version`` holds how many have been applied; ``wsseg.store.project.Project`` applies the rest
 when it opens a project.
