@@ -46,10 +46,8 @@ receptive field of those cells, so on a plain convolution stack (the ``small`` b
 adjoint runs inside its own window, followed layer by layer (``wsseg.methods.windowed_adjoint``). With the
 57 px ``small`` backbone on a 160 px image that is 57 x 57 input pixels instead of 160 x 160. Other
 networks (residual blocks, squeeze-excitation: receptive fields as large as the image) take the
-full-size pass for all K seeds at once. Measured with ``measure_prm_speed`` on shapes with the demo
-classifier (one thread, a loaded machine): all PRMs of a 6-peak image cost 1.1 to 1.3 training steps
-(forward+backward), of an 11-peak image 2.1 to 2.3; one backward per peak 3 to 11. The modified
-forward alone costs about 0.6 of a training step.
+full-size pass for all K seeds at once. What that costs, measured against a training step, is in
+docs/benchmark.md ("PRM speed").
 """
 
 from __future__ import annotations

@@ -43,11 +43,9 @@ class RetrievalConfig:
 
     strategy: "prm" (PRM retrieval score) or "wise" (highest objectness containing the PRM argmax).
     alpha, beta, bg: weights of the PRM score (see the module docstring). PRM's published values
-        are alpha 0.8, beta 1e-5, bg 0.95 (``PAPER_RETRIEVAL``); beta here is 1e-2, as measured:
-        with 1e-5 the background term is too weak to stop a proposal from swallowing the whole
-        class region. On 150 shapes training images (classifier of the full shapes bench, its
-        inference peaks), pseudo-mask mAP50 was 0.13 with beta 1e-5, 0.42 with 1e-3, 0.51 with
-        1e-2, 0.49 with 0.1 and 0.47 with 1 (true centres as peaks: 0.12, 0.53, 0.61, 0.56, 0.54).
+        are alpha 0.8, beta 1e-5, bg 0.95 (``PAPER_RETRIEVAL``); beta here is 1e-2: with 1e-5 the
+        background term is too weak to stop a proposal from swallowing the whole class region
+        (docs/benchmark.md, "Pseudo masks with the 57 px classifier", has the sweep).
     contour_width: side of the square structuring element of the contour (pixels, PRM: 5).
     min_area, max_area: proposals outside [min_area, max_area) of the image area are skipped
         (PRM: 0.002% and 85%).
@@ -58,13 +56,10 @@ class RetrievalConfig:
         objectness for "wise") or "peak" (the peak's CRM value).
     top_k: how many ranked proposals each pseudo mask keeps in its lineage.
     point: the instance's point: "prm_argmax" (WISE: the argmax of the peak's PRM) or "peak" (the peak
-        itself, the default). With the 57 px classifier the peak is inside its instance far more often
-        than the PRM's argmax (0.62 against 0.40 on shapes with the demo classifier).
-    contain_point: "prm" strategy only: consider only proposals that contain the point (default).
-        Measured on 300 shapes training images with the CPU-trained demo classifier
-        (docs/reports/shapes-demo-classifier-cpu.json), pseudo-mask mAP50: PRM retrieval as published
-        0.62, with the peak as a point that the proposal must contain 0.67; WISE 0.32, WISE with the
-        peak 0.52; true centres 0.80.
+        itself, the default: with a small receptive field the peak falls inside its instance more often
+        than the PRM's argmax does).
+    contain_point: "prm" strategy only: consider only proposals that contain the point (default). The
+        variants are compared in docs/benchmark.md ("Pseudo masks with the 57 px classifier").
     """
 
     strategy: str = "prm"

@@ -32,8 +32,8 @@ def create_lesson_project(
     root: str | Path, images: int = LESSON_IMAGES, progress: Callable[[int, int], None] | None = None
 ) -> Project:
     """Create (or reopen) the lesson project: the demo images, the shipped classifier and its peaks
-    (``install_demo_checkpoint``) and a proposals run; each part is made only when missing. About 15 s
-    on one CPU core the first time (the proposals: about 1 s per image)."""
+    (``install_demo_checkpoint``) and a proposals run; each part is made only when missing, so only the
+    first call waits (mostly for the proposals)."""
     project = create_demo_project(root, n_images=images, seed=0)
     install_demo_checkpoint(project)
     if project.latest_run(PROPOSALS) is None:
