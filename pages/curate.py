@@ -284,7 +284,7 @@ with st.expander("Audit log"):
 st.subheader("Export the curated set")
 include = st.checkbox("Also export masks still proposed", key="curate_include_proposed")
 if st.button("Prepare the export", key="curate_export"):
-    folder = project.root / "artifacts" / "curated" / f"run-{run.id}"
+    folder = project.artifacts("curated", run.id)
     try:
         doc = export_curated_coco(project, run.id, folder / "curated_coco.json", include)
         pngs = export_curated_voc(project, run.id, folder / "voc", include)

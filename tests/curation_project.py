@@ -11,7 +11,7 @@ from PIL import Image
 
 from wsseg.data.coco import encode_mask
 from wsseg.methods.proposals import Proposals
-from wsseg.stages.make_proposals import proposals_folder, save_proposals
+from wsseg.stages.make_proposals import save_proposals
 from wsseg.store.project import Project
 
 H, W = 20, 30
@@ -61,7 +61,7 @@ def tiny_project(root: Path, n_images: int = 1) -> Project:
         ("ss",),
     )
     for image in images:
-        save_proposals(proposals_folder(project, 1) / f"{image.id}.json", props, (H, W))
+        save_proposals(project.artifact("proposals", 1, image.id, ".json"), props, (H, W))
     project.finish_run(1)
     run = project.start_run("pseudo_masks", {"retrieval": {"strategy": "prm"}, "proposals_run": 1})
     for image in images:

@@ -19,7 +19,7 @@ from wsseg.methods.prm import PRMResult
 from wsseg.methods.pseudo_masks import RetrievalConfig
 from wsseg.models.peaks import Peak
 from wsseg.stages.make_peaks import save_result
-from wsseg.stages.make_proposals import load_proposals, make_proposals, proposals_folder
+from wsseg.stages.make_proposals import load_proposals, make_proposals
 from wsseg.stages.make_pseudo_masks import export_coco, make_pseudo_masks
 from wsseg.store.project import Project
 
@@ -66,7 +66,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
         crm = np.stack([cv2.resize((o[3] * 4.0 - 1).astype(np.float32), (8, 8)) for o in objects])
         peaks = [Peak(c, y, x, 3.0 - c, y // 4, x // 4) for c, y, x, _ in objects]
         maps = np.stack([_prm(m, y, x) for _, y, x, m in objects])
-        path = root / "artifacts" / "peaks" / f"run-{run_id}" / f"{record.id}.npz"
+        path = project.artifact("peaks", run_id, record.id, ".npz")
         save_result(path, PRMResult(tuple(peaks), maps, np.array([1.0, 1.0], np.float32), crm))
         project.add_peaks(
             run_id,
@@ -108,7 +108,7 @@ def test_proposals_are_stored_and_recover_each_object(synthetic: Path) -> None:
     run = project.latest_run("proposals")
     assert run.metrics["images"] == 5 and run.metrics["seconds_per_image"] > 0
     for record in project.images():
-        proposals = load_proposals(proposals_folder(project, run.id) / f"{record.id}.json")
+        proposals = load_proposals(project.artifact("proposals", run.id, record.id, ".json"))
         assert proposals.masks.shape[1:] == (SIZE, SIZE) and len(proposals) <= 200
         _, objects = _image(int(record.filename[2]))
         assert best_overlaps(proposals.masks, np.stack([o[3] for o in objects])).min() > 0.9
@@ -129,6 +129,7 @@ def test_pseudo_masks_find_the_objects_and_keep_their_lineage(synthetic: Path) -
             lineage = m["lineage"]
             assert lineage["strategy"] == "prm" and lineage["runs"]["peaks"] == peaks_run
             assert lineage["peak"]["id"] == m["peak_id"]
+            # the on-disk layout existing projects rely on, written out by hand
             assert lineage["prm"]["path"] == f"artifacts/peaks/run-{peaks_run}/{record.id}.npz"
             assert {"score", "inside", "contour", "background", "objectness"} <= set(lineage["ranked"][0])
             assert lineage["ranked"][0]["score"] == pytest.approx(m["score"])

@@ -54,7 +54,7 @@ def test_peaks_in_two_shards_cover_every_image_once(trained: Path) -> None:
     assert main(["peaks", "--project", str(trained), "--shard", "0/2", "--relative-threshold", "0.1"]) == 0
     run_id = project.latest_run("peaks").id
     assert main(["peaks", "--project", str(trained), "--shard", "1/2", "--run", str(run_id)]) == 0
-    folder = trained / "artifacts" / "peaks" / f"run-{run_id}"
+    folder = project.artifacts("peaks", run_id)
     files = sorted(folder.glob("*.npz"))
     assert len(files) == project.count_images()
     n_classes = len(project.classes())
@@ -119,7 +119,7 @@ def test_peaks_on_enlarged_images(trained: Path, capsys: pytest.CaptureFixture[s
     records = project.images()[::4]
     assert len(records) == 4
     for record in records:
-        data = load_result(trained / "artifacts" / "peaks" / f"run-{run.id}" / f"{record.id}.npz")
+        data = load_result(project.artifact("peaks", run.id, record.id, ".npz"))
         assert data["prms"].shape[1:] == (2 * record.height, 2 * record.width)
         image = read_image(project.image_path(record), record.filename)
         big = cv2.resize(image, (2 * record.width, 2 * record.height), interpolation=cv2.INTER_LINEAR)

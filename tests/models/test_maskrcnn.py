@@ -133,9 +133,7 @@ def test_train_resume_evaluate_through_the_command_line(project: Project, tmp_pa
     assert run.metrics["map50"] == metrics["map50"]
     # The stored predictions and the COCO result file hold the same instances, and pycocotools reads it.
     stored = project.predictions(run.id)
-    results = json.loads(
-        (project.root / "artifacts" / "evaluate" / f"run-{run.id}" / "predictions.json").read_text()
-    )
+    results = json.loads((project.artifacts("evaluate", run.id) / "predictions.json").read_text())
     assert len(stored) == len(results)
     if results:
         gt = COCO(str(project.root / GROUND_TRUTH))

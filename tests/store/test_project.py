@@ -32,6 +32,14 @@ def test_create_layout_wal_and_schema(tmp_path: Path) -> None:
     assert Project.create(tmp_path / "p").name == "demo"
 
 
+def test_artifact_paths_keep_the_layout_existing_projects_have(tmp_path: Path) -> None:
+    """Written out by hand: ``artifacts/<stage>/run-<id>/<image id><suffix>``, relative to the project."""
+    project = Project.create(tmp_path / "p")
+    assert project.artifacts("peaks", 3) == tmp_path / "p" / "artifacts" / "peaks" / "run-3"
+    assert project.artifact("proposals", 2, 17, ".json") == tmp_path / "p/artifacts/proposals/run-2/17.json"
+    assert not project.artifacts("peaks", 3).exists()  # a path only: nothing is created
+
+
 def test_open_missing_and_newer_schema(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="not a wsseg project"):
         Project(tmp_path)

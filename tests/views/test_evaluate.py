@@ -10,7 +10,7 @@ import pytest
 from wsseg.fileio import write_png
 from wsseg.methods.mask_map import mask_map
 from wsseg.stages.evaluate import store_predictions
-from wsseg.stages.evaluate_ple import PREDICT_STAGE
+from wsseg.stages.evaluate_ple import LABEL_MAPS, PREDICT_STAGE
 from wsseg.store.instances import semantic_truth, stored_instances, true_instances
 from wsseg.store.project import Project
 from wsseg.structures import Instances, label_map
@@ -189,7 +189,7 @@ def test_model_predictions_and_label_maps_are_read_from_their_runs(masked: Path,
     # A pixel-label estimator run: perfect maps, except the first image's, all background.
     labels = ["background", *classes]
     ple_id = project.start_run(PREDICT_STAGE, {"labels": labels, "split": None})
-    folder = root / "artifacts" / "ple" / f"run-{ple_id}"
+    folder = project.artifacts(LABEL_MAPS, ple_id)
     truths = semantic_truth(project, records, background=True)
     for record, labels_map in zip(records, truths, strict=True):
         write_png(

@@ -8,7 +8,7 @@ import pytest
 
 from wsseg.data.coco import encode_mask
 from wsseg.stages.make_peaks import load_result
-from wsseg.stages.make_proposals import load_proposals, proposals_folder
+from wsseg.stages.make_proposals import load_proposals
 from wsseg.store.project import Project
 from wsseg.views.lineage import images_with_masks, mask_lineage
 from wsseg.views.overlay import crm_to_pixels
@@ -52,7 +52,7 @@ def test_lineage_shows_the_ranked_proposals_and_the_models_prediction(masked: Pa
     lin = mask_lineage(project, mask)
     recorded = mask["lineage"]
     stored = load_proposals(
-        proposals_folder(project, recorded["proposal"]["run"]) / f"{mask['image_id']}.json"
+        project.artifact("proposals", recorded["proposal"]["run"], mask["image_id"], ".json")
     )
     order = [r["proposal"] for r in recorded["ranked"]]
     assert lin.ranked is not None and len(lin.ranked) == len(order)

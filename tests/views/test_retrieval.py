@@ -111,7 +111,7 @@ def test_candidates_are_read_from_the_newest_runs(proposed: Path) -> None:
     peaks_run, proposals_run = newest_runs(project)
     record = project.images(limit=1)[0]
     found = load_candidates(project, record, peaks_run.id, proposals_run.id)
-    stored = load_result(proposed / "artifacts" / "peaks" / f"run-{peaks_run.id}" / f"{record.id}.npz")
+    stored = load_result(project.artifact("peaks", peaks_run.id, record.id, ".npz"))
     assert len(found.peaks) == len(stored["peaks"]) >= 1
     assert found.image.shape == (record.height, record.width, 3)
     assert found.proposals.masks.shape[1:] == (record.height, record.width)

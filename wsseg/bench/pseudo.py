@@ -31,8 +31,10 @@ from wsseg.methods.overlap import best_overlaps
 from wsseg.methods.prm import PRMConfig
 from wsseg.methods.pseudo_masks import PeakInput, RetrievalConfig, retrieve
 from wsseg.stages.evaluate_classifier import INFERENCE_PEAKS
+from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result
-from wsseg.stages.make_proposals import load_proposals, proposals_folder
+from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
+from wsseg.stages.make_proposals import load_proposals
 from wsseg.store.instances import stored_instances, true_instances
 from wsseg.store.project import ImageRecord, Project
 from wsseg.structures import Instances
@@ -57,7 +59,7 @@ def proposal_quality(project: Project, run_id: int, truth: dict[int, Instances])
     """ABO and recall at IoU 0.5 of a proposals run, pooled over the true instances of ``truth``'s images."""
     best = [
         best_overlaps(
-            load_proposals(proposals_folder(project, run_id) / f"{image_id}.json").masks, inst.masks
+            load_proposals(project.artifact(PROPOSALS_STAGE, run_id, image_id, ".json")).masks, inst.masks
         )
         for image_id, inst in truth.items()
     ]
@@ -107,12 +109,12 @@ def oracle_instances(
             for c, (y, x) in zip(inst.labels, centres, strict=True)
         ]
         prms = resize_prms(response_maps_at(model, tensor, points, PRMConfig()), shape)
-        crm = load_result(project.root / f"artifacts/peaks/run-{peaks_run}/{image_id}.npz")["crm"]
+        crm = load_result(project.artifact(PEAKS_STAGE, peaks_run, image_id, ".npz"))["crm"]
         peaks = [
             PeakInput(int(c), y, x, 1.0, m)
             for (c, _, _), (y, x), m in zip(points, centres, prms, strict=True)
         ]
-        proposals = load_proposals(proposals_folder(project, proposals_run) / f"{image_id}.json")
+        proposals = load_proposals(project.artifact(PROPOSALS_STAGE, proposals_run, image_id, ".json"))
         found = retrieve(proposals, peaks, crm, config)
         if found:
             out[image_id] = Instances(

@@ -38,7 +38,8 @@ from pycocotools import mask as mask_utils
 
 from wsseg.data.coco import decode_rle, encode_mask
 from wsseg.errors import BadInputError
-from wsseg.stages.make_proposals import load_proposals, proposals_folder
+from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
+from wsseg.stages.make_proposals import load_proposals
 from wsseg.store.project import Project, RunRecord
 
 STAGE = "pseudo_masks"
@@ -233,7 +234,7 @@ def proposal_rle(project: Project, mask: Mapping[str, Any], rank: int) -> dict[s
     source = mask["lineage"].get("proposal", {}).get("run")
     if source is None:
         raise BadInputError(f"mask {mask['id']}", "has no proposals run in its lineage")
-    path = proposals_folder(project, int(source)) / f"{mask['image_id']}.json"
+    path = project.artifact(PROPOSALS_STAGE, int(source), mask["image_id"], ".json")
     try:
         rles = json.loads(path.read_text())["rles"]
     except (FileNotFoundError, ValueError, KeyError) as error:
@@ -285,7 +286,7 @@ def candidates_at(project: Project, run_id: int, image_id: int, point: tuple[int
     source = run.config.get("proposals_run")
     if source is None:
         raise BadInputError(f"run {run.id}", "names no proposals run")
-    path = proposals_folder(project, int(source)) / f"{image_id}.json"
+    path = project.artifact(PROPOSALS_STAGE, int(source), image_id, ".json")
     proposals = load_proposals(path)
     h, w = proposals.masks.shape[1:]
     y, x = int(point[0]), int(point[1])

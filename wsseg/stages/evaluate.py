@@ -22,6 +22,7 @@ from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.methods.mask_map import IOU_THRESHOLDS, threshold_key
 from wsseg.models.maskrcnn import predict
+from wsseg.stages.evaluate_ple import evaluate_ple
 from wsseg.stages.train_maskrcnn import load_maskrcnn
 from wsseg.store.instances import evaluate_split
 from wsseg.store.project import Project
@@ -47,7 +48,7 @@ def evaluate_maskrcnn(
         metrics, predictions = evaluate_split(
             project, partial(predict, model), split, score_threshold, progress=progress
         )
-        folder = project.root / "artifacts" / STAGE / f"run-{run_id}"
+        folder = project.artifacts(STAGE, run_id)
         store_predictions(project, run_id, predictions, classes, folder / "predictions.json")
         write_json(folder / "metrics.json", {"config": config, "metrics": metrics})
     except BaseException:
@@ -89,10 +90,8 @@ def evaluate_semantic(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """mIoU of a trained pixel-label estimator (``wsseg.stages.evaluate_ple``); its label maps are written to
-    ``artifacts/ple/run-<id>/``. ``score_threshold`` and ``progress`` are unused (same signature)."""
-    from wsseg.stages.evaluate_ple import evaluate_ple
-
-    metrics = evaluate_ple(project, name, split)
+    ``artifacts/ple/run-<id>/``. ``score_threshold`` is unused (same signature)."""
+    metrics = evaluate_ple(project, name, split, progress=progress)
     return {**metrics, "run": metrics.get("run_id")}
 
 
@@ -154,7 +153,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         for bar in bars:
             bar.close()
     print(format_table(metrics))
-    out = args.out or project.root / "artifacts" / STAGE / f"run-{metrics['run']}" / "metrics.json"
+    out = args.out or project.artifacts(STAGE, metrics["run"]) / "metrics.json"
     if args.out:
         write_json(out, metrics)
     print(f"metrics written to {out}")

@@ -26,10 +26,13 @@ from wsseg.methods.ple import IGNORE, confusion, miou, present_labels, renormali
 from wsseg.models.normalise import to_tensor
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.stages.common import checkpoint_state
+from wsseg.stages.per_image import ImageProgress, run_per_image
 from wsseg.store.instances import semantic_truth
-from wsseg.store.project import Project
+from wsseg.store.project import ImageRecord, Project
 
 PREDICT_STAGE = "ple_predict"
+#: The artifacts folder of a ``ple_predict`` run's label maps: ``artifacts/ple/run-<id>/<image id>.png``.
+LABEL_MAPS = "ple"
 
 
 @torch.inference_mode()
@@ -112,12 +115,13 @@ def evaluate_ple(
     crf: CRFConfig | None = None,
     write: bool = True,
     limit: int | None = None,
+    progress: ImageProgress | None = None,
 ) -> dict[str, Any]:
     """Score the trained network ``checkpoints/<name>`` on the project's ``split``.
 
     Returns ``{"miou", "iou" (label -> IoU), "images", "labels", "run_id"}`` (mIoU keys only where the
     project has ground truth). With ``write``, the label maps go to ``artifacts/ple/run-<id>/<image id>.png``
-    and a ``ple_predict`` run row records the config and the metrics.
+    and a ``ple_predict`` run row records the config and the metrics. ``progress(k, n)`` follows each image.
     """
     model, extra = load_ple(project, name)
     labels: list[str] = extra["labels"]
@@ -126,7 +130,7 @@ def evaluate_ple(
     if not records:
         raise BadInputError(str(project.root), f"has no images in split {split!r}")
     truths = semantic_truth(project, records, background)
-    run_id, folder = None, None
+    run_id = None
     if write:
         config = {
             "name": name,
@@ -135,33 +139,38 @@ def evaluate_ple(
             "labels": labels,
         }
         run_id = project.start_run(PREDICT_STAGE, config)
-        folder = project.root / "artifacts" / "ple" / f"run-{run_id}"
+        folder = project.artifacts(LABEL_MAPS, run_id)
         with project.transaction() as conn:
             conn.execute(
                 "UPDATE runs SET artifacts = ? WHERE id = ?", (str(folder.relative_to(project.root)), run_id)
             )
     counts = np.zeros((len(labels), len(labels)), np.int64)
-    scored = 0
-    try:
-        for record, truth in zip(records, truths, strict=True):
-            image = read_image(project.image_path(record), record.filename)
-            predicted, _ = predict(model, image, crf)
-            if folder is not None:
-                write_png(folder / f"{record.id}.png", predicted)
-            if truth is not None:
-                counts += confusion(truth, predicted, len(labels))
-                scored += 1
-    except BaseException:
+
+    def work(pair: tuple[ImageRecord, np.ndarray | None]) -> np.ndarray:
+        record, _ = pair
+        return predict(model, read_image(project.image_path(record), record.filename), crf)[0]
+
+    def store(pair: tuple[ImageRecord, np.ndarray | None], predicted: np.ndarray) -> dict[str, int]:
+        record, truth = pair
         if run_id is not None:
-            project.finish_run(run_id, "failed")
-        raise
-    metrics: dict[str, Any] = {"images": len(records), "scored_images": scored, "labels": labels}
-    if scored:
-        mean, iou = miou(counts)
-        metrics["miou"] = mean
-        metrics["iou"] = {label: float(v) for label, v in zip(labels, iou, strict=True)}
-    if run_id is not None:
-        project.finish_run(run_id, "done", metrics)
+            write_png(project.artifact(LABEL_MAPS, run_id, record.id, ".png"), predicted)
+        if truth is None:
+            return {}
+        np.add(counts, confusion(truth, predicted, len(labels)), out=counts)
+        return {"scored_images": 1}
+
+    def summary(totals: dict[str, float]) -> dict[str, Any]:
+        metrics: dict[str, Any] = {**totals, "labels": labels}
+        if totals["scored_images"]:
+            mean, iou = miou(counts)
+            metrics["miou"] = mean
+            metrics["iou"] = {label: float(v) for label, v in zip(labels, iou, strict=True)}
+        return metrics
+
+    pairs = list(zip(records, truths, strict=True))
+    metrics = run_per_image(
+        project, run_id, pairs, work, store, ("scored_images",), progress=progress, summary=summary
+    )
     return {**metrics, "run_id": run_id}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,11 @@ import torch
 
 from wsseg.data.images import read_image
 from wsseg.errors import BadInputError
-from wsseg.fileio import write_json, write_npz
+from wsseg.fileio import write_npz
 from wsseg.methods.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
 from wsseg.models.normalise import to_tensor
+from wsseg.progress import image_bar
+from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
 
@@ -96,7 +97,7 @@ def make_peaks(
     prm_config: PRMConfig | None = None,
     shard: tuple[int, int] = (0, 1),
     run_id: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ImageProgress | None = None,
     split: str | None = None,
     scale: float = 1.0,
 ) -> int:
@@ -119,46 +120,29 @@ def make_peaks(
         "split": split,
         "scale": scale,
     }
-    if run_id is None:
-        run_id = project.start_run(STAGE, config)
-    folder = project.root / "artifacts" / "peaks" / f"run-{run_id}"
-    write_json(folder / "config.json", config)
+    run_id = open_run(project, STAGE, config, run_id)
     records = project.images(split=split)[shard[0] :: shard[1]]
-    total_peaks = 0
-    try:
-        for k, record in enumerate(records):
-            _, tensor = prepare_image(project, record, extra.get("size"), scale)
-            result = peak_response_maps(model, tensor, prm_config)
-            path = folder / f"{record.id}.npz"
-            save_result(path, result)
-            relative = str(path.relative_to(project.root))
-            project.add_peaks(
-                run_id,
-                record.id,
-                [
-                    {
-                        "class_name": classes[p.class_index],
-                        "y": p.y,
-                        "x": p.x,
-                        "value": p.value,
-                        "prm_path": relative,
-                    }
-                    for p in result.peaks
-                ],
-            )
-            total_peaks += len(result.peaks)
-            if progress is not None:
-                progress(k + 1, len(records))
-    except BaseException:
-        project.finish_run(run_id, "failed", {"images": len(records), "peaks": total_peaks})
-        raise
-    project.finish_run(run_id, "done", {"images": len(records), "peaks": total_peaks})
+
+    def work(record: ImageRecord) -> PRMResult:
+        _, tensor = prepare_image(project, record, extra.get("size"), scale)
+        return peak_response_maps(model, tensor, prm_config)
+
+    def store(record: ImageRecord, result: PRMResult) -> dict[str, int]:
+        path = project.artifact(STAGE, run_id, record.id, ".npz")
+        save_result(path, result)
+        relative = str(path.relative_to(project.root))
+        rows = [
+            {"class_name": classes[p.class_index], "y": p.y, "x": p.x, "value": p.value, "prm_path": relative}
+            for p in result.peaks
+        ]
+        project.add_peaks(run_id, record.id, rows)
+        return {"peaks": len(rows)}
+
+    run_per_image(project, run_id, records, work, store, counts=("peaks",), progress=progress)
     return run_id
 
 
 def run_from_args(args: argparse.Namespace) -> None:
-    from wsseg.progress import image_bar
-
     if args.prm not in METHODS:
         raise BadInputError("--prm", f"expected one of {sorted(METHODS)}, got {args.prm!r}")
     project = Project(args.project)
@@ -173,4 +157,4 @@ def run_from_args(args: argparse.Namespace) -> None:
         run_id = make_peaks(
             project, args.name, cfg, parse_shard(args.shard), args.run, progress, args.split, args.scale
         )
-    print(f"peaks written: run {run_id}, {project.root / 'artifacts' / 'peaks' / f'run-{run_id}'}")
+    print(f"peaks written: run {run_id}, {project.artifacts(STAGE, run_id)}")

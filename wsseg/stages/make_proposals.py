@@ -13,18 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from wsseg.data.coco import decode_masks, encode_masks
+from wsseg.data.images import read_image
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.methods.proposals import ProposalConfig, Proposals, selective_search
+from wsseg.progress import image_bar
 from wsseg.stages.make_peaks import parse_shard
-from wsseg.stages.pool import map_in_order
+from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
 from wsseg.store.project import Project
 
 STAGE = "proposals"
@@ -63,21 +64,15 @@ def load_proposals(path: Path) -> Proposals:
         raise BadInputError(str(path), f"is not a proposals file ({error})") from None
 
 
-def proposals_folder(project: Project, run_id: int) -> Path:
-    return project.root / "artifacts" / "proposals" / f"run-{run_id}"
-
-
-def _one_image(task: tuple[str, str, str, dict[str, Any]]) -> tuple[int, float]:
-    """Worker: (image path, image name, output path, config) -> (proposals, seconds)."""
-    from wsseg.data.images import read_image
-
+def _one_image(task: tuple[str, str, str, dict[str, Any]]) -> dict[str, float]:
+    """Worker: (image path, image name, output path, config) -> {"proposals": count, "seconds": time}."""
     image_path, name, out_path, config = task
     image = read_image(image_path, name)
     start = time.perf_counter()
     proposals = selective_search(image, ProposalConfig.from_dict(config))
     seconds = time.perf_counter() - start
     save_proposals(Path(out_path), proposals, image.shape[:2], seconds)
-    return len(proposals), seconds
+    return {"proposals": len(proposals), "seconds": seconds}
 
 
 def make_proposals(
@@ -87,7 +82,7 @@ def make_proposals(
     shard: tuple[int, int] = (0, 1),
     run_id: int | None = None,
     workers: int = 1,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ImageProgress | None = None,
 ) -> int:
     """Compute and store the proposals of the project's images (of ``split``, one shard); return the run id.
 
@@ -95,34 +90,28 @@ def make_proposals(
     one worker, reading and writing excluded)."""
     config = config or ProposalConfig()
     settings = {"proposals": config.to_dict(), "split": split, "shard": list(shard)}
-    if run_id is None:
-        run_id = project.start_run(STAGE, settings)
-    elif not any(r.id == run_id for r in project.runs(STAGE)):
-        raise BadInputError(f"--run {run_id}", "is not a proposals run of this project")
-    folder = proposals_folder(project, run_id)
-    write_json(folder / "config.json", settings)
+    run_id = open_run(project, STAGE, settings, run_id)
     records = project.images(split=split)[shard[0] :: shard[1]]
     tasks = [
-        (str(project.image_path(r)), r.filename, str(folder / f"{r.id}.json"), config.to_dict())
+        (
+            str(project.image_path(r)),
+            r.filename,
+            str(project.artifact(STAGE, run_id, r.id, ".json")),
+            config.to_dict(),
+        )
         for r in records
     ]
-    total, seconds = 0, 0.0
-    try:
-        for k, (count, spent) in enumerate(map_in_order(_one_image, tasks, workers)):
-            total, seconds = total + count, seconds + spent
-            if progress is not None:
-                progress(k + 1, len(tasks))
-    except BaseException:
-        project.finish_run(run_id, "failed", {"images": len(tasks)})
-        raise
-    metrics = {"images": len(tasks), "proposals": total, "seconds_per_image": seconds / max(1, len(tasks))}
-    project.finish_run(run_id, "done", metrics)
+
+    def summary(totals: dict[str, float]) -> dict[str, Any]:
+        per_image = totals["seconds"] / max(1, len(tasks))
+        return {"images": len(tasks), "proposals": totals["proposals"], "seconds_per_image": per_image}
+
+    counts = ("proposals", "seconds")
+    run_per_image(project, run_id, tasks, _one_image, None, counts, workers, progress, summary)
     return run_id
 
 
 def run_from_args(args: argparse.Namespace) -> None:
-    from wsseg.progress import image_bar
-
     try:
         scales = tuple(float(s) for s in args.scales.split(",")) if args.scales else ()
     except ValueError:
@@ -139,4 +128,4 @@ def run_from_args(args: argparse.Namespace) -> None:
     shard = parse_shard(args.shard)
     with image_bar("proposals") as progress:
         run_id = make_proposals(project, config, args.split, shard, args.run, args.workers, progress)
-    print(f"proposals written: run {run_id}, {proposals_folder(project, run_id)}")
+    print(f"proposals written: run {run_id}, {project.artifacts(STAGE, run_id)}")

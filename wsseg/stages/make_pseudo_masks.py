@@ -26,11 +26,13 @@ import numpy as np
 
 from wsseg.data.coco import decode_rle, encode_mask, write_coco
 from wsseg.errors import BadInputError
-from wsseg.fileio import write_json
 from wsseg.methods.pseudo_masks import PeakInput, RetrievalConfig, retrieve
+from wsseg.progress import image_bar
+from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result, parse_shard
-from wsseg.stages.make_proposals import load_proposals, proposals_folder
-from wsseg.stages.pool import map_in_order
+from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
+from wsseg.stages.make_proposals import load_proposals
+from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
 from wsseg.store.project import Project, RunRecord
 
 STAGE = "pseudo_masks"
@@ -140,7 +142,7 @@ def make_pseudo_masks(
     run_id: int | None = None,
     workers: int = 1,
     tagged_only: bool = True,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ImageProgress | None = None,
 ) -> int:
     """Choose and store the pseudo masks of the project's images (of ``split``, one shard); return the run id.
 
@@ -148,8 +150,8 @@ def make_pseudo_masks(
     ``tagged_only``: use only the peaks of the classes each image is tagged with.
     """
     config = config or RetrievalConfig()
-    peaks = _run(project, "peaks", peaks_run, "peaks")
-    props = _run(project, "proposals", proposals_run, "proposals")
+    peaks = _run(project, PEAKS_STAGE, peaks_run, "peaks")
+    props = _run(project, PROPOSALS_STAGE, proposals_run, "proposals")
     classes = project.classes()
     settings = {
         "retrieval": config.to_dict(),
@@ -163,21 +165,21 @@ def make_pseudo_masks(
     tasks = []
     for record in records:
         stored = project.peaks(record.id, peaks.id)
-        peaks_file = f"artifacts/peaks/run-{peaks.id}/{record.id}.npz"
-        proposals_file = proposals_folder(project, props.id) / f"{record.id}.json"
-        for path, stage in ((project.root / peaks_file, "peaks"), (proposals_file, "proposals")):
+        peaks_file = project.artifact(PEAKS_STAGE, peaks.id, record.id, ".npz")
+        proposals_file = project.artifact(PROPOSALS_STAGE, props.id, record.id, ".json")
+        for path, stage, run in ((peaks_file, PEAKS_STAGE, peaks), (proposals_file, PROPOSALS_STAGE, props)):
             if not path.is_file():
                 raise BadInputError(
                     record.filename,
-                    f"has no result in {stage} run {peaks.id if stage == 'peaks' else props.id} "
-                    f"({path} is missing): run `wsseg {stage}` on it first",
+                    f"has no result in {stage} run {run.id} ({path} is missing): "
+                    f"run `wsseg {stage}` on it first",
                 )
         tasks.append(
             {
                 "root": str(project.root),
                 "image_id": record.id,
-                "peaks_file": peaks_file,
-                "proposals_file": str(proposals_file.relative_to(project.root)),
+                "peaks_file": peaks_file.relative_to(project.root).as_posix(),
+                "proposals_file": proposals_file.relative_to(project.root).as_posix(),
                 "peak_ids": [p.id for p in stored],
                 "classes": [classes.index(t) for t in record.tags] if tagged_only else None,
                 "config": config.to_dict(),
@@ -185,24 +187,15 @@ def make_pseudo_masks(
                 "proposals_run": props.id,
             }
         )
-    if run_id is None:
-        run_id = project.start_run(STAGE, settings)
-    elif not any(r.id == run_id for r in project.runs(STAGE)):
-        raise BadInputError(f"--run {run_id}", "is not a pseudo-masks run of this project")
-    write_json(project.root / "artifacts" / "pseudo_masks" / f"run-{run_id}" / "config.json", settings)
-    total = 0
-    try:
-        for k, (task, rows) in enumerate(zip(tasks, map_in_order(_one_image, tasks, workers), strict=True)):
-            for row in rows:
-                row["class_name"] = classes[row.pop("class_index")]
-            project.add_pseudo_masks(run_id, task["image_id"], rows)
-            total += len(rows)
-            if progress is not None:
-                progress(k + 1, len(tasks))
-    except BaseException:
-        project.finish_run(run_id, "failed", {"images": len(tasks), "masks": total})
-        raise
-    project.finish_run(run_id, "done", {"images": len(tasks), "masks": total})
+    run_id = open_run(project, STAGE, settings, run_id)
+
+    def store(task: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, int]:
+        for row in rows:
+            row["class_name"] = classes[row.pop("class_index")]
+        project.add_pseudo_masks(run_id, task["image_id"], rows)
+        return {"masks": len(rows)}
+
+    run_per_image(project, run_id, tasks, _one_image, store, ("masks",), workers, progress)
     return run_id
 
 
@@ -235,8 +228,6 @@ def export_coco(
 
 
 def run_from_args(args: argparse.Namespace) -> None:
-    from wsseg.progress import image_bar
-
     project = Project(args.project)
     shard = parse_shard(args.shard)
     given = {k: getattr(args, k) for k in ("strategy", "alpha", "beta", "bg", "nms_iou", "confidence")}

@@ -31,7 +31,7 @@ from wsseg.stages.common import (
     train_config_from_args,
     training_callback,
 )
-from wsseg.stages.evaluate_ple import evaluate_ple, load_ple, self_training_labels
+from wsseg.stages.evaluate_ple import LABEL_MAPS, evaluate_ple, load_ple, self_training_labels
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store.instances import semantic_truth
 from wsseg.store.project import Project
@@ -267,7 +267,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     print(f"pixel-label estimator trained: {project.root / 'checkpoints' / args.name} ({metrics})")
     if args.predict:
         result = evaluate_ple(project, args.name, split=None, crf=CRFConfig() if args.crf else None)
-        folder = project.root / "artifacts" / "ple" / f"run-{result['run_id']}"
+        folder = project.artifacts(LABEL_MAPS, result["run_id"])
         shown = (
             f", mIoU {result['miou']:.4f} over all {result['scored_images']} images"
             if "miou" in result

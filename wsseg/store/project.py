@@ -189,6 +189,18 @@ class Project(ResultsStore):
             raise BadInputError(relative, "path leaves the project folder")
         return full
 
+    def artifacts(self, stage: str, run_id: int) -> Path:
+        """The folder of the files of run ``run_id`` of ``stage``: ``artifacts/<stage>/run-<id>`` (not created).
+
+        ``stage`` names the folder: the run's stage (``peaks``, ``proposals``, ``pseudo_masks``,
+        ``evaluate``), ``ple`` for the estimator's label maps, ``curated`` for curation exports."""
+        return self.root / "artifacts" / stage / f"run-{int(run_id)}"
+
+    def artifact(self, stage: str, run_id: int, image_id: int, suffix: str) -> Path:
+        """One image's file of a run: ``artifacts/<stage>/run-<id>/<image id><suffix>`` (suffix such as
+        ``.npz``, ``.json``, ``.png``)."""
+        return self.artifacts(stage, run_id) / f"{int(image_id)}{suffix}"
+
     # ------------------------------------------------------------------ classes and images
     def _class_id(self, conn: sqlite3.Connection, name: str) -> int:
         name = name.strip()

@@ -91,7 +91,7 @@ class PeakSettings:
 def stored_peaks_file(project: Project, record: ImageRecord) -> tuple[Path, dict] | None:
     """(npz path, run config) of the newest finished peaks run holding ``record``, or None."""
     for run in project.runs(PEAKS_STAGE):
-        path = project.root / "artifacts" / "peaks" / f"run-{run.id}" / f"{record.id}.npz"
+        path = project.artifact(PEAKS_STAGE, run.id, record.id, ".npz")
         if run.status == "done" and path.is_file():
             return path, {"run": run.id, **run.config}
     return None

@@ -32,6 +32,7 @@ from wsseg.methods.metrics import PointStats, point_stats
 from wsseg.methods.overlap import mask_iou
 from wsseg.methods.ple import confusion, miou
 from wsseg.stages.evaluate import STAGE as MODEL_STAGE
+from wsseg.stages.evaluate_ple import LABEL_MAPS
 from wsseg.stages.evaluate_ple import PREDICT_STAGE as PLE_STAGE
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
@@ -119,8 +120,12 @@ def run_truth(project: Project, run: RunRecord) -> dict[int, Instances]:
     docstring). BadInputError when the project has no ground truth for the run's split."""
     truth, _ = truth_instances(project, run.config.get("split"))
     if run.stage == PSEUDO_STAGE:
-        reached = project.root / "artifacts" / "peaks" / f"run-{run.config.get('peaks_run')}"
-        truth = {k: v for k, v in truth.items() if (reached / f"{k}.npz").is_file()}
+        reached = run.config.get("peaks_run")
+        truth = {
+            k: v
+            for k, v in truth.items()
+            if reached is not None and project.artifact(PEAKS_STAGE, reached, k, ".npz").is_file()
+        }
     return truth
 
 
@@ -239,16 +244,15 @@ def peak_scores(project: Project, run: RunRecord) -> dict[str, object]:
     found at a classifier's input size are scaled to the image's size.
     """
     classes = project.classes()
-    folder = project.root / "artifacts" / "peaks" / f"run-{run.id}"
     truth, _ = truth_instances(project, run.config.get("split"))
-    records = [project.image(k) for k in truth if (folder / f"{k}.npz").is_file()]
+    records = [project.image(k) for k in truth if project.artifact(PEAKS_STAGE, run.id, k, ".npz").is_file()]
     total, per_class = PointStats(), [PointStats() for _ in classes]
     for record in records:
         inst = truth[record.id]
         peaks = project.peaks(record.id, run.id)
         scale = (1.0, 1.0)
         if peaks:
-            with np.load(folder / f"{record.id}.npz") as data:
+            with np.load(project.artifact(PEAKS_STAGE, run.id, record.id, ".npz")) as data:
                 height, width = data["prms"].shape[1:]
             scale = (record.height / height, record.width / width)
         points = [(classes.index(p.class_name), p.y * scale[0], p.x * scale[1]) for p in peaks]
@@ -269,9 +273,7 @@ def ple_scores(project: Project, run: RunRecord) -> dict[str, object]:
     the images with ground truth: ``miou``, ``iou`` (label name -> IoU, NaN for a label in neither),
     ``labels`` and ``images`` (0, with ``miou`` NaN, when no written map has ground truth)."""
     labels: list[str] = list(run.config.get("labels") or [])
-    folder = (
-        project.path(run.artifacts) if run.artifacts else project.root / "artifacts/ple" / f"run-{run.id}"
-    )
+    folder = project.path(run.artifacts) if run.artifacts else project.artifacts(LABEL_MAPS, run.id)
     records = [r for r in project.images(split=run.config.get("split")) if (folder / f"{r.id}.png").is_file()]
     truths = semantic_truth(project, records, bool(labels) and labels[0] == BACKGROUND)
     counts = np.zeros((len(labels), len(labels)), np.int64)

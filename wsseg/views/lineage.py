@@ -19,7 +19,8 @@ from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
 from wsseg.methods.overlap import mask_iou
 from wsseg.stages.make_peaks import load_result
-from wsseg.stages.make_proposals import load_proposals, proposals_folder
+from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
+from wsseg.stages.make_proposals import load_proposals
 from wsseg.stages.make_pseudo_masks import image_peaks
 from wsseg.store.project import Project
 from wsseg.store.results import PeakRecord
@@ -119,7 +120,7 @@ def _ranked(
     """The recorded best-ranked proposals (bool KxHxW, best first), or None."""
     run = (recorded.get("proposal") or {}).get("run")
     order = [int(r["proposal"]) for r in recorded.get("ranked") or [] if "proposal" in r]
-    path = proposals_folder(project, int(run)) / f"{image_id}.json" if run is not None else None
+    path = project.artifact(PROPOSALS_STAGE, int(run), image_id, ".json") if run is not None else None
     if not order or path is None or not path.is_file():
         return None
     masks = load_proposals(path).masks

@@ -22,7 +22,7 @@ from wsseg.methods.pseudo_masks import PeakInput, RetrievalConfig, retrieve
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
-from wsseg.stages.make_proposals import load_proposals, proposals_folder
+from wsseg.stages.make_proposals import load_proposals
 from wsseg.stages.make_pseudo_masks import image_peaks
 from wsseg.store.project import ImageRecord, Project, RunRecord
 
@@ -80,8 +80,8 @@ def load_candidates(
     """The peaks and proposals of ``record`` from the two runs; None when either run lacks the image.
 
     PRMs are resized to the proposals' size (and renormalised) as the pseudo-mask stage does."""
-    peaks_file = project.root / "artifacts" / "peaks" / f"run-{peaks_run}" / f"{record.id}.npz"
-    proposals_file = proposals_folder(project, proposals_run) / f"{record.id}.json"
+    peaks_file = project.artifact(PEAKS_STAGE, peaks_run, record.id, ".npz")
+    proposals_file = project.artifact(PROPOSALS_STAGE, proposals_run, record.id, ".json")
     if not peaks_file.is_file() or not proposals_file.is_file():
         return None
     data = load_result(peaks_file)
