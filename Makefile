@@ -18,8 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 app: $(STAMP)
 	$(PY) -m wsseg demo --project $(DEMO)
-	WSSEG_PROJECT=$(DEMO) $(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port 8501 \
-		--server.headless true --browser.gatherUsageStats false
+	$(PY) -m wsseg app --project $(DEMO) --address 127.0.0.1 --port 8501
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

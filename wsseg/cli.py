@@ -49,6 +49,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
             print(
                 f"shipped demo classifier installed ({DEMO_CHECKPOINT.name}), peaks computed (run {run_id})"
             )
+        elif not DEMO_CHECKPOINT.is_file():
+            print(f"no shipped demo classifier at {DEMO_CHECKPOINT}; train one with --train")
 
 
 def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
@@ -435,6 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", type=Path, required=True)
     p.add_argument("--split", default="train", help="split name stored with the images (default train)")
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser(
+        "app",
+        help="serve the Streamlit app (needs pip install 'wsseg[app]')",
+        description="Serve the installed app (app.py, pages/, its .streamlit/config.toml) until stopped. "
+        f"It opens --project, else $WSSEG_PROJECT, else {DEFAULT_DEMO} (the demo, made on first start).",
+    )
+    p.add_argument("--project", type=Path, default=None, help="project folder the app opens first")
+    p.add_argument("--port", type=int, default=8501, help="default 8501")
+    p.add_argument("--address", default="127.0.0.1", help="default 127.0.0.1; 0.0.0.0 serves other machines")
+    p.set_defaults(func=_stage("wsseg.views.serve"))
 
     _add_train_classifier(sub)
     _add_peaks(sub)

@@ -53,22 +53,14 @@ def _free_port() -> int:
 
 
 def start_server(project: Path, lesson: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """``streamlit run app.py`` on ``project`` (and the Learn page on the lesson project ``lesson``) at
-    127.0.0.1 on a free port; returns the server process and its URL once ``/_stcore/health`` answers
-    (the caller stops it)."""
+    """``wsseg app`` on ``project`` (and the Learn page on the lesson project ``lesson``) at 127.0.0.1 on
+    a free port; returns the server process and its URL once ``/_stcore/health`` answers (the caller
+    stops it)."""
     port = _free_port()
-    env = {**os.environ, "WSSEG_PROJECT": str(project)}
+    env = dict(os.environ)
     if lesson is not None:
         env["WSSEG_LESSON"] = str(lesson)
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += [
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    command = [sys.executable, "-m", "wsseg", "app", "--project", str(project), "--port", str(port)]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

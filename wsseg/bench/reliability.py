@@ -43,7 +43,8 @@ from wsseg.fileio import write_json
 from wsseg.store.importer import import_source
 from wsseg.store.project import DB_NAME, Project
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The folder holding the package wsseg (the repository, or site-packages): child processes import it from there.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- a project worth protecting
@@ -338,7 +339,7 @@ print(f"done {done} {conflicts}", flush=True)
 
 
 def _editor(project: Project, seed: int, n_edits: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
         [sys.executable, "-c", _EDITOR, str(project.root), str(seed), str(n_edits)],
         stdout=subprocess.PIPE,

@@ -20,23 +20,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wsseg.errors import WssegError
 from wsseg.store.project import Project
+from wsseg.views.serve import app_folder
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "app.py"
-DRIVER = ROOT / "pages" / "curate_driver.py"  # the Streamlit side: the core never imports it
+#: The Streamlit side, in the app's folder (``app_folder``): the core never imports it.
+DRIVER = Path("pages") / "curate_driver.py"
 
 
-def _curator(project: Project, seed: int) -> subprocess.Popen:
+def _curator(project: Project, seed: int, folder: Path) -> subprocess.Popen:
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "PYTHONPATH": str(folder) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     return subprocess.Popen(
-        [sys.executable, str(DRIVER), str(project.root), str(seed), str(APP)],
+        [sys.executable, str(folder / DRIVER), str(project.root), str(seed), str(folder / "app.py")],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=folder,
         env=env,
     )
 
@@ -44,17 +45,21 @@ def _curator(project: Project, seed: int) -> subprocess.Popen:
 def killed_app(work: Path, rounds: int = 3, seed: int = 0, n_images: int = 40) -> dict[str, Any] | None:
     """Kill the Curate page's process with SIGKILL ``rounds`` times, each at a random moment 0.5 to 3 s
     after its first acknowledged decision; every acknowledged decision must be stored, once, and the
-    store consistent. None when the app's files are not installed beside the package."""
+    store consistent. None when the app's files are not installed with the package."""
     from wsseg.bench.reliability import seed_project
 
-    if not APP.is_file() or not DRIVER.is_file():
+    try:
+        folder = app_folder()
+    except WssegError:
+        return None
+    if not (folder / DRIVER).is_file():
         return None
     rng = random.Random(seed)
     project = seed_project(work / "killed_app", n_images=n_images, masks_per_image=2, run=True)
     acknowledged: list[tuple[int, str]] = []
     problems = kills = 0
     for r in range(rounds):
-        proc = _curator(project, seed * 1000 + r)
+        proc = _curator(project, seed * 1000 + r, folder)
         assert proc.stdout is not None
         deadline = None
         while deadline is None or time.monotonic() < deadline:

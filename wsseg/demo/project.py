@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -31,8 +32,9 @@ def create_demo_project(root: str | Path, n_images: int = 200, seed: int = 0) ->
     return project
 
 
-#: The shipped demo classifier (``python -m wsseg demo-checkpoint`` makes it; see ``make_demo_checkpoint``).
-DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "demo-classifier.pt"
+#: The shipped demo classifier (``python -m wsseg demo-checkpoint`` makes it; see ``make_demo_checkpoint``),
+#: read from the package ``wsseg.assets``: the repository's ``assets/``, installed as package data.
+DEMO_CHECKPOINT = Path(str(importlib.resources.files("wsseg.assets"))) / "demo-classifier.pt"
 
 
 def make_demo_checkpoint(out: Path, work: Path, images: int = 3000, epochs: int = 46, seed: int = 1) -> dict:
