@@ -18,18 +18,17 @@ from hypothesis import strategies as st
 from wsseg.bench.reliability import (
     _listing,
     _lost,
-    _png,
     concurrent_editors,
     hostile_imports,
     killed_editors,
-    seed_project,
     snapshot,
 )
 from wsseg.bench.reliability_app import killed_app
+from wsseg.bench.reliability_project import png_bytes, seed_project
 from wsseg.errors import WssegError
 from wsseg.store.importer import import_source
 
-GOOD_PNG = _png(np.full((8, 8, 3), 90, np.uint8))
+GOOD_PNG = png_bytes(np.full((8, 8, 3), 90, np.uint8))
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

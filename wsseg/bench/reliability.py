@@ -17,7 +17,6 @@ Each part does the real thing to a real project and counts what was lost:
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from wsseg.bench.reliability_app import killed_app
-from wsseg.data.coco import encode_mask
+from wsseg.bench.reliability_project import png_bytes, seed_project
 from wsseg.data.images import content_hash
 from wsseg.errors import WssegError
 from wsseg.fileio import write_json
@@ -48,25 +47,6 @@ PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- a project worth protecting
-
-
-def seed_project(root: Path, n_images: int = 6, masks_per_image: int = 2, run: bool = False) -> Project:
-    """A project with tagged images and proposed pseudo masks (what a user would not want to lose);
-    with ``run``, the masks belong to a finished pseudo-masks run (what the Curate page reviews)."""
-    project = Project.create(root, name="reliability")
-    run_id = project.start_run("pseudo_masks", {"retrieval": {"strategy": "prm"}}) if run else None
-    rng = np.random.default_rng(0)
-    for i in range(n_images):
-        pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-        data = _png(pixels)
-        image_id = project.add_image(f"kept_{i}.png", data, 32, 32, content_hash(data), ("cat", "dog")).id
-        for k in range(masks_per_image):
-            mask = np.zeros((32, 32), bool)
-            mask[k * 8 : k * 8 + 8, 4:12] = True
-            project.add_pseudo_mask(image_id, "cat", encode_mask(mask), run_id=run_id, score=0.5)
-    if run_id is not None:
-        project.finish_run(run_id)
-    return project
 
 
 def snapshot(project: Project) -> dict[str, Any]:
@@ -98,14 +78,6 @@ def _lost(before: dict[str, Any], after: dict[str, Any]) -> int:
 
 
 # --------------------------------------------------------------------------- hostile inputs
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _png_bomb(width: int = 60_000, height: int = 60_000) -> bytes:
@@ -140,7 +112,7 @@ def _write_zip(path: Path, members: dict[str, bytes], symlink: str | None = None
 
 def hostile_sources(folder: Path, rng: random.Random) -> list[tuple[str, Path]]:
     """Write hostile import sources under ``folder``; return (what it is, path) for each."""
-    good = _png(np.full((16, 16, 3), 120, np.uint8))
+    good = png_bytes(np.full((16, 16, 3), 120, np.uint8))
     garbage = bytes(rng.getrandbits(8) for _ in range(300))
     sources: list[tuple[str, Path]] = []
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wsseg.bench.reliability_project import seed_project
 from wsseg.errors import WssegError
 from wsseg.store.project import Project
 from wsseg.views.serve import app_folder
@@ -46,8 +47,6 @@ def killed_app(work: Path, rounds: int = 3, seed: int = 0, n_images: int = 40) -
     """Kill the Curate page's process with SIGKILL ``rounds`` times, each at a random moment 0.5 to 3 s
     after its first acknowledged decision; every acknowledged decision must be stored, once, and the
     store consistent. None when the app's files are not installed with the package."""
-    from wsseg.bench.reliability import seed_project
-
     try:
         folder = app_folder()
     except WssegError:
