@@ -18,6 +18,7 @@ from pages.common import current_project, tag_filter
 from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
 from wsseg.methods.prm import METHODS
 from wsseg.models.peaks import FILTERS
+from wsseg.stages.recipes import INFERENCE_PEAKS
 from wsseg.views.cam import PeakSettings, checkpoint_path, class_heat, class_peaks
 from wsseg.views.overlay import (
     COLORMAPS,
@@ -29,6 +30,7 @@ from wsseg.views.overlay import (
 )
 
 CLICK_KEY = "cam_click"
+WINDOWS = [1, 3, 5, 7, 9]
 
 
 def _class_label(name: str, score: float, tagged: bool) -> str:
@@ -51,26 +53,35 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
     opacity = row[2].slider("Opacity", 0.0, 1.0, 0.55, 0.05, key="cam_opacity")
     shared = row[3].toggle("One scale for all classes", value=True, key="cam_shared")
     row = st.columns([2, 2, 3, 2, 2, 2])
-    window = row[0].selectbox("Peak window", [1, 3, 5, 7, 9], index=1, key="cam_window")
-    peak_filter = row[1].selectbox("Peak filter", list(FILTERS), key="cam_filter")
+    default = PeakSettings()
+    window = row[0].selectbox("Peak window", WINDOWS, index=WINDOWS.index(default.window), key="cam_window")
+    peak_filter = row[1].selectbox(
+        "Peak filter", FILTERS, index=FILTERS.index(default.peak_filter), key="cam_filter"
+    )
+    # A slider at 0 is a filter that is off (None).
     relative = row[2].slider(
         "Threshold (fraction of the map's max)",
         0.0,
         1.0,
-        PeakSettings().relative_threshold,
+        default.relative_threshold or 0.0,
         0.05,
         key="cam_threshold",
     )
-    smooth = row[3].slider("Smoothing (cells)", 0.0, 3.0, 1.0, 0.5, key="cam_smooth")
-    positive = row[4].toggle("Positive peaks only", value=True, key="cam_positive")
-    method = row[5].selectbox("PRM method", list(METHODS), key="cam_method")
+    smooth = row[3].slider("Smoothing (cells)", 0.0, 3.0, default.smooth or 0.0, 0.5, key="cam_smooth")
+    positive = row[4].toggle(
+        "Positive peaks only", value=default.peak_threshold is not None, key="cam_positive"
+    )
+    methods = list(METHODS)
+    method = row[5].selectbox(
+        "PRM method", methods, index=methods.index(INFERENCE_PEAKS.method), key="cam_method"
+    )
 
     settings = PeakSettings(
         window=window,
         peak_filter=peak_filter,
-        relative_threshold=relative,
+        relative_threshold=relative or None,
         peak_threshold=0.0 if positive else None,
-        smooth=smooth,
+        smooth=smooth or None,
     )
     peaks = class_peaks(maps, settings, class_index)
     points = [(p.y, p.x) for p in peaks]

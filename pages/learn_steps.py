@@ -208,12 +208,19 @@ def _count(lesson: Lesson, k: int) -> int:
 def peaks_step(lesson: Lesson, step: Step) -> None:
     row = st.columns(4)
     k = _class_choice(lesson, "learn_peaks_class", tagged_only=True, column=row[0])
-    window = row[1].selectbox("Peak window", [1, 3, 5, 7, 9, 15], index=1, key="learn_window")
+    default, windows = PeakSettings(), [1, 3, 5, 7, 9, 15]
+    window = row[1].selectbox("Peak window", windows, index=windows.index(default.window), key="learn_window")
+    # A slider at 0 is a filter that is off (None).
     threshold = row[2].slider(
-        "Threshold (fraction of the map's max)", 0.0, 1.0, 0.3, 0.05, key="learn_threshold"
+        "Threshold (fraction of the map's max)",
+        0.0,
+        1.0,
+        default.relative_threshold or 0.0,
+        0.05,
+        key="learn_threshold",
     )
-    smooth = row[3].slider("Smoothing (cells)", 0.0, 3.0, 1.0, 0.5, key="learn_smooth")
-    settings = PeakSettings(window=window, relative_threshold=threshold, smooth=smooth)
+    smooth = row[3].slider("Smoothing (cells)", 0.0, 3.0, default.smooth or 0.0, 0.5, key="learn_smooth")
+    settings = PeakSettings(window=window, relative_threshold=threshold or None, smooth=smooth or None)
     peaks = class_peaks(lesson.maps, settings, k)
     points = [(p.y, p.x) for p in peaks]
     name = lesson.classes[k]

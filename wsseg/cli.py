@@ -67,8 +67,7 @@ def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
         print(f"demo Mask R-CNN and pixel-label estimator written to {args.out.parent}: {report}")
         return
     with tempfile.TemporaryDirectory() as work:
-        images = args.images or 3000
-        metrics = make_demo_checkpoint(args.out, Path(work) / "project", images, args.epochs, args.seed)
+        metrics = make_demo_checkpoint(args.out, Path(work) / "project", args.images, args.epochs, args.seed)
     print(f"demo checkpoint written to {args.out} ({metrics})")
 
 
@@ -146,39 +145,47 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_stage("wsseg.stages.train_classifier"))
 
 
+def _number_or_off(text: str) -> float | None:
+    """A number, or None for 'off' (a filter that is not applied)."""
+    try:
+        return None if text.strip().lower() == "off" else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}") from None
+
+
 def _add_peaks(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "peaks",
         help="write CRMs, peaks and peak response maps of every image to the project",
         description="Run the trained classifier over the project's images; store CRMs and PRMs as .npz under "
-        "artifacts/peaks/<run>/ and the peaks in the database.",
+        "artifacts/peaks/<run>/ and the peaks in the database. An option left out takes the measured "
+        "inference recipe's value (wsseg/stages/recipes.py, INFERENCE_PEAKS; docs/benchmark.md); 'off' "
+        "turns a filter off.",
     )
     p.add_argument("--project", type=Path, required=True)
     p.add_argument("--name", default="classifier", help="classifier run name (checkpoints/<name>/)")
+    # No defaults here: ``wsseg.stages.make_peaks.inference_from_args`` fills in the recipe's (so that
+    # ``wsseg --help`` starts without importing torch).
+    recipe = argparse.SUPPRESS
     p.add_argument(
         "--prm",
-        default="excitation",
+        dest="method",
+        default=recipe,
         help="excitation (PRM's peak backpropagation) | gradient (input gradient, as WISE)",
     )
-    p.add_argument(
-        "--peak-threshold", type=float, default=0.0, help="ignore peaks below this value (default 0)"
-    )
-    p.add_argument(
-        "--relative-threshold",
-        type=float,
-        default=0.3,
-        help="ignore peaks below this fraction of their class map's maximum (default 0.3)",
-    )
-    p.add_argument(
-        "--smooth", type=float, default=1.0, help="blur the CRMs by this std (in map cells) first (default 1)"
-    )
-    p.add_argument("--class-threshold", type=float, default=0.0, help="ignore classes whose score is below")
+    for flag, text in (
+        ("--peak-threshold", "ignore peaks below this value"),
+        ("--relative-threshold", "ignore peaks below this fraction of their class map's maximum"),
+        ("--smooth", "blur the CRMs by this std (in map cells) first"),
+        ("--class-threshold", "ignore classes whose score (logit) is below this"),
+    ):
+        p.add_argument(flag, type=_number_or_off, default=recipe, help=f"{text}, or off")
     p.add_argument(
         "--scale",
         type=float,
-        default=1.0,
-        help="enlarge each image this many times before the classifier (default 1; 2 finds more of "
-        "many small touching objects, such as nuclei)",
+        default=recipe,
+        help="enlarge each image this many times before the classifier (2 finds more of many small "
+        "touching objects, such as nuclei)",
     )
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
@@ -420,8 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: the Learn page's small Mask R-CNN and pixel-label estimator, trained on the shipped "
         "classifier's pseudo masks and tags, written beside --out with their held-out scores",
     )
-    p.add_argument("--images", type=int, default=None, help="training images (default 3000; --models: 400)")
-    p.add_argument("--epochs", type=int, default=46)
+    p.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="training images (default: the recipe's; --models: the demo plan's)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="default: the full shapes benchmark's")
     p.add_argument("--seed", type=int, default=1, help="generator seed of the training images (demo: 0)")
     p.set_defaults(func=_cmd_demo_checkpoint)
 

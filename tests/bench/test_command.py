@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from tests._maskrcnn_data import TINY
-from wsseg.bench.command import BenchPlan, run_bench
-from wsseg.bench.maskrcnn import MaskRCNNPlan
+from wsseg.bench.command import run_bench
 from wsseg.errors import DataNotFoundError
 from wsseg.models.classifier import ClassifierConfig
+from wsseg.stages.recipes import BenchPlan, MaskRCNNPlan
 from wsseg.store.project import Project
 from wsseg.training.engine import TrainConfig
 

@@ -16,21 +16,15 @@ import pytest
 import torch
 
 from tests._maskrcnn_data import TINY, tiny_project
-from wsseg.bench.command import plan_for
-from wsseg.bench.curation_run import (
-    CurationPlan,
-    curation_plan,
-    make_pseudo_masks_runs,
-    run_curation_bench,
-    with_classifier_start,
-)
-from wsseg.bench.maskrcnn import MaskRCNNPlan, classifier_start
+from wsseg.bench.curation_run import make_pseudo_masks_runs, run_curation_bench, with_classifier_start
+from wsseg.bench.maskrcnn import classifier_start
 from wsseg.cli import build_parser
 from wsseg.data.coco import read_coco
 from wsseg.data.images import read_image
 from wsseg.methods.mask_map import mask_map
 from wsseg.models.classifier import ClassifierConfig
 from wsseg.models.maskrcnn import predict
+from wsseg.stages.recipes import INFERENCE_PEAKS, CurationPlan, MaskRCNNPlan, curation_plan, plan_for
 from wsseg.stages.train_classifier import train_classifier
 from wsseg.stages.train_maskrcnn import load_maskrcnn
 from wsseg.store.instances import true_instances
@@ -54,6 +48,9 @@ def test_curation_bench_retrains_on_each_set_and_never_writes_the_project(tmp_pa
     classifier = ClassifierConfig(num_classes=4, backbone="small", small_width=8, peak_stimulation=False)
     train_classifier(project, classifier, TrainConfig(epochs=1, batch_size=12), augment=None)
     run = make_pseudo_masks_runs(project, (0, 1), workers=1)
+    peaks = project.latest_run("peaks").config  # the benchmark's peaks are the recipe's
+    assert peaks["prm"] == dataclasses.asdict(INFERENCE_PEAKS.prm_config())
+    assert peaks["scale"] == INFERENCE_PEAKS.scale
     # Mask R-CNN trains on the first 8 images with masks; only their masks are reviewed
     first = sorted({m["image_id"] for m in project.pseudo_masks(run_id=run)})[:8]
     masks = sum(1 for m in project.pseudo_masks(run_id=run) if m["image_id"] in first)

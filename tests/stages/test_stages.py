@@ -109,7 +109,8 @@ def test_peaks_on_enlarged_images(trained: Path, capsys: pytest.CaptureFixture[s
     from wsseg.data.images import read_image
     from wsseg.models.normalise import to_tensor
     from wsseg.models.peaks import find_peaks
-    from wsseg.stages.evaluate_classifier import InferencePeaks, evaluate_classifier
+    from wsseg.stages.evaluate_classifier import evaluate_classifier
+    from wsseg.stages.recipes import INFERENCE_PEAKS, InferencePeaks
 
     project = Project(trained)
     assert main(["peaks", "--project", str(trained), "--scale", "2", "--shard", "0/4"]) == 0
@@ -126,14 +127,14 @@ def test_peaks_on_enlarged_images(trained: Path, capsys: pytest.CaptureFixture[s
         with torch.inference_mode():
             crm = model(to_tensor(big)[None])["crm"][0]
         assert data["crm"].shape == tuple(crm.shape)
-        expected = find_peaks(
+        expected = find_peaks(  # the command line's defaults are the recipe's inference peaks
             crm,
             model.config.peaks,
-            class_threshold=0.0,
+            class_threshold=INFERENCE_PEAKS.class_threshold,
             class_scores=crm.mean(dim=(1, 2)),  # the trained model pools by averaging
-            peak_threshold=0.0,
-            relative_threshold=0.3,
-            smooth=1.0,
+            peak_threshold=INFERENCE_PEAKS.peak_threshold,
+            relative_threshold=INFERENCE_PEAKS.relative_threshold,
+            smooth=INFERENCE_PEAKS.smooth,
             stride=model.stride,
             image_size=big.shape[:2],
         )

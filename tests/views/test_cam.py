@@ -54,7 +54,7 @@ def test_class_peaks_are_find_peaks_of_that_class(trained: Path) -> None:
     for c in range(maps.crm.shape[0]):
         assert class_peaks(maps, settings, c) == [p for p in everything if p.class_index == c]
     looser = PeakSettings(
-        window=1, peak_filter="none", relative_threshold=0.0, peak_threshold=None, smooth=0.0
+        window=1, peak_filter="none", relative_threshold=None, peak_threshold=None, smooth=None
     )
     assert len(class_peaks(maps, looser, 0)) > len(class_peaks(maps, settings, 0))
 
@@ -64,7 +64,7 @@ def test_a_stored_prm_equals_the_one_computed_again(trained: Path) -> None:
     classifier = open_classifier(project)
     maps = image_maps(project, project.images(limit=1)[0], classifier)
     # the run's own settings (no smoothing, no thresholds): its strongest peak is found again
-    settings = PeakSettings(relative_threshold=0.0, peak_threshold=None, smooth=0.0)
+    settings = PeakSettings(relative_threshold=None, peak_threshold=None, smooth=None)
     c = int(maps.stored_peaks[0, 0])
     peak = class_peaks(maps, settings, c)[0]
     assert (peak.y, peak.x) == (int(maps.stored_peaks[0, 1]), int(maps.stored_peaks[0, 2]))
@@ -91,6 +91,6 @@ def _computed_excitation(maps, peak, settings, classifier) -> np.ndarray:
 def test_without_a_classifier_an_unstored_prm_says_why(trained: Path) -> None:
     project = Project(trained)
     maps = image_maps(project, project.images(limit=1)[0], open_classifier(project))
-    peak = class_peaks(maps, PeakSettings(relative_threshold=0.0, peak_threshold=None, smooth=0.0), 0)[-1]
+    peak = class_peaks(maps, PeakSettings(relative_threshold=None, peak_threshold=None, smooth=None), 0)[-1]
     prm, why = peak_prm(maps, peak, PeakSettings(), None, "gradient")
     assert prm is None and "train the classifier" in why

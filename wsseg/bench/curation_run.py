@@ -2,7 +2,7 @@
 
 A run of its own, every step through the command line's functions:
 
-1. the project: the benchmark's own (``wsseg.bench.command``: tagged folders imported, the classifier trained
+1. the project: the benchmark's own (``wsseg.bench.common``: tagged folders imported, the classifier trained
    with the benchmark's recipe) or a given one (``--project``; never written, all writes go to copies);
 2. pseudo masks of (a shard of) the training images: peaks, proposals, a WISE run (the peak as point)
    that the queue's disagreement term compares with, then the default PRM retrieval run, the one
@@ -27,72 +27,32 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsseg.bench.command import (
-    BenchPlan,
-    _versions,
-    bench_project,
-    plan_for,
-    render_markdown,
-    train_bench_classifier,
-)
+from wsseg.bench.common import bench_project, render_markdown, train_bench_classifier, versions
 from wsseg.bench.curation import bench_curation, scratch_copy
 from wsseg.bench.data import dataset_splits
-from wsseg.bench.maskrcnn import MaskRCNNPlan, _plan_dict, classifier_start, start_config, train_and_score
-from wsseg.bench.pseudo import inference_prm_config, variant_config
+from wsseg.bench.maskrcnn import _plan_dict, classifier_start, train_and_score
 from wsseg.curation.queue import pseudo_run
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.methods.pseudo_masks import RetrievalConfig
-from wsseg.models.maskrcnn import MaskRCNNConfig
 from wsseg.progress import image_bar
+from wsseg.stages.make_peaks import make_peaks
+from wsseg.stages.make_proposals import make_proposals
+from wsseg.stages.make_pseudo_masks import make_pseudo_masks
+from wsseg.stages.recipes import (
+    INFERENCE_PEAKS,
+    CurationPlan,
+    MaskRCNNPlan,
+    curation_plan,
+    retrieval_variant,
+    start_config,
+)
 from wsseg.store.project import Project
-from wsseg.training.engine import TrainConfig
 
 SETS = ("before", "queue", "random")
-
-
-@dataclass(frozen=True)
-class CurationPlan:
-    """The run's recipe. ``bench``: data sizes and classifier (unused with ``--project``); ``shard``:
-    the training images given pseudo masks; ``maskrcnn``: the one model and schedule of the three
-    trainings, on the run's first ``maskrcnn.max_images`` images with masks (all when None), whose
-    masks alone are reviewed: N = ``review_fraction`` of their automatic masks."""
-
-    bench: BenchPlan
-    shard: tuple[int, int]
-    review_fraction: float
-    maskrcnn: MaskRCNNPlan
-    workers: int = 2
-
-
-def curation_plan(dataset: str, quick: bool, num_classes: int, seed: int) -> CurationPlan:
-    """The recipe (docs/benchmark.md, "Curation pays off, measured", gives the time budget behind it).
-
-    Full: the benchmark's classifier recipe (3,000 training images, 46 epochs), pseudo masks of a
-    quarter of the training images (750), N = 20% of their masks, Mask R-CNN 5 epochs over at most 750
-    images (~470 steps of batch 8) three times. Quick: 240 training and 40 validation images, a short
-    classifier, pseudo masks of 120 images and one Mask R-CNN epoch (~12 steps): minutes, the Mask
-    R-CNN figures near zero. The Mask R-CNN is MobileNetV3-FPN from scratch until
-    ``with_classifier_start`` starts it from the classifier, once that exists.
-    """
-    model = MaskRCNNConfig(num_classes=num_classes)
-    if quick:
-        classifier = plan_for(dataset, True, num_classes, seed)
-        bench = dataclasses.replace(
-            classifier,
-            train_images=240,
-            val_images=40,
-            train=TrainConfig(epochs=8, batch_size=32, lr=3e-3, seed=seed),
-        )
-        train = TrainConfig(epochs=1, batch_size=8, lr=2e-3, seed=seed)
-        return CurationPlan(bench, (0, 2), 0.2, MaskRCNNPlan(model, train))
-    train = TrainConfig(epochs=5, batch_size=8, lr=2e-3, seed=seed)
-    full = plan_for(dataset, False, num_classes, seed)
-    return CurationPlan(full, (0, 4), 0.2, MaskRCNNPlan(model, train, max_images=750))
 
 
 def with_classifier_start(plan: CurationPlan, project: Project) -> CurationPlan:
@@ -107,24 +67,26 @@ def with_classifier_start(plan: CurationPlan, project: Project) -> CurationPlan:
 
 
 def make_pseudo_masks_runs(
-    project: Project, shard: tuple[int, int], workers: int = 2, scale: float = 1.0
+    project: Project, shard: tuple[int, int], workers: int = 2, scale: float = INFERENCE_PEAKS.scale
 ) -> int:
-    """Peaks (the benchmark's inference settings, images enlarged ``scale`` times), proposals, a WISE
-    run (peak as point) and the default PRM retrieval run on one shard of the training split; returns
-    the last run's id."""
-    from wsseg.stages.make_peaks import make_peaks
-    from wsseg.stages.make_proposals import make_proposals
-    from wsseg.stages.make_pseudo_masks import make_pseudo_masks
-
+    """Peaks (the recipe's inference peaks, images enlarged ``scale`` times), proposals, a WISE run
+    (peak as point) and the default PRM retrieval run on one shard of the training split; returns the
+    last run's id."""
     with image_bar("peaks") as bar:
         peaks = make_peaks(
-            project, "classifier", inference_prm_config(), shard, split="train", progress=bar, scale=scale
+            project,
+            "classifier",
+            INFERENCE_PEAKS.prm_config(),
+            shard,
+            split="train",
+            progress=bar,
+            scale=scale,
         )
     with image_bar("proposals") as bar:
         proposals = make_proposals(project, split="train", shard=shard, workers=workers, progress=bar)
     run_id = 0
     for name, config in (
-        ("pseudo masks wise", variant_config("wise_peak")),
+        ("pseudo masks wise", retrieval_variant("wise_peak")),
         ("pseudo masks prm", RetrievalConfig()),
     ):
         with image_bar(name) as bar:
@@ -205,7 +167,7 @@ def run_curation_bench(
     out = Path(out)
     given = plan is not None
     timings: dict[str, float] = {}
-    report: dict[str, Any] = {"dataset": dataset, "quick": quick, "seed": seed, "versions": _versions()}
+    report: dict[str, Any] = {"dataset": dataset, "quick": quick, "seed": seed, "versions": versions()}
     t = time.perf_counter()
     if project_root is not None:
         project = Project(project_root)

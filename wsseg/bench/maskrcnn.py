@@ -9,7 +9,7 @@ file is given, and ``weak_over_full_map50``. Everything goes through the command
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,71 +19,25 @@ from wsseg.errors import BadInputError
 from wsseg.models.maskrcnn import MaskRCNNConfig
 from wsseg.stages.evaluate import evaluate_maskrcnn
 from wsseg.stages.pool import default_workers, map_in_order
+from wsseg.stages.recipes import MaskRCNNPlan
 from wsseg.stages.train_maskrcnn import classifier_width, train_maskrcnn
 from wsseg.store.importer import GROUND_TRUTH
 from wsseg.store.project import Project
-from wsseg.training.datasets import Augment
-from wsseg.training.engine import CHECKPOINT, TrainConfig, tqdm_callback
+from wsseg.training.engine import CHECKPOINT, tqdm_callback
 
 KEYS = ("map25", "map50", "map75", "pointing_accuracy", "count_mae")
-
-
-@dataclass(frozen=True)
-class MaskRCNNPlan:
-    """Model, schedule and data of both trainings. ``max_images``: the first N training images only.
-    ``init``: the classifier whose layers start both (``train_maskrcnn``'s ``init``), or None."""
-
-    model: MaskRCNNConfig
-    train: TrainConfig
-    augment: Augment = Augment(flips=True, hflip=False, colour=True)
-    max_images: int | None = None
-    init: str | None = None
 
 
 def classifier_start(project: Project, name: str = "classifier") -> tuple[str | None, int]:
     """(name, width) of the project's trained classifier ``name`` when a Mask R-CNN can start from it
     (it has the small backbone), else (None, the default width): the ``init`` and ``width`` of the
-    benchmark's plans."""
+    benchmark's plans (``wsseg.stages.recipes.maskrcnn_plan``)."""
     if not (project.root / "checkpoints" / name / CHECKPOINT).exists():
         return None, MaskRCNNConfig.small_width
     try:
         return name, classifier_width(project, name)
     except BadInputError:  # not a small-backbone classifier
         return None, MaskRCNNConfig.small_width
-
-
-def start_config(num_classes: int, init: str | None, width: int) -> MaskRCNNConfig:
-    """The benchmark's model: with ``init``, the small backbone at the classifier's width with RoIAlign
-    at one sample per bin (its backward was a quarter of a CPU step); without, the default
-    MobileNetV3-FPN from scratch."""
-    if init is None:
-        return MaskRCNNConfig(num_classes=num_classes)
-    return MaskRCNNConfig(num_classes=num_classes, backbone="small", small_width=width, roi_sampling_ratio=1)
-
-
-def maskrcnn_plan(
-    quick: bool,
-    num_classes: int,
-    seed: int,
-    init: str | None = None,
-    width: int = MaskRCNNConfig.small_width,
-    epochs: int | None = None,
-) -> MaskRCNNPlan:
-    """The benchmark's recipe (docs/benchmark.md). With ``init`` (the benchmark's classifier, of
-    ``small_width`` ``width``): the small backbone started from it, RoIAlign at one sample per bin, 1,500
-    images x 3 epochs (561 steps), both trainings at once on one core each. Without: MobileNetV3 from
-    scratch, 6 epochs. ``epochs`` replaces either (not ``quick``'s 2). A few minutes with ``quick``.
-    AdamW at a one-cycle peak of 2e-3, batch 8."""
-    model = start_config(num_classes, init, width)
-    if epochs is None:
-        epochs = 3 if init is not None else 6
-    if quick:
-        return MaskRCNNPlan(
-            model, TrainConfig(epochs=2, batch_size=8, lr=2e-3, seed=seed), max_images=64, init=init
-        )
-    return MaskRCNNPlan(
-        model, TrainConfig(epochs=epochs, batch_size=8, lr=2e-3, seed=seed), max_images=1500, init=init
-    )
 
 
 def bench_maskrcnn(

@@ -23,57 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from wsseg.methods.crf import CRFConfig
+from wsseg.data.images import read_image
+from wsseg.data.real import CAMVID_CLASSES, camvid
 from wsseg.methods.ple import IGNORE, PLEConfig
 from wsseg.models.segmenter import SegmenterConfig
 from wsseg.stages.evaluate_ple import load_ple, score
+from wsseg.stages.recipes import PLEBenchPlan, ple_plan
 from wsseg.stages.train_ple import SegmentationImages, label_names, project_dataset, train_ple
 from wsseg.store.instances import semantic_truth
 from wsseg.store.project import Project
 from wsseg.training.datasets import Augment, multi_hot
-from wsseg.training.engine import CHECKPOINT, TrainConfig, tqdm_callback
-
-ROUNDS = 5
-"""The estimator and four self-training rounds (docs/benchmark.md: on shapes each round lifted mIoU,
-0.439 -> 0.516 -> 0.616 -> 0.692 -> 0.728 on the first full benchmark's project)."""
+from wsseg.training.engine import CHECKPOINT, tqdm_callback
 
 
 def round_name(k: int) -> str:
     """Run name of weak round ``k`` (1: the estimator, ``ple``)."""
     return "ple" if k == 1 else f"ple-round{k}"
-
-
-@dataclasses.dataclass(frozen=True)
-class PLEBenchPlan:
-    """Schedule shared by the three networks; ``val_images`` caps the scored images (None: all)."""
-
-    train: TrainConfig
-    augment: Augment | None
-    val_images: int | None = None
-    max_images: int | None = None
-    """Train on the first this many training images (None: all)."""
-    crf: CRFConfig = CRFConfig()  # noqa: RUF009 (frozen)
-    rounds: int = ROUNDS
-    """Weak rounds: 1 is the estimator alone, each further one a self-training round on the last."""
-
-
-def ple_plan(dataset: str, quick: bool, seed: int) -> PLEBenchPlan:
-    """The benchmark's PLE recipe (docs/benchmark.md): shapes are colour- and orientation-free; CamVid
-    street scenes only flip horizontally."""
-    # shapes: 5 epochs over 1,500 images; at 2 the fully supervised upper bound was still weak (0.60
-    # mIoU, the star at 0.00), which flattered the ratio (docs/benchmark.md).
-    epochs = 1 if quick else (5 if dataset == "shapes" else 6)
-    augment = (
-        Augment(flips=True, hflip=False, colour=True) if dataset == "shapes" else Augment(False, True, False)
-    )
-    train = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed)
-    # Self-training rounds: on shapes each lifted mIoU (0.44 -> 0.52 -> 0.62 -> 0.69 -> 0.73); on CamVid each lowered it
-    # (0.192 -> 0.183 -> 0.167: the CRF-snapped labels of 160 px street crops lose the thin classes), so
-    # CamVid keeps the estimator alone (docs/benchmark.md).
-    rounds = ROUNDS if dataset == "shapes" else 1
-    if quick:
-        return PLEBenchPlan(train, augment, val_images=50, max_images=200, rounds=rounds)
-    return PLEBenchPlan(train, augment, max_images=1500 if dataset == "shapes" else None, rounds=rounds)
 
 
 def _camvid_labels(labels: np.ndarray) -> np.ndarray:
@@ -84,8 +49,6 @@ def _camvid_labels(labels: np.ndarray) -> np.ndarray:
 
 def _camvid_data(data_root: Path | None, seed: int, augment: Augment | None) -> SegmentationImages:
     """The bench project's CamVid training crops (the same crops as ``wsseg.bench.data``) with labels."""
-    from wsseg.data.real import CAMVID_CLASSES, camvid
-
     samples = list(camvid(data_root, split="train", crop=160, crop_seed=seed, crops_per_image=2))
     images = np.stack([s.image for s in samples])
     labels = np.stack([_camvid_labels(s.labels) for s in samples])
@@ -97,15 +60,11 @@ def _val_pairs(
     project: Project, dataset: str, data_root: Path | None, limit: int | None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     if dataset == "camvid":
-        from wsseg.data.real import camvid
-
         for k, sample in enumerate(camvid(data_root, split="val")):
             if limit is not None and k >= limit:
                 return
             yield sample.image, _camvid_labels(sample.labels)
         return
-    from wsseg.data.images import read_image
-
     records = project.images(split="val", limit=limit)
     for record, truth in zip(records, semantic_truth(project, records, True), strict=True):
         if truth is not None:

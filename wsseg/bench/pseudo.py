@@ -26,33 +26,20 @@ import cv2
 import numpy as np
 
 from wsseg.bench.speed import measure_proposal_speed
+from wsseg.data.images import read_image
 from wsseg.methods.mask_map import mask_map
 from wsseg.methods.overlap import best_overlaps
-from wsseg.methods.prm import PRMConfig
+from wsseg.methods.prm import response_maps_at
 from wsseg.methods.pseudo_masks import PeakInput, RetrievalConfig, retrieve
-from wsseg.stages.evaluate_classifier import INFERENCE_PEAKS
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
-from wsseg.stages.make_peaks import load_result
+from wsseg.stages.make_peaks import load_result, make_peaks, prepare_image
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
-from wsseg.stages.make_proposals import load_proposals
+from wsseg.stages.make_proposals import load_proposals, make_proposals
+from wsseg.stages.make_pseudo_masks import export_coco, make_pseudo_masks, resize_prms
+from wsseg.stages.recipes import INFERENCE_PEAKS, RETRIEVAL_VARIANTS
 from wsseg.store.instances import stored_instances, true_instances
 from wsseg.store.project import ImageRecord, Project
 from wsseg.structures import Instances
-
-#: The rows of ``pseudo_masks.*``: name -> changes to the bench's retrieval config. "prm" and "wise"
-#: are the two strategies as published (the WISE point is the PRM's argmax); the "_peak" rows use the
-#: peak itself as the point, and "prm_peak_inside" also keeps PRM retrieval to proposals holding it.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "prm": {"strategy": "prm", "point": "prm_argmax", "contain_point": False},
-    "wise": {"strategy": "wise", "point": "prm_argmax"},
-    "wise_peak": {"strategy": "wise", "point": "peak"},
-    "prm_peak_inside": {"strategy": "prm", "point": "peak", "contain_point": True},
-}
-
-
-def variant_config(name: str) -> RetrievalConfig:
-    """The default retrieval config with the changes of ``VARIANTS[name]``."""
-    return dataclasses.replace(RetrievalConfig(), **VARIANTS[name])
 
 
 def proposal_quality(project: Project, run_id: int, truth: dict[int, Instances]) -> dict[str, float]:
@@ -93,10 +80,6 @@ def oracle_instances(
 ) -> dict[int, Instances]:
     """Pseudo masks chosen with the true instance centres as peaks (PRMs seeded there by ``model``, on
     the image as the peaks stage saw it: ``size``, then enlarged ``scale`` times)."""
-    from wsseg.methods.prm import response_maps_at
-    from wsseg.stages.make_peaks import prepare_image
-    from wsseg.stages.make_pseudo_masks import resize_prms
-
     out = {}
     for image_id, inst in truth.items():
         record = project.image(image_id)
@@ -108,7 +91,7 @@ def oracle_instances(
             (int(c), int(y * ratio[0]), int(x * ratio[1]))
             for c, (y, x) in zip(inst.labels, centres, strict=True)
         ]
-        prms = resize_prms(response_maps_at(model, tensor, points, PRMConfig()), shape)
+        prms = resize_prms(response_maps_at(model, tensor, points, INFERENCE_PEAKS.prm_config()), shape)
         crm = load_result(project.artifact(PEAKS_STAGE, peaks_run, image_id, ".npz"))["crm"]
         peaks = [
             PeakInput(int(c), y, x, 1.0, m)
@@ -132,22 +115,8 @@ def _maps(truth: dict[int, Instances], predicted: dict[int, Instances], num_clas
 
 
 def _speed_image(project: Project, record: ImageRecord) -> np.ndarray:
-    from wsseg.data.images import read_image
-
     return cv2.resize(
         read_image(project.image_path(record), record.filename), (256, 256), interpolation=cv2.INTER_AREA
-    )
-
-
-def inference_prm_config() -> PRMConfig:
-    """The peak search of ``wsseg.stages.evaluate_classifier.INFERENCE_PEAKS`` as the peaks stage's config
-    (no class-score threshold: tagged_only in the pseudo-mask stage picks the classes)."""
-    inference = INFERENCE_PEAKS
-    return PRMConfig(
-        class_threshold=None,
-        peak_threshold=inference.peak_threshold,
-        relative_threshold=inference.relative_threshold,
-        smooth=inference.smooth,
     )
 
 
@@ -160,7 +129,7 @@ def bench_pseudo_masks(
     config: RetrievalConfig | None = None,
     coco_out: Path | None = None,
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
-    scale: float = 1.0,
+    scale: float = INFERENCE_PEAKS.scale,
 ) -> dict[str, Any]:
     """Run peaks, proposals and pseudo masks on one shard of the training split and measure them.
 
@@ -168,18 +137,15 @@ def bench_pseudo_masks(
     ``scale``: the peaks stage's enlargement (``make_peaks``).
     ``progress(stage)`` gives each stage's progress callback. Returns the report sections
     ``{"proposals": ..., "pseudo_masks": ...}``; ``pseudo_masks.coco`` is the COCO JSON written to
-    ``coco_out`` with the masks of ``config.strategy`` (for the Mask R-CNN stage).
+    ``coco_out`` with the masks of ``config.strategy`` (for the Mask R-CNN stage). The peaks are the
+    recipe's inference peaks (``wsseg.stages.recipes.INFERENCE_PEAKS``), each image enlarged ``scale`` times.
     """
-    from wsseg.stages.make_peaks import make_peaks
-    from wsseg.stages.make_proposals import make_proposals
-    from wsseg.stages.make_pseudo_masks import export_coco, make_pseudo_masks
-
     config = config or RetrievalConfig()
     bar = progress or (lambda stage: None)
     peaks_run = make_peaks(
         project,
         "classifier",
-        inference_prm_config(),
+        INFERENCE_PEAKS.prm_config(),
         shard,
         split="train",
         progress=bar("peaks"),
@@ -199,7 +165,7 @@ def bench_pseudo_masks(
 
     pseudo: dict[str, Any] = {"images": len(records)}
     chosen_run = None
-    for strategy, changes in VARIANTS.items():
+    for strategy, changes in RETRIEVAL_VARIANTS.items():
         cfg = dataclasses.replace(config, **changes)
         run_id = make_pseudo_masks(
             project,

@@ -13,7 +13,8 @@ from wsseg.methods import prm, proposals
 from wsseg.methods.prm import PRMConfig, peak_response_maps, peak_response_maps_naive
 from wsseg.methods.proposals import ProposalConfig, selective_search
 from wsseg.models.classifier import PeakClassifier
-from wsseg.models.peaks import PeakConfig, find_peaks, global_average_pooling, peak_stimulation
+from wsseg.models.peaks import PeakConfig, global_average_pooling, peak_stimulation
+from wsseg.views.cam import ImageMaps, PeakSettings, class_peaks
 from wsseg.views.overlay import OverlayStyle, crm_to_pixels, jpeg_bytes, normalize, overlay_view
 
 
@@ -94,11 +95,12 @@ def measure_overlay_ms(size: int = 256, num_classes: int = 4, stride: int = 8, r
     """Milliseconds (median of ``repeat``) of the CAMs page's pictures when an overlay control moves.
 
     On a synthetic size x size image with ``num_classes`` CRMs of stride ``stride`` (seeded values):
-    find the peaks on the cached CRMs (the page's default settings), map every class's CRM to
-    pixels, and draw and JPEG-encode what the viewer sends: the class's overlay with numbered peaks,
-    the chosen peak's PRM overlay (its map cached) and the small overlay of every class. The model
-    is not run: the page caches its maps (or reads them from the peaks artifacts). Streamlit's own
-    work around the pictures is not included; the page shows its full server time in a caption.
+    find the first class's peaks on the cached CRMs (``class_peaks`` with the page's default
+    ``PeakSettings``), map every class's CRM to pixels, and draw and JPEG-encode what the viewer
+    sends: the class's overlay with numbered peaks, the chosen peak's PRM overlay (its map cached) and
+    the small overlay of every class. The model is not run: the page caches its maps (or reads them
+    from the peaks artifacts). Streamlit's own work around the pictures is not included; the page
+    shows its full server time in a caption.
     """
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -110,6 +112,17 @@ def measure_overlay_ms(size: int = 256, num_classes: int = 4, stride: int = 8, r
             for _ in range(num_classes)
         ]
     ).astype(np.float32)
+    maps = ImageMaps(
+        image=image,
+        crm=crm,
+        class_scores=crm.mean(axis=(1, 2)),
+        stride=stride,
+        upsample=PeakConfig().upsample,
+        source="synthetic",
+        stored_peaks=np.zeros((0, 4), np.float32),
+        stored_prms=np.zeros((0, size, size), np.float32),
+    )
+    settings = PeakSettings()
     style = OverlayStyle()
     prm = np.exp(
         -((np.arange(size)[:, None] - size / 2) ** 2 + (np.arange(size)[None] - size / 2) ** 2) / 50.0
@@ -118,10 +131,7 @@ def measure_overlay_ms(size: int = 256, num_classes: int = 4, stride: int = 8, r
     with torch.inference_mode():
         for _ in range(repeat + 1):
             start = time.perf_counter()
-            peaks = find_peaks(
-                crm, PeakConfig(), relative_threshold=0.5, peak_threshold=0.0, smooth=1.0, stride=stride
-            )
-            mine = [(p.y, p.x) for p in peaks if p.class_index == 0]
+            mine = [(p.y, p.x) for p in class_peaks(maps, settings, 0)]
             heats = [normalize(crm_to_pixels(c, stride, (size, size)), float(crm.max())) for c in crm]
             jpeg_bytes(overlay_view(image, heats[0], style, mine, selected=0))
             jpeg_bytes(overlay_view(image, normalize(prm), style, mine[:1], selected=0))

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wsseg.bench.command import _write_split, plan_for
+from wsseg.bench.common import write_split
 from wsseg.bench.data import dataset_splits
 from wsseg.fileio import write_json
-from wsseg.stages.evaluate_classifier import InferencePeaks, evaluate_classifier
+from wsseg.stages.evaluate_classifier import evaluate_classifier
+from wsseg.stages.recipes import INFERENCE_PEAKS, InferencePeaks, plan_for
 from wsseg.stages.train_classifier import load_classifier, train_classifier
 from wsseg.store.importer import import_source
 from wsseg.store.project import Project
@@ -38,9 +39,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "rf57-2x": ({"small_dilations": (1,)}, {"epochs_factor": 2}),
 }
 
-#: Inference settings measured for every variant (the default first).
+#: Inference settings measured for every variant (the recipe's first).
 INFERENCE = {
-    "default": InferencePeaks(),
+    "default": INFERENCE_PEAKS,
     "rel0.5-s1": InferencePeaks(relative_threshold=0.5),
     "rel0.5-s0": InferencePeaks(smooth=None),
 }
@@ -64,8 +65,8 @@ def run_sweep(
     project_root = out / "project"
     if not Project.is_project(project_root):
         project = Project.create(project_root, name=f"sweep-{dataset}")
-        _write_split(out / "data" / "train", train_split, train_images or plan.train_images)
-        _write_split(out / "data" / "val", val_split, val_images or plan.val_images)
+        write_split(out / "data" / "train", train_split, train_images or plan.train_images)
+        write_split(out / "data" / "val", val_split, val_images or plan.val_images)
         import_source(project, out / "data" / "train", split="train")
         import_source(project, out / "data" / "val", split="val")
     project = Project(project_root)

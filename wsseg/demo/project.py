@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
+import io
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from wsseg.data.shapes import ShapesConfig, write_shapes_dataset
+import torch
+
+from wsseg.data.shapes import SHAPE_CLASSES, ShapesConfig, write_shapes_dataset
 from wsseg.errors import BadInputError
+from wsseg.fileio import write_bytes
+from wsseg.stages.make_peaks import make_peaks
+from wsseg.stages.recipes import classifier_config, classifier_schedule, plan_for
+from wsseg.stages.train_classifier import train_classifier
 from wsseg.store.importer import import_source
 from wsseg.store.project import Project
-from wsseg.training.engine import Progress
+from wsseg.training.engine import CHECKPOINT, Progress, load_checkpoint, tqdm_callback
 
 
 def create_demo_project(root: str | Path, n_images: int = 200, seed: int = 0) -> Project:
@@ -37,25 +45,22 @@ def create_demo_project(root: str | Path, n_images: int = 200, seed: int = 0) ->
 DEMO_CHECKPOINT = Path(str(importlib.resources.files("wsseg.assets"))) / "demo-classifier.pt"
 
 
-def make_demo_checkpoint(out: Path, work: Path, images: int = 3000, epochs: int = 46, seed: int = 1) -> dict:
+def make_demo_checkpoint(
+    out: Path, work: Path, images: int | None = None, epochs: int | None = None, seed: int = 1
+) -> dict:
     """Train the demo classifier with the full shapes benchmark's recipe and save it to ``out``.
 
-    ``images`` fresh shapes images (generator seed ``seed``, not the demo's 0) are imported into a
-    project under ``work``; the classifier of ``wsseg.bench.command.plan_for("shapes")`` trains on them; its
+    ``images`` fresh shapes images (generator seed ``seed``, not the demo's 0; default: the recipe's
+    training images) are imported into a project under ``work``; the classifier of
+    ``wsseg.stages.recipes.plan_for("shapes")`` trains on them (``epochs``: default the recipe's); its
     checkpoint is saved without the optimiser state (about 1 MB). Returns the training metrics.
     """
-    import dataclasses
-
-    from wsseg.bench.command import plan_for
-    from wsseg.stages.train_classifier import train_classifier
-    from wsseg.training.engine import CHECKPOINT, tqdm_callback
-
-    project = create_demo_project(work, n_images=images, seed=seed)
-    plan = plan_for("shapes", False, len(project.classes()), seed)
+    plan = plan_for("shapes", False, len(SHAPE_CLASSES), seed)
+    project = create_demo_project(work, n_images=images or plan.train_images, seed=seed)
     metrics = train_classifier(
         project,
         plan.classifier,
-        dataclasses.replace(plan.train, epochs=epochs),
+        dataclasses.replace(plan.train, epochs=epochs or plan.train.epochs),
         augment=plan.augment,
         callback=tqdm_callback("demo checkpoint"),
     )
@@ -65,13 +70,6 @@ def make_demo_checkpoint(out: Path, work: Path, images: int = 3000, epochs: int 
 
 def save_slim(checkpoint: Path, out: Path) -> int:
     """Copy a training checkpoint to ``out`` without its optimiser state; return the bytes written."""
-    import io
-
-    import torch
-
-    from wsseg.fileio import write_bytes
-    from wsseg.training.engine import load_checkpoint
-
     state = load_checkpoint(checkpoint)
     buffer = io.BytesIO()
     torch.save({"model": state["model"], "extra": state["extra"], "epoch": state.get("epoch")}, buffer)
@@ -86,9 +84,6 @@ def install_demo_checkpoint(
 ) -> int | None:
     """Give the demo project the shipped classifier and compute its peaks; the peaks run id, or None
     when no checkpoint is shipped or the project already has a classifier."""
-    from wsseg.fileio import write_bytes
-    from wsseg.training.engine import CHECKPOINT
-
     target = project.root / "checkpoints" / "classifier" / CHECKPOINT
     if not Path(checkpoint).is_file() or target.exists():
         return None
@@ -101,16 +96,8 @@ def install_demo_checkpoint(
 
 
 def _demo_peaks(project: Project, progress: Callable[[int, int], None] | None = None) -> int:
-    from wsseg.methods.prm import PRMConfig
-    from wsseg.stages.evaluate_classifier import INFERENCE_PEAKS
-    from wsseg.stages.make_peaks import make_peaks
-
-    cfg = PRMConfig(
-        peak_threshold=INFERENCE_PEAKS.peak_threshold,
-        relative_threshold=INFERENCE_PEAKS.relative_threshold,
-        smooth=INFERENCE_PEAKS.smooth,
-    )
-    return make_peaks(project, prm_config=cfg, progress=progress)
+    """The inference peaks of the recipe (``make_peaks``'s defaults) on every image of the project."""
+    return make_peaks(project, progress=progress)
 
 
 def train_demo_classifier(
@@ -123,12 +110,8 @@ def train_demo_classifier(
     images at 10 epochs on 2 CPU cores. That is enough to fill the CAMs and peaks page, not to give
     good maps: measured on 100 held-out shapes, 10 epochs on 200 images reach a tag mAP of 0.54 and 30
     epochs 0.61 (the benchmark's 1,000 images x 15 epochs reach about 0.93; docs/benchmark.md).
-    The peaks run uses the inference peaks of ``wsseg.stages.evaluate_classifier``.
+    The peaks run uses the inference peaks of ``wsseg.stages.recipes``.
     """
-    from wsseg.models.classifier import ClassifierConfig
-    from wsseg.stages.train_classifier import train_classifier
-    from wsseg.training.engine import TrainConfig
-
-    config = ClassifierConfig(num_classes=len(project.classes()), backbone="small", peak_stimulation=False)
-    train_classifier(project, config, TrainConfig(epochs=epochs, batch_size=32, lr=3e-3), callback=callback)
+    config = classifier_config(len(project.classes()))
+    train_classifier(project, config, classifier_schedule(epochs), callback=callback)
     return _demo_peaks(project)

@@ -1,14 +1,12 @@
 """Evaluate the tag classifier against a project's ground truth: classification mAP and peak quality.
 
-Peaks are the inference peaks of ``wsseg.models.peaks.find_peaks`` (``INFERENCE_PEAKS``: the classes the image
-is tagged with, peaks with a positive response of at least 0.3 of their class map's maximum), scored as
-in PRM's evaluation: a peak of a present class is correct when it falls inside a true instance of that
-class. The same is reported for each peak's WISE point, the argmax of its peak response map.
+Peaks are the inference peaks of ``wsseg.models.peaks.find_peaks`` (the recipe's, ``wsseg.stages.recipes.
+INFERENCE_PEAKS``, by default) of the classes the image is tagged with, scored as in PRM's evaluation: a
+peak of a present class is correct when it falls inside a true instance of that class. The same is reported for each peak's WISE point, the argmax of its peak response map.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,37 +14,13 @@ import torch
 
 from wsseg.errors import BadInputError
 from wsseg.methods.metrics import PointStats, mean_average_precision, point_stats
+from wsseg.methods.prm import peak_response_maps
 from wsseg.models.classifier import PeakClassifier
 from wsseg.models.peaks import find_peaks
+from wsseg.stages.make_peaks import prepare_image, prepared_shape
+from wsseg.stages.recipes import INFERENCE_PEAKS, InferencePeaks
 from wsseg.store.importer import ground_truth
 from wsseg.store.project import Project
-
-
-@dataclass(frozen=True)
-class InferencePeaks:
-    """Which local maxima of a CRM count as instances at inference (``wsseg.models.peaks.find_peaks``).
-
-    peak_threshold: minimum raw response (0: the map says "more likely this class than not" there).
-    relative_threshold: minimum fraction of the class map's maximum in that image. With the 57 px
-        backbone trained 69 epochs on shapes (docs/benchmark.md): 0.3 gave precision 0.85 and recall
-        0.84, 0.5 gave 0.90 and 0.80; 0.3 keeps the fainter second instance of a class.
-    smooth: Gaussian blur (std in CRM cells) before the search, against single-cell ripples. Without
-        it the same model gave 4.2 peaks per image for 2.9 true instances (precision 0.82), with 1
-        cell 3.1 (0.85).
-
-    scale: each image is enlarged this many times before the classifier (``make_peaks``'s
-        ``scale``). On nuclei tiles (128 px, nuclei of 8 to 20 px, packed) the stride-8 map has one
-        cell per 8 px and touching nuclei share a peak: at 2 the same classifier found twice the
-        nuclei (recall 0.26 -> 0.51) at the same precision (0.73 -> 0.70; docs/benchmark.md).
-    """
-
-    peak_threshold: float | None = 0.0
-    relative_threshold: float | None = 0.3
-    smooth: float | None = 1.0
-    scale: float = 1.0
-
-
-INFERENCE_PEAKS = InferencePeaks()
 
 
 def evaluate_classifier(
@@ -63,9 +37,6 @@ def evaluate_classifier(
     has instance ground truth ``peak_precision``, ``instance_recall``, ``count_mae``, ``peaks_per_image``,
     and ``prm_point_precision`` / ``prm_point_recall`` for the PRM argmax of each peak (on the first
     ``prm_images`` images: a PRM costs a backward pass per peak)."""
-    from wsseg.methods.prm import PRMConfig, peak_response_maps
-    from wsseg.stages.make_peaks import prepare_image, prepared_shape
-
     records = project.images(split=split)
     if not records:
         raise BadInputError(str(project.root), f"has no images in split {split!r} to evaluate on")
@@ -86,17 +57,13 @@ def evaluate_classifier(
     for n, record in enumerate(records):
         for tag in record.tags:
             labels[n, index[tag]] = 1
-    cls_map, per_class = mean_average_precision(np.concatenate(scores), labels)
+    logits = np.concatenate(scores)
+    cls_map, per_class = mean_average_precision(logits, labels)
     result: dict[str, Any] = {"cls_map": cls_map, "cls_ap": dict(zip(classes, per_class, strict=True))}
     if gt is None or not any(gt.instances.values()):
         return result
     stats, point_stats_sum = PointStats(), PointStats()
-    prm_config = PRMConfig(
-        class_threshold=None,
-        peak_threshold=inference.peak_threshold,
-        relative_threshold=inference.relative_threshold,
-        smooth=inference.smooth,
-    )
+    prm_config = inference.prm_config()
     for n, (record, crm) in enumerate(zip(records, crms, strict=True)):
         instances = gt.instances.get(record.id, [])
         masks = (
@@ -112,11 +79,13 @@ def evaluate_classifier(
         peaks = find_peaks(
             crm,
             model.config.peaks,
+            class_threshold=inference.class_threshold,
             peak_threshold=inference.peak_threshold,
             relative_threshold=inference.relative_threshold,
             smooth=inference.smooth,
             stride=model.stride,
             image_size=masks.shape[1:],
+            class_scores=logits[n],
         )
         stats = stats + point_stats([(p.class_index, p.y, p.x) for p in peaks], masks, inst_labels, present)
         if n < prm_images:

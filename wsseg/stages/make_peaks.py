@@ -24,6 +24,7 @@ from wsseg.methods.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
 from wsseg.models.normalise import to_tensor
 from wsseg.progress import image_bar
 from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
+from wsseg.stages.recipes import INFERENCE_PEAKS, InferencePeaks
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
 
@@ -99,14 +100,14 @@ def make_peaks(
     run_id: int | None = None,
     progress: ImageProgress | None = None,
     split: str | None = None,
-    scale: float = 1.0,
+    scale: float = INFERENCE_PEAKS.scale,
 ) -> int:
     """Compute and store CRMs, peaks and PRMs for the project's images (of ``split``, one shard); return
     the run id. ``scale``: each image is enlarged this many times before the classifier (its maps and
     the peaks' pixels are then at that scale; the pseudo-mask stage maps them back). Small objects
     packed together (nuclei) then span more cells of the stride-8 map, so touching ones get a peak
-    each."""
-    prm_config = prm_config or PRMConfig()
+    each. ``prm_config`` and ``scale`` default to the recipe's (``wsseg.stages.recipes.INFERENCE_PEAKS``)."""
+    prm_config = prm_config or INFERENCE_PEAKS.prm_config()
     scale = check_scale(scale)
     model, classes, extra = load_classifier(project, name)
     if classes != project.classes()[: len(classes)]:
@@ -142,19 +143,30 @@ def make_peaks(
     return run_id
 
 
-def run_from_args(args: argparse.Namespace) -> None:
-    if args.prm not in METHODS:
-        raise BadInputError("--prm", f"expected one of {sorted(METHODS)}, got {args.prm!r}")
-    project = Project(args.project)
-    cfg = PRMConfig(
-        method=args.prm,
-        class_threshold=args.class_threshold,
-        peak_threshold=args.peak_threshold,
-        relative_threshold=args.relative_threshold,
-        smooth=args.smooth,
+def inference_from_args(args: argparse.Namespace) -> InferencePeaks:
+    """The recipe's inference peaks (``wsseg.stages.recipes.INFERENCE_PEAKS``) with the options given to
+    ``wsseg peaks`` (the command line leaves an option it was not given out of ``args``)."""
+    names = [field.name for field in dataclasses.fields(InferencePeaks)]
+    inference = dataclasses.replace(
+        INFERENCE_PEAKS, **{k: getattr(args, k) for k in names if hasattr(args, k)}
     )
+    if inference.method not in METHODS:
+        raise BadInputError("--prm", f"expected one of {sorted(METHODS)}, got {inference.method!r}")
+    return inference
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    inference = inference_from_args(args)
+    project = Project(args.project)
     with image_bar("peaks") as progress:
         run_id = make_peaks(
-            project, args.name, cfg, parse_shard(args.shard), args.run, progress, args.split, args.scale
+            project,
+            args.name,
+            inference.prm_config(),
+            parse_shard(args.shard),
+            args.run,
+            progress,
+            args.split,
+            inference.scale,
         )
     print(f"peaks written: run {run_id}, {project.artifacts(STAGE, run_id)}")

@@ -18,9 +18,9 @@ from wsseg.methods.prm import PRMConfig, peak_response_maps
 from wsseg.models.classifier import PeakClassifier
 from wsseg.models.normalise import to_tensor
 from wsseg.models.peaks import Peak, PeakConfig, find_peaks
-from wsseg.stages.evaluate_classifier import INFERENCE_PEAKS
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result, prepare_image
+from wsseg.stages.recipes import INFERENCE_PEAKS
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
 from wsseg.training.engine import CHECKPOINT
@@ -77,15 +77,16 @@ class ImageMaps:
 @dataclass(frozen=True)
 class PeakSettings:
     """The viewer's peak search (``wsseg.models.peaks.find_peaks``): ``window`` (odd), ``peak_filter``
-    ("median", "mean", "none"), ``relative_threshold`` in [0, 1] of the class map's maximum (0: off),
-    ``peak_threshold`` (minimum raw response, None: off) and ``smooth`` (Gaussian std in CRM cells,
-    0: off). Defaults: the inference peaks of ``wsseg.stages.evaluate_classifier``."""
+    ("median", "mean", "none"), ``relative_threshold`` in [0, 1] of the class map's maximum,
+    ``peak_threshold`` (minimum raw response) and ``smooth`` (Gaussian std in CRM cells); None turns a
+    filter off. Defaults: the model's peak layer (``PeakConfig``) and the recipe's inference peaks
+    (``wsseg.stages.recipes.INFERENCE_PEAKS``)."""
 
-    window: int = 3
-    peak_filter: str = "median"
-    relative_threshold: float = INFERENCE_PEAKS.relative_threshold or 0.0
+    window: int = PeakConfig.window
+    peak_filter: str | float = PeakConfig.peak_filter
+    relative_threshold: float | None = INFERENCE_PEAKS.relative_threshold
     peak_threshold: float | None = INFERENCE_PEAKS.peak_threshold
-    smooth: float = INFERENCE_PEAKS.smooth or 0.0
+    smooth: float | None = INFERENCE_PEAKS.smooth
 
 
 def stored_peaks_file(project: Project, record: ImageRecord) -> tuple[Path, dict] | None:
@@ -155,8 +156,8 @@ def class_peaks(maps: ImageMaps, settings: PeakSettings, class_index: int) -> li
         maps.crm,
         _peak_config(maps, settings),
         peak_threshold=settings.peak_threshold,
-        relative_threshold=settings.relative_threshold or None,
-        smooth=settings.smooth or None,
+        relative_threshold=settings.relative_threshold,
+        smooth=settings.smooth,
         stride=maps.stride,
         image_size=maps.image.shape[:2],
     )
@@ -168,7 +169,7 @@ def peak_prm(
     peak: Peak,
     settings: PeakSettings,
     classifier: Classifier | None,
-    method: str = "excitation",
+    method: str = INFERENCE_PEAKS.method,
 ) -> tuple[np.ndarray | None, str]:
     """(PRM of ``peak`` as float32 HxW summing to 1, where it came from); (None, why) when unavailable.
 
@@ -188,10 +189,10 @@ def peak_prm(
     tensor = to_tensor(maps.image)[None]
     cfg = PRMConfig(
         method=method,
-        class_threshold=None,
+        class_threshold=None,  # the viewer shows every class's peaks, whatever its score
         peak_threshold=settings.peak_threshold,
-        relative_threshold=settings.relative_threshold or None,
-        smooth=settings.smooth or None,
+        relative_threshold=settings.relative_threshold,
+        smooth=settings.smooth,
         peaks=_peak_config(maps, settings),
     )
     result = peak_response_maps(classifier.model, tensor, cfg)
