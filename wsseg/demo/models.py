@@ -19,12 +19,19 @@ from typing import Any
 
 import torch
 
+from wsseg.data.images import read_image
 from wsseg.demo.project import DEMO_CHECKPOINT, create_demo_project, install_demo_checkpoint, save_slim
 from wsseg.fileio import write_json
 from wsseg.methods.ple import PLEConfig
-from wsseg.models.maskrcnn import MaskRCNNConfig
+from wsseg.models.maskrcnn import MaskRCNNConfig, predict
 from wsseg.models.segmenter import SegmenterConfig
 from wsseg.progress import image_bar
+from wsseg.stages.evaluate_ple import load_ple, score
+from wsseg.stages.make_proposals import make_proposals
+from wsseg.stages.make_pseudo_masks import export_coco, make_pseudo_masks
+from wsseg.stages.train_maskrcnn import load_maskrcnn, train_maskrcnn
+from wsseg.stages.train_ple import label_names, train_ple
+from wsseg.store.instances import evaluate_split, semantic_truth
 from wsseg.store.project import Project
 from wsseg.training.engine import CHECKPOINT, TrainConfig, tqdm_callback
 
@@ -72,9 +79,6 @@ class DemoModelsPlan:
 def pseudo_mask_coco(project: Project) -> Path:
     """Peaks of the shipped classifier, proposals and pseudo masks of every image of ``project``; the
     COCO file of the pseudo masks (``artifacts/demo-pseudo.json``)."""
-    from wsseg.stages.make_proposals import make_proposals
-    from wsseg.stages.make_pseudo_masks import export_coco, make_pseudo_masks
-
     with image_bar("peaks") as progress:
         install_demo_checkpoint(project, progress=progress)
     with image_bar("proposals") as progress:
@@ -89,19 +93,12 @@ def pseudo_mask_coco(project: Project) -> Path:
 def score_models(held_out: Project, maskrcnn: Path | None, ple: Path | None) -> dict[str, Any]:
     """Mask mAP of the Mask R-CNN checkpoint folder ``maskrcnn`` and mIoU (background + classes) of
     the estimator folder ``ple`` on every image of ``held_out``, against its ground truth."""
-    from wsseg.models.maskrcnn import predict
-    from wsseg.stages.evaluate_ple import load_ple, score
-    from wsseg.stages.train_maskrcnn import load_maskrcnn
-    from wsseg.store.instances import evaluate_split, semantic_truth
-
     out: dict[str, Any] = {"held_out_images": held_out.count_images()}
     if maskrcnn is not None:
         model, _, _ = load_maskrcnn(maskrcnn)
         metrics, _ = evaluate_split(held_out, partial(predict, model), split=None)
         out["maskrcnn"] = {k: metrics[k] for k in ("map25", "map50", "map75", "pointing_accuracy")}
     if ple is not None:
-        from wsseg.data.images import read_image
-
         model, extra = load_ple(ple)
         records = held_out.images()
         truths = semantic_truth(held_out, records, bool(extra["ple"]["background"]))
@@ -118,9 +115,6 @@ def score_models(held_out: Project, maskrcnn: Path | None, ple: Path | None) -> 
 def make_demo_models(work: Path, plan: DemoModelsPlan | None = None, out: Path = ASSETS) -> dict[str, Any]:
     """Train both demo models under ``work`` (see the module docstring), save them slim into ``out`` and
     write their held-out scores and timings to ``out/demo-models.json``; return that document."""
-    from wsseg.stages.train_maskrcnn import train_maskrcnn
-    from wsseg.stages.train_ple import label_names, train_ple
-
     plan = plan or DemoModelsPlan()
     torch.manual_seed(plan.seed)
     project = create_demo_project(Path(work) / "train", n_images=plan.images, seed=plan.seed)
