@@ -12,11 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from wsseg.errors import BadInputError
 from wsseg.models.classifier import ClassifierConfig, PeakClassifier
 from wsseg.models.peaks import PeakConfig
+from wsseg.stages.classifier_summary import SUMMARY_IMAGES, summarise_classifier, summary_lines
 from wsseg.stages.common import checkpoint_state, ended, train_config_from_args, training_callback
 from wsseg.store.project import Project
 from wsseg.training.datasets import Augment, TaggedImages
@@ -97,9 +99,26 @@ def train_classifier(
         raise
     metrics = {"final_loss": result.history[-1]["classification"] if result.history else float("nan")}
     metrics["epochs_done"] = len(result.history)
+    if info.is_main and not result.stopped:
+        metrics["class_summary"] = summarise_classifier(model, *_summary_images(project, data, size, dataset))
     if info.is_main:
         project.finish_run(run_id, "stopped" if result.stopped else "done", metrics)
     return metrics
+
+
+def _summary_images(
+    project: Project, data: TaggedImages, size: int | None, given: TaggedImages | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """(images, targets, classes, split in words) the per-class summary scores: the project's
+    validation split when it has one (and the data was not given), else the training images (as
+    stored, without augmentation); at most ``SUMMARY_IMAGES``."""
+    if given is None and project.count_images(split="val"):
+        data = TaggedImages.from_project(project, size=size, split="val")
+        split = "validation"
+    else:
+        split = "training"
+    n = SUMMARY_IMAGES
+    return data.images[:n], data.targets[:n], data.classes, split
 
 
 def load_classifier(
@@ -166,4 +185,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         callback=training_callback(args, STAGE, "train-classifier"),
     )
     if setup_distributed().is_main:
-        print(f"classifier trained: {project.root / 'checkpoints' / args.name} ({metrics})")
+        shown = {k: v for k, v in metrics.items() if k != "class_summary"}
+        print(f"classifier trained: {project.root / 'checkpoints' / args.name} ({shown})")
+        if "class_summary" in metrics:
+            print("\n".join(summary_lines(metrics["class_summary"])))
