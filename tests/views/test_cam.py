@@ -4,12 +4,24 @@ and the PRM of a chosen peak the same either way."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-from wsseg.models.peaks import PeakConfig, find_peaks
+from wsseg.errors import BadInputError
+from wsseg.models.peaks import Peak, PeakConfig, find_peaks
 from wsseg.stages.make_peaks import prepare_image
 from wsseg.store.project import Project
-from wsseg.views.cam import PeakSettings, class_peaks, image_maps, open_classifier, peak_prm
+from wsseg.views.cam import (
+    MAX_DRAWN_PEAKS,
+    PeakSettings,
+    class_peaks,
+    classifier_summary,
+    image_maps,
+    open_classifier,
+    peak_label,
+    peak_prm,
+    shown_peaks,
+)
 
 
 def test_maps_come_from_the_peaks_run_or_from_the_classifier(trained: Path) -> None:
@@ -94,3 +106,36 @@ def test_without_a_classifier_an_unstored_prm_says_why(trained: Path) -> None:
     peak = class_peaks(maps, PeakSettings(relative_threshold=None, peak_threshold=None, smooth=None), 0)[-1]
     prm, why = peak_prm(maps, peak, PeakSettings(), None, "gradient")
     assert prm is None and "train the classifier" in why
+
+
+def _peaks(n: int) -> list[Peak]:
+    return [Peak(0, k, k, float(n - k), k // 8, k // 8) for k in range(n)]
+
+
+def test_a_one_cell_window_lists_and_draws_at_most_the_cap_strongest_first(trained: Path) -> None:
+    project = Project(trained)
+    maps = image_maps(project, project.images(limit=1)[0], open_classifier(project))
+    every = [
+        p
+        for k in range(len(maps.class_scores))
+        for p in class_peaks(maps, PeakSettings(window=1, relative_threshold=None, peak_threshold=None), k)
+    ]
+    assert len(every) > MAX_DRAWN_PEAKS  # a 1-cell window: nearly every cell is a peak
+    shown = shown_peaks(every)
+    assert shown.peaks == every[:MAX_DRAWN_PEAKS] and shown.total == len(every)
+    assert shown.note.startswith(f"showing the {MAX_DRAWN_PEAKS} strongest of {len(every)} peaks")
+    few = shown_peaks(_peaks(3))
+    assert len(few.peaks) == few.total == 3 and few.note == ""
+    assert len(shown_peaks(_peaks(10), limit=4).peaks) == 4
+    with pytest.raises(BadInputError, match="limit"):
+        shown_peaks(_peaks(2), limit=0)
+    assert peak_label(2, Peak(1, 30, 40, 1.5, 0, 0)) == "2 · (30, 40) · +1.50"
+
+
+def test_the_classifier_summary_is_the_newest_training_runs(trained: Path, tmp_path: Path) -> None:
+    project = Project(trained)
+    summary = classifier_summary(project)
+    assert summary == project.latest_run("classifier").metrics["class_summary"]
+    assert set(summary["per_class"]) == set(project.classes())
+    assert classifier_summary(project, name="other") is None
+    assert classifier_summary(Project.create(tmp_path / "empty")) is None

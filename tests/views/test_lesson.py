@@ -13,6 +13,7 @@ from wsseg.views.lesson import (
     detection_outcome,
     judge,
     peaks_outcome,
+    peaks_per_instance,
     prm_outcome,
     proposals_outcome,
     pseudo_mask_outcome,
@@ -83,8 +84,29 @@ def test_cam_outcome_tells_where_the_map_peaks() -> None:
 def test_peaks_outcome_compares_the_count_with_the_true_instances() -> None:
     assert peaks_outcome([(16, 10)], TRUTH, 0, "disc").expected == "fewer"
     same = peaks_outcome([(16, 10), (46, 30)], TRUTH, 0, "disc")
-    assert same.expected == "same" and "2 of the discs hold a peak" in same.why
+    assert same.expected == "same" and "peaks on each disc: 1, 1." in same.why
     assert peaks_outcome([(16, 10), (46, 30), (60, 2)], TRUTH, 0, "disc").expected == "more"
+
+
+def test_two_peaks_on_one_disc_are_not_one_peak_per_disc() -> None:
+    # The learner's case: as many peaks as discs, both on the first disc (a peak on its outline too).
+    both = peaks_outcome([(16, 10), (21, 15)], TRUTH, 0, "disc")
+    assert both.expected == "misplaced"
+    assert (
+        "peaks on each disc: 2, 0." in both.why and "a disc holds 2 peaks and 1 disc(s) hold none" in both.why
+    )
+    assert judge(step("peaks"), both, "same", name="disc", count=2).correct is False
+    assert judge(step("peaks"), both, "misplaced", name="disc", count=2).correct
+    # One on a disc, one on the square (another class): as many as discs, not one on each.
+    off = peaks_outcome([(16, 10), (16, 50)], TRUTH, 0, "disc")
+    assert off.expected == "misplaced" and "1 peak(s) sit off every disc" in off.why
+
+
+def test_peaks_per_instance_counts_each_peak_once() -> None:
+    # (22, 16) is just outside the first disc's box (rows 10-21, columns 4-15): within the 2-pixel margin.
+    assert peaks_per_instance([(16, 10), (22, 16), (46, 30), (0, 63)], TRUTH, 0) == ([2, 1], 1)
+    assert peaks_per_instance([], TRUTH, 0) == ([0, 0], 0)
+    assert peaks_per_instance([(16, 50)], TRUTH, 1) == ([1], 0)  # the square's own instance
 
 
 def test_prm_outcome_measures_the_mass_on_each_instance() -> None:

@@ -1,22 +1,34 @@
 """Overlay compositing, colormaps, CRM-to-pixel mapping, peak drawing and click-to-peak, checked by value."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
+from skimage.color import rgb2lab
 
 from wsseg.errors import BadInputError
+from wsseg.store.project import Project
+from wsseg.views.cam import image_maps, open_classifier
 from wsseg.views.overlay import (
     COLORMAPS,
+    MASK_PALETTE,
     OverlayStyle,
     blend,
     colorize,
     colormap_lut,
+    colour_bar,
+    contrasting_colour,
     crm_to_pixels,
     draw_peaks,
     jpeg_bytes,
+    mask_overlay,
+    mask_rings,
     nearest_peak,
     normalize,
     overlay_view,
+    prm_heat,
+    with_colour_bar,
 )
 
 
@@ -144,3 +156,100 @@ def test_jpeg_bytes_decode_to_the_picture() -> None:
     decoded = cv2.imdecode(np.frombuffer(jpeg_bytes(picture), np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (32, 48, 3)
     assert abs(int(decoded[5, 40, 0]) - 200) <= 3 and decoded[5, 5, 0] <= 3
+
+
+def test_overlay_view_numbers_a_peak_as_given() -> None:
+    # Peak 2 of a list drawn alone must read "2", exactly as it does in the full list's picture.
+    image = np.full((160, 160, 3), 60, np.uint8)
+    heat = np.zeros((160, 160), np.float32)
+    first, second = (30, 30), (100, 110)
+    full = overlay_view(image, heat, OverlayStyle(), [first, second], selected=1)
+    alone = overlay_view(image, heat, OverlayStyle(), [second], selected=0, labels=["2"])
+    default = overlay_view(image, heat, OverlayStyle(), [second], selected=0)
+    window = np.s_[300 - 14 : 303 + 14, 330 - 14 : 333 + 14]  # around pixel (100, 110) x 3
+    assert np.array_equal(alone[window], full[window])
+    assert not np.array_equal(default[window], full[window])  # numbered "1" by default
+
+
+def test_prm_heat_scales_by_the_percentile_of_positive_pixels_then_square_root() -> None:
+    prm = np.zeros((20, 20), np.float32)
+    prm.flat[:100] = np.arange(1, 101)  # 100 positive values 1..100; the rest 0
+    heat, scale = prm_heat(prm)
+    top = 1 + 0.95 * 99  # numpy's linear 95th percentile of 1..100, by hand
+    assert scale.top == pytest.approx(top) and scale.gamma == 0.5
+    assert heat.dtype == np.float32 and heat.shape == prm.shape
+    assert heat.flat[24] == pytest.approx(np.sqrt(25 / top), rel=1e-5)  # the value 25
+    assert heat.flat[99] == 1.0 and heat.flat[150] == 0.0  # clipped above the top; 0 stays 0
+    assert "0 = no evidence" in scale.text and f"{top:.2g}" in scale.text and "square root" in scale.text
+    empty, scale = prm_heat(np.zeros((4, 4)))
+    assert not empty.any() and "empty" in scale.text
+    with pytest.raises(BadInputError, match="gamma"):
+        prm_heat(prm, gamma=0)
+
+
+def _half_colour_share(prm: np.ndarray, heat: np.ndarray) -> float:
+    """The share of a PRM's mass on pixels drawn at half colour or more."""
+    return float(prm[heat >= 0.5].sum() / prm.sum())
+
+
+def test_real_prms_show_far_more_of_their_evidence_than_over_their_maximum(trained: Path) -> None:
+    project = Project(trained)
+    record = project.images(limit=1)[0]
+    maps = image_maps(project, record, open_classifier(project))
+    prms = [p for p in maps.stored_prms if p.sum() > 0]
+    assert prms
+    for prm in prms:
+        shown = _half_colour_share(prm, prm_heat(prm)[0])
+        over_max = _half_colour_share(prm, normalize(prm))
+        assert shown > over_max and shown >= 0.3, (shown, over_max)
+        # and the drawn area: pixels at half colour or more
+        assert (prm_heat(prm)[0] >= 0.5).sum() > (normalize(prm) >= 0.5).sum()
+
+
+def test_colour_bar_runs_through_the_colormap_with_its_ticks_below() -> None:
+    bar = colour_bar("viridis", width=200, height=10)
+    lut = colormap_lut("viridis")
+    assert bar.shape == (10 + 18, 200, 3) and bar.dtype == np.uint8
+    assert bar[5, 1].tolist() == lut[1].tolist()  # just inside the frame: 1/199 of the way -> row 1
+    assert bar[5, 100].tolist() == lut[int(np.rint(100 / 199 * 255))].tolist()
+    assert bar[5, 198].tolist() == lut[254].tolist()
+    below = bar[12:, :, :].min(axis=2)
+    assert below[:, :15].min() < 100 and below[:, 190:].min() < 100  # "0" and "1" written
+    assert below[:, 40:80].min() == 255  # white between the labels
+    shown = with_colour_bar(np.zeros((50, 120, 3), np.uint8), "jet")
+    assert shown.shape[1] == 120 and shown.shape[0] > 50 + 18
+    assert not shown[:50].any() and shown[50:56].min() == 255  # the picture, then a white gap
+    with pytest.raises(BadInputError, match="colour bar"):
+        colour_bar("jet", width=10)
+
+
+def test_contrasting_colour_avoids_the_objects_own_colour() -> None:
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[:] = (255, 105, 180)  # a pink object and surroundings: magenta would not show
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    chosen = contrasting_colour(image, mask)
+    pink = rgb2lab(np.array([[[255, 105, 180]]], np.uint8))[0, 0]
+    distances = [np.linalg.norm(rgb2lab(np.array([[c]], np.uint8))[0, 0] - pink) for c in MASK_PALETTE]
+    assert chosen == MASK_PALETTE[int(np.argmax(distances))] and chosen != (255, 0, 255)
+    image[:] = (0, 230, 60)  # on green, green is never chosen
+    assert contrasting_colour(image, mask) != (0, 230, 60)
+    assert contrasting_colour(image, np.zeros((40, 40), bool)) == MASK_PALETTE[0]
+
+
+def test_mask_overlay_fills_and_draws_a_dark_and_a_light_outline() -> None:
+    image = np.full((30, 30, 3), 100, np.uint8)
+    mask = np.zeros((30, 30), bool)
+    mask[10:20, 10:20] = True
+    out = mask_overlay(image, mask, colour=(200, 0, 0), alpha=0.5)
+    assert out[15, 15].tolist() == [150, 50, 50]  # inside: half image, half colour
+    assert out[10, 15].tolist() == [255, 255, 255]  # the light line just inside
+    assert out[9, 15].tolist() == [20, 20, 20]  # the dark line just outside
+    assert out[0, 0].tolist() == [100, 100, 100]  # the rest unchanged
+    outer, inner = mask_rings(mask)
+    assert outer.sum() == 12 * 12 - 100 and inner.sum() == 100 - 8 * 8 and not (outer & mask).any()
+    only = mask_overlay(image, mask, colour=(200, 0, 0), alpha=0.0)
+    assert only[15, 15].tolist() == [100, 100, 100] and only[10, 15].tolist() == [200, 0, 0]
+    assert image[15, 15].tolist() == [100, 100, 100]  # the input is not modified
+    with pytest.raises(BadInputError, match="mask"):
+        mask_overlay(image, mask[:5])

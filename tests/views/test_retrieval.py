@@ -15,7 +15,14 @@ from wsseg.methods.pseudo_masks import (
     score_terms,
 )
 from wsseg.store.project import Project
-from wsseg.views.retrieval import ImageCandidates, load_candidates, newest_runs, rank_of, rank_proposals
+from wsseg.views.retrieval import (
+    ImageCandidates,
+    describe_proposal,
+    load_candidates,
+    newest_runs,
+    rank_of,
+    rank_proposals,
+)
 
 
 def _square(shape: tuple[int, int], top: int, left: int, side: int) -> np.ndarray:
@@ -120,3 +127,24 @@ def test_candidates_are_read_from_the_newest_runs(proposed: Path) -> None:
     ]
     assert all(p.prm.sum() == pytest.approx(1.0, rel=1e-3) for p in found.peaks)
     assert load_candidates(project, record, peaks_run.id, proposals_run.id + 100) is None
+
+
+def test_a_ranked_proposal_is_described_in_words_with_its_shares(scene: ImageCandidates) -> None:
+    ranking = rank_proposals(scene, 0, RetrievalConfig(strategy="prm", alpha=0.8, beta=1e-5, point="peak"))
+    for row in ranking.rows:
+        mask = scene.proposals.masks[row["proposal"]]
+        prm = scene.peaks[0].prm
+        background = background_map(scene.crm[1], (40, 40), RetrievalConfig().bg)
+        inside = prm[mask].sum() / prm.sum()  # the share of the response, computed here from the masks
+        on_background = background[mask].sum() / mask.sum()
+        text = describe_proposal(row, image_area=40 * 40)
+        assert text.startswith(f"covers {inside:.0%} of the peak's response (")
+        assert f"; {on_background:.0%} of its area lies on background; " in text
+        assert text.endswith(f"{mask.sum()} px ({mask.sum() / 1600:.1%} of the image)")
+    # The raw example of the issue: 4030 background pixels in a 5000-pixel proposal.
+    raw = {"inside": 0.62, "contour": 0.3, "background": 4030.0, "area": 5000, "objectness": 2.0}
+    assert describe_proposal(raw) == (
+        "covers 62% of the peak's response (30% on its outline); 81% of its area lies on background; 5000 px"
+    )
+    wise = rank_proposals(scene, 0, RetrievalConfig(strategy="wise", point="peak")).rows[0]
+    assert describe_proposal(wise).startswith("holds the peak's point; objectness ")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from wsseg.errors import BadInputError
 from wsseg.methods.prm import PRMConfig, peak_response_maps
 from wsseg.models.classifier import PeakClassifier
 from wsseg.models.normalise import to_tensor
@@ -21,6 +23,7 @@ from wsseg.models.peaks import Peak, PeakConfig, find_peaks
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result, prepare_image
 from wsseg.stages.recipes import INFERENCE_PEAKS
+from wsseg.stages.train_classifier import STAGE as TRAIN_STAGE
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
 from wsseg.training.engine import CHECKPOINT
@@ -38,12 +41,25 @@ class Classifier:
     checkpoint: Path
 
 
-def checkpoint_path(project: Project, name: str = "classifier") -> Path:
-    return project.root / "checkpoints" / name / CHECKPOINT
+def classifier_name(project: Project) -> str:
+    """The name of the project's newest finished classifier run whose checkpoint is there (a new
+    training gets a new name, ``classifier-2``...), else "classifier"."""
+    for run in project.runs("classifier"):
+        name = run.config.get("name")
+        if run.status == "done" and name and (project.root / "checkpoints" / name / CHECKPOINT).is_file():
+            return str(name)
+    return "classifier"
 
 
-def open_classifier(project: Project, name: str = "classifier") -> Classifier | None:
-    """The project's trained classifier ``name``, or None when it has not been trained."""
+def checkpoint_path(project: Project, name: str | None = None) -> Path:
+    """The checkpoint of classifier ``name`` (None: ``classifier_name``'s)."""
+    return project.root / "checkpoints" / (name or classifier_name(project)) / CHECKPOINT
+
+
+def open_classifier(project: Project, name: str | None = None) -> Classifier | None:
+    """The project's trained classifier ``name`` (None: the newest, ``classifier_name``), or None when
+    it has not been trained."""
+    name = name or classifier_name(project)
     path = checkpoint_path(project, name)
     if not path.is_file():
         return None
@@ -162,6 +178,51 @@ def class_peaks(maps: ImageMaps, settings: PeakSettings, class_index: int) -> li
         image_size=maps.image.shape[:2],
     )
     return [p for p in peaks if p.class_index == class_index]
+
+
+#: The most peaks the viewer draws and lists, strongest first: past a few dozen the numbered markers
+#: cover the image (a 1-cell window finds hundreds of peaks on a smooth map).
+MAX_DRAWN_PEAKS = 50
+
+
+@dataclass(frozen=True)
+class ShownPeaks:
+    """The peaks the viewer draws and lists: ``peaks`` (the strongest, at most the cap, strongest
+    first; peak k is numbered k + 1 on the image, in the list and in the PRM panel) out of ``total``
+    found; ``note`` says so in words when some are left out (else "")."""
+
+    peaks: list[Peak]
+    total: int
+    note: str
+
+
+def shown_peaks(peaks: list[Peak], limit: int = MAX_DRAWN_PEAKS) -> ShownPeaks:
+    """The first ``limit`` of ``peaks`` (strongest first, as ``class_peaks`` returns them)."""
+    if limit < 1:
+        raise BadInputError("limit", f"must be at least 1, got {limit}")
+    kept = list(peaks[:limit])
+    note = (
+        f"showing the {limit} strongest of {len(peaks)} peaks (a wider window or a higher threshold "
+        "finds fewer)"
+        if len(peaks) > limit
+        else ""
+    )
+    return ShownPeaks(kept, len(peaks), note)
+
+
+def peak_label(number: int, peak: Peak) -> str:
+    """The list's text for the peak numbered ``number`` (1-based, as on the image)."""
+    return f"{number} · ({peak.y}, {peak.x}) · {peak.value:+.2f}"
+
+
+def classifier_summary(project: Project, name: str = "classifier") -> dict[str, Any] | None:
+    """The per-class summary (``wsseg.stages.classifier_summary``) of the newest finished training
+    of classifier ``name``, or None when that run recorded none (trained before summaries existed,
+    or shipped with the demo)."""
+    for run in project.runs(TRAIN_STAGE):
+        if run.status == "done" and run.config.get("name", "classifier") == name:
+            return run.metrics.get("class_summary")
+    return None
 
 
 def peak_prm(

@@ -89,11 +89,12 @@ STEPS: tuple[Step, ...] = (
         "for **peaks**: cells that are the largest in a window around them and whose value passes a "
         "threshold (here a fraction of the map's maximum). Each peak should mark one object. A wider "
         "window merges nearby maxima; a higher threshold drops weak ones; smoothing removes ripples.",
-        "With these settings, how many peaks will **{name}** get? The image holds {count} {name}(s).",
+        "With these settings, how will the peaks of **{name}** fall? The image holds {count} {name}(s).",
         (
             ("fewer", "Fewer peaks than {name}s"),
-            ("same", "One peak per {name}"),
+            ("same", "Exactly one peak on each {name}"),
             ("more", "More peaks than {name}s"),
+            ("misplaced", "As many peaks as {name}s, but not one on each"),
         ),
     ),
     Step(
@@ -276,14 +277,39 @@ def cam_outcome(
     )
 
 
+def peaks_per_instance(
+    points: Sequence[tuple[int, int]], truth: Instances, class_index: int, margin: int = 2
+) -> tuple[list[int], int]:
+    """(number of peaks on each true instance of class ``class_index``, in the order of ``truth``;
+    number of peaks on none of them). A peak belongs to the instance whose mask holds it, else to one
+    within ``margin`` pixels of it (a peak on an outline); never to two."""
+    ours = [int(k) for k in np.flatnonzero(truth.labels == class_index)]
+    counts = dict.fromkeys(ours, 0)
+    stray = 0
+    for point in points:
+        y, x = point
+        home = next((k for k in ours if truth.masks[k][y, x]), None)
+        if home is None:
+            home = instance_at(truth, point, class_index, margin)
+        if home is None:
+            stray += 1
+        else:
+            counts[home] += 1
+    return [counts[k] for k in ours], stray
+
+
 def peaks_outcome(
     points: Sequence[tuple[int, int]], truth: Instances, class_index: int, name: str
 ) -> Outcome:
-    """Peaks of one class, (y, x) pixels, against its true instances."""
-    count = int((truth.labels == class_index).sum())
-    found = len(points)
-    holding = {instance_at(truth, p, class_index) for p in points} - {None}
-    figures = f"{found} peak(s) for {count} {name}(s); {len(holding)} of the {name}s hold a peak."
+    """Peaks of one class, (y, x) pixels, against its true instances: "same" only when every instance
+    holds exactly one peak and no peak is off them; otherwise fewer or more peaks in all, or as many
+    but not one on each ("misplaced")."""
+    per, stray = peaks_per_instance(points, truth, class_index)
+    count, found = len(per), len(points)
+    figures = (
+        f"{found} peak(s) for {count} {name}(s); peaks on each {name}: {', '.join(map(str, per)) or '-'}"
+        + (f"; {stray} off every {name}." if stray else ".")
+    )
     if found < count:
         return Outcome(
             "fewer",
@@ -296,7 +322,16 @@ def peaks_outcome(
             f"{figures} A large object can give two maxima (so can the points of a star), and a low "
             "threshold lets clutter through.",
         )
-    return Outcome("same", figures + (" Each object got its own peak." if len(holding) == count else ""))
+    if any(n != 1 for n in per) or stray:
+        wrong = [f"a {name} holds {max(per)} peaks"] if max(per, default=0) > 1 else []
+        wrong += [f"{per.count(0)} {name}(s) hold none"] if per.count(0) else []
+        wrong += [f"{stray} peak(s) sit off every {name}"] if stray else []
+        return Outcome(
+            "misplaced",
+            f"{figures} The count is right, but {' and '.join(wrong)}: counting peaks is not the same "
+            "as finding the objects.",
+        )
+    return Outcome("same", f"{figures} Each {name} got its own peak.")
 
 
 def prm_outcome(

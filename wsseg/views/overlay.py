@@ -73,6 +73,85 @@ def normalize(values: np.ndarray, top: float | None = None) -> np.ndarray:
     return np.clip(values.astype(np.float32) / top, 0.0, 1.0)
 
 
+#: How a peak response map is scaled for display (``prm_heat``). A PRM sums to 1 and piles its mass on
+#: a few edge pixels: over its own maximum, the object's interior shows as a few faint specks even at
+#: opacity 1. The 95th percentile of its positive pixels as "1" and a square root (gamma 0.5) make the
+#: instance's evidence visible (tests/views/test_overlay.py measures the share of the mass drawn at
+#: half colour or more, against the maximum's scaling).
+PRM_PERCENTILE = 95.0
+PRM_GAMMA = 0.5
+
+
+@dataclass(frozen=True)
+class DisplayScale:
+    """What 0 and 1 of a displayed map mean. ``top``: the raw value shown as 1 (brighter values are
+    clipped to 1); ``gamma``: display value = (raw / top) ** gamma; ``text``: the same in words."""
+
+    top: float
+    gamma: float
+    text: str
+
+
+def prm_heat(
+    prm: np.ndarray, percentile: float = PRM_PERCENTILE, gamma: float = PRM_GAMMA
+) -> tuple[np.ndarray, DisplayScale]:
+    """A peak response map (float HxW >= 0, any total) for display: float32 HxW in [0, 1] equal to
+    ``clip(prm / top, 0, 1) ** gamma`` with ``top`` the ``percentile``-th percentile of its positive
+    pixels, and that scale in words. An empty map (no positive pixel) gives zeros."""
+    if not 0.0 < percentile <= 100.0:
+        raise BadInputError("percentile", f"must be in (0, 100], got {percentile}")
+    if gamma <= 0:
+        raise BadInputError("gamma", f"must be positive, got {gamma}")
+    values = np.asarray(prm, np.float32)
+    positive = values[values > 0]
+    if positive.size == 0:
+        return np.zeros(values.shape, np.float32), DisplayScale(
+            0.0, gamma, "an empty map: no evidence anywhere"
+        )
+    top = float(np.percentile(positive, percentile))
+    heat = np.clip(values / top, 0.0, 1.0) ** gamma
+    share = float(positive[positive >= top].sum() / positive.sum())
+    curve = "the square root of the value" if gamma == 0.5 else f"the value to the power {gamma:g}"
+    text = (
+        f"0 = no evidence · 1 = a value of {top:.2g} or more: the brightest {100 - percentile:g}% of the "
+        f"map's non-zero pixels, which hold {share:.0%} of its evidence · in between, {curve}, so faint "
+        "evidence still shows"
+    )
+    return heat.astype(np.float32), DisplayScale(top, gamma, text)
+
+
+def colour_bar(
+    colormap: str, width: int = 480, height: int = 14, ticks: Sequence[str] = ("0", "0.5", "1")
+) -> np.ndarray:
+    """A horizontal colour bar: HxWx3 uint8 (``height`` of colour over a white band of tick labels),
+    the colormap running from 0 at the left to 1 at the right, ``ticks`` spread evenly beneath it."""
+    if width < 32 or height < 1:
+        raise BadInputError("colour bar", f"expected a width of 32 pixels or more, got {width}x{height}")
+    ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)
+    bar = np.repeat(colorize(ramp[None, :], colormap), height, axis=0)
+    size = 12
+    canvas = Image.new("RGB", (width, height + size + 6), (255, 255, 255))
+    canvas.paste(Image.fromarray(bar), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, width - 1, height - 1), outline=(90, 90, 90))
+    font = _font(size)
+    for k, label in enumerate(ticks):
+        x = round(k * (width - 1) / max(1, len(ticks) - 1))
+        anchor = "la" if k == 0 else "ra" if k == len(ticks) - 1 else "ma"
+        draw.line((x, height - 4, x, height + 1), fill=(60, 60, 60))
+        draw.text((x, height + 3), label, fill=(30, 30, 30), font=font, anchor=anchor)
+    return np.asarray(canvas)
+
+
+def with_colour_bar(
+    picture: np.ndarray, colormap: str, ticks: Sequence[str] = ("0", "0.5", "1")
+) -> np.ndarray:
+    """HxWx3 uint8 ``picture`` with ``colour_bar`` of its width beneath it (a white gap between)."""
+    bar = colour_bar(colormap, picture.shape[1], max(8, picture.shape[1] // 36), ticks)
+    gap = np.full((6, picture.shape[1], 3), 255, np.uint8)
+    return np.concatenate([picture, gap, bar], axis=0)
+
+
 def colorize(heat: np.ndarray, colormap: str) -> np.ndarray:
     """float HxW in [0, 1] -> HxWx3 uint8 RGB through the colormap's lookup table."""
     index = np.clip(np.rint(np.asarray(heat, np.float32) * 255.0), 0, 255).astype(np.uint8)
@@ -116,6 +195,77 @@ def outlines(image: np.ndarray, masks: np.ndarray, colours: list[tuple[int, int,
     for mask, colour in reversed(list(zip(masks, colours, strict=True))):
         out[mask_edge(mask)] = colour
     return out
+
+
+#: Fill colours a mask may be drawn in; ``contrasting_colour`` picks the one that stands out most
+#: from the pixels under and around the mask: magenta, cyan, yellow, green, orange, blue.
+MASK_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (255, 0, 255),
+    (0, 230, 255),
+    (255, 230, 0),
+    (0, 230, 60),
+    (255, 110, 0),
+    (40, 80, 255),
+)
+
+
+def mask_rings(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(outer, inner): bool HxW rings one pixel wide just outside and just inside the bool HxW
+    ``mask``'s boundary (3x3 dilation minus the mask; the mask minus its 3x3 erosion)."""
+    kernel = np.ones((3, 3), np.uint8)
+    m = mask.astype(np.uint8)
+    outer = cv2.dilate(m, kernel).astype(bool) & ~mask.astype(bool)
+    inner = mask.astype(bool) & ~cv2.erode(m, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(
+        bool
+    )
+    return outer, inner
+
+
+def contrasting_colour(
+    image: np.ndarray, mask: np.ndarray, palette: Sequence[tuple[int, int, int]] = MASK_PALETTE
+) -> tuple[int, int, int]:
+    """The colour of ``palette`` that contrasts most with HxWx3 uint8 ``image`` under the bool HxW
+    ``mask`` and on its outer ring: the largest 10th percentile of CIELAB distances to those pixels
+    (so it differs from nearly all of them, not only from their average). An empty mask gives the
+    palette's first colour."""
+    outer, _ = mask_rings(mask)
+    pixels = image[mask.astype(bool) | outer]
+    if not len(pixels):
+        return tuple(palette[0])
+    if len(pixels) > 4096:  # an even sample is as good and keeps big masks fast
+        pixels = pixels[:: len(pixels) // 4096 + 1]
+    lab = cv2.cvtColor(pixels.reshape(-1, 1, 3).astype(np.uint8), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    options = cv2.cvtColor(np.asarray(palette, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    distances = np.linalg.norm(
+        lab[None, :, :].astype(np.float32) - options[:, None, :].astype(np.float32), axis=2
+    )
+    best = int(np.argmax(np.percentile(distances, 10, axis=1)))
+    return tuple(int(v) for v in palette[best])
+
+
+def mask_overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    colour: tuple[int, int, int] | None = None,
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """HxWx3 uint8 ``image`` with the bool HxW ``mask`` drawn so it shows on any image: filled with
+    ``colour`` (default: ``contrasting_colour``) at ``alpha``, and a double outline, dark just outside
+    the mask and light just inside it. With ``alpha`` 0 (an outline only) the inside line takes
+    ``colour``, so several outlines keep their colours. Returns a new array."""
+    if not 0.0 <= alpha <= 1.0:
+        raise BadInputError("alpha", f"must be in [0, 1], got {alpha}")
+    if mask.shape != image.shape[:2]:
+        raise BadInputError("mask", f"expected shape {image.shape[:2]}, got {mask.shape}")
+    mask = mask.astype(bool)
+    colour = contrasting_colour(image, mask) if colour is None else colour
+    tint = np.asarray(colour, np.float32)
+    out = image.astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * tint
+    outer, inner = mask_rings(mask)
+    out[outer] = (20, 20, 20)
+    out[inner] = tint if alpha == 0 else (255, 255, 255)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def display_scale(size: tuple[int, int], target: int = 512) -> int:
@@ -201,16 +351,20 @@ def overlay_view(
     points: Sequence[tuple[float, float]] = (),
     selected: int | None = None,
     target: int = 512,
+    labels: Sequence[str] | None = None,
 ) -> np.ndarray:
     """The picture the viewer shows: ``heat`` (float HxW in [0, 1]) blended on ``image`` (HxWx3
-    uint8), enlarged to about ``target`` pixels, with the (y, x) ``points`` numbered 1, 2, ...
+    uint8), enlarged to about ``target`` pixels, with the (y, x) ``points`` numbered by ``labels``
+    (default 1, 2, ...: pass the peaks' own numbers when drawing some of them).
 
     Returns HxWx3 uint8 of ``display_scale`` times the image's size.
     """
     scale = display_scale(image.shape[:2], target)
     picture = enlarge(blend(image, heat, style.opacity, style.colormap), scale)
     if points:
-        picture = draw_peaks(picture, points, scale=scale, radius=max(7, 3 * scale + 3), selected=selected)
+        picture = draw_peaks(
+            picture, points, labels, scale=scale, radius=max(7, 3 * scale + 3), selected=selected
+        )
     return picture
 
 

@@ -11,9 +11,11 @@ would choose for the peak. Pure numpy: no streamlit.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from wsseg.data.images import read_image
@@ -89,8 +91,6 @@ def load_candidates(
     shape = proposals.masks.shape[1:]
     image = read_image(project.image_path(record), record.filename)
     if image.shape[:2] != shape:
-        import cv2
-
         image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     peaks = image_peaks(data, shape, list(range(len(data["peaks"]))))
     return ImageCandidates(image, data["crm"], peaks, proposals, peaks_run, proposals_run)
@@ -117,3 +117,22 @@ def rank_proposals(candidates: ImageCandidates, peak_index: int, config: Retriev
 def rank_of(ranking: Ranking, proposal: int) -> int | None:
     """The 1-based rank of proposal index ``proposal`` in ``ranking``, None when it is not ranked."""
     return next((row["rank"] for row in ranking.rows if row["proposal"] == proposal), None)
+
+
+def describe_proposal(entry: Mapping[str, Any], image_area: int | None = None) -> str:
+    """One ranked proposal (a ``PseudoMask.ranked`` or ``Ranking.rows`` dict) in words.
+
+    For the PRM strategy: the share of the peak's response inside it and on its outline (the PRM
+    sums to 1), and the share of its area on background (``background`` counts its pixels where the
+    class map is weak); for WISE: that it holds the peak's point, with its objectness. Its size is
+    given in pixels, and as a share of the image when ``image_area`` is given.
+    """
+    area = int(entry.get("area", 0))
+    size = f"{area} px" + (f" ({area / image_area:.1%} of the image)" if image_area else "")
+    if "contour" in entry and "background" in entry:
+        background = float(entry["background"]) / area if area else 0.0
+        return (
+            f"covers {float(entry['inside']):.0%} of the peak's response ({float(entry['contour']):.0%} on "
+            f"its outline); {background:.0%} of its area lies on background; {size}"
+        )
+    return f"holds the peak's point; objectness {float(entry.get('objectness', 0.0)):.2f}; {size}"
