@@ -18,15 +18,26 @@ from pages.common import current_project, tag_filter
 from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
 from wsseg.methods.prm import METHODS
 from wsseg.models.peaks import FILTERS
+from wsseg.stages.classifier_summary import never_predicted_warning, summary_rows
 from wsseg.stages.recipes import INFERENCE_PEAKS
-from wsseg.views.cam import PeakSettings, checkpoint_path, class_heat, class_peaks
+from wsseg.views.cam import (
+    ImageMaps,
+    PeakSettings,
+    checkpoint_path,
+    class_heat,
+    class_peaks,
+    classifier_summary,
+    peak_label,
+    shown_peaks,
+)
 from wsseg.views.overlay import (
     COLORMAPS,
     OverlayStyle,
+    colour_bar,
     jpeg_bytes,
     nearest_peak,
-    normalize,
     overlay_view,
+    prm_heat,
 )
 
 CLICK_KEY = "cam_click"
@@ -35,6 +46,24 @@ WINDOWS = [1, 3, 5, 7, 9]
 
 def _class_label(name: str, score: float, tagged: bool) -> str:
     return f"{name} · {'tagged' if tagged else 'absent'} · score {score:+.2f}"
+
+
+def _bar(colormap: str, ticks: tuple[str, ...], caption: str, column: object = st) -> None:
+    """A colour bar (what the colours of the map above it mean) with its scale in words."""
+    column.image(colour_bar(colormap, 480, 14, ticks), caption=caption, width="stretch")
+
+
+def _cam_scale(maps: ImageMaps, class_index: int, shared: bool) -> tuple[tuple[str, ...], str]:
+    """Ticks and words of a CAM's colour scale (``class_heat``: the map over its top, negatives 0)."""
+    top = float(maps.crm.max() if shared else maps.crm[class_index].max())
+    whose = "the strongest response of any class on this image" if shared else "this class's own maximum here"
+    if top <= 0:
+        return ("0", "1"), "No positive response anywhere: the map shows nothing."
+    return (
+        ("0", f"0.5 = {top / 2:.2g}", f"1 = {top:.2g}"),
+        f"Colour scale: 0 = no response, or evidence against the class (negative scores are shown as 0) · "
+        f"1 = {whose} (raw score {top:.2g}); linear in between.",
+    )
 
 
 @st.fragment
@@ -83,9 +112,10 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
         peak_threshold=0.0 if positive else None,
         smooth=smooth or None,
     )
-    peaks = class_peaks(maps, settings, class_index)
+    found = shown_peaks(class_peaks(maps, settings, class_index))
+    peaks = found.peaks  # drawn and listed alike: peak k is numbered k + 1 everywhere
     points = [(p.y, p.x) for p in peaks]
-    options = [f"{k + 1} · ({p.y}, {p.x}) · {p.value:+.2f}" for k, p in enumerate(peaks)]
+    options = [peak_label(k + 1, p) for k, p in enumerate(peaks)]
 
     click = new_click(CLICK_KEY)
     if click is not None and peaks:
@@ -99,11 +129,14 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
     style = OverlayStyle(opacity=opacity, colormap=colormap)
     left, right = st.columns(2)
     with left:
-        st.markdown(f"**CAM of {classes[class_index]}** · {len(peaks)} peak(s)")
+        st.markdown(f"**CAM of {classes[class_index]}** · {found.total} peak(s)")
         picture = overlay_view(maps.image, class_heat(maps, class_index, shared), style, points, chosen)
         clickable_image(
             picture, CLICK_KEY, caption="Click a numbered peak to see its PRM." if CLICKS_AVAILABLE else None
         )
+        if found.note:
+            st.caption(f"Drawn and listed: {found.note}.")
+        _bar(colormap, *_cam_scale(maps, class_index, shared))
     with right:
         if not peaks:
             st.markdown("**PRM**")
@@ -116,11 +149,16 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
             if prm is None:
                 st.warning(f"No PRM for this peak: {origin}.")
             else:
+                heat, scale = prm_heat(prm)
+                number = str(chosen + 1)
                 st.image(
-                    jpeg_bytes(overlay_view(maps.image, normalize(prm), style, [points[chosen]], 0)),
+                    jpeg_bytes(overlay_view(maps.image, heat, style, [points[chosen]], 0, labels=[number])),
                     caption=origin,
                     width="stretch",
                 )
+                half = scale.top * 0.5 ** (1 / scale.gamma)  # the raw value drawn at 0.5
+                ticks = ("0", f"0.5 = {half:.2g}", f"1 = {scale.top:.2g} or more")
+                _bar(colormap, ticks, f"Colour scale of the PRM: {scale.text}.")
 
     with st.expander(
         "Every class, tagged or absent (the same scale shows how weak absent classes are)", expanded=True
@@ -131,6 +169,14 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
             col.image(
                 jpeg_bytes(overlay_view(maps.image, class_heat(maps, k, shared), small, target=200)),
                 caption=labels[k],
+            )
+        if shared:
+            _bar(colormap, *_cam_scale(maps, 0, True))  # one scale: the strongest class map
+        else:
+            _bar(
+                colormap,
+                ("0", "0.5", "1"),
+                "Colour scale: each map over its own maximum (1); 0 = no response.",
             )
     st.caption(f"Viewer rendered in {(time.perf_counter() - started) * 1000:.0f} ms on the server.")
 
@@ -162,6 +208,13 @@ if maps is None:
     st.warning(f"{record.filename}: no peaks run holds it and there is no classifier to compute its maps.")
     st.stop()
 classes = project.classes()[: len(maps.class_scores)]
+if summary := classifier_summary(project):
+    if warning := never_predicted_warning(summary):
+        st.warning(warning)
+    with st.expander(
+        f"What the classifier learnt, per class ({summary['images']} {summary['split']} images)"
+    ):
+        st.dataframe(summary_rows(summary), hide_index=True, width="stretch")
 st.caption(
     f"**{record.filename}** · tags: {', '.join(record.tags) or 'none'} · maps {maps.source} · "
     f"CRM {maps.crm.shape[1]}x{maps.crm.shape[2]}, stride {maps.stride}"

@@ -39,6 +39,54 @@ def test_maps_of_a_stored_image_render_with_numbered_peaks(trained: Path) -> Non
     assert any("absent" in c for c in strip) and any("tagged" in c for c in strip)
 
 
+def _image_captions(at) -> list[str]:
+    return [i.caption for element in at.get("image") for i in element.proto.imgs]
+
+
+def test_every_map_has_a_colour_bar_that_says_what_0_and_1_mean(trained: Path) -> None:
+    at = _loose(open_page(trained, PAGE))
+    assert not at.exception
+    bars = [c for c in _image_captions(at) if c.startswith("Colour scale")]
+    assert len(bars) == 3  # the CAM, the PRM, the strip of every class
+    store = Project(trained)
+    maps = image_maps(store, store.images(limit=1)[0], open_classifier(store))
+    top = float(maps.crm.max())  # "one scale for all classes": 1 is the strongest class map's maximum
+    cam, prm, strip = bars
+    assert "0 = no response" in cam and f"(raw score {top:.2g})" in cam and cam == strip
+    assert prm.startswith("Colour scale of the PRM: 0 = no evidence · 1 = a value of ")
+    at.toggle(key="cam_shared").set_value(False).run()
+    bars = [c for c in _image_captions(at) if c.startswith("Colour scale")]
+    k = first_tagged(store.classes(), store.images(limit=1)[0].tags)
+    assert f"this class's own maximum here (raw score {float(maps.crm[k].max()):.2g})" in bars[0]
+    assert "each map over its own maximum" in bars[2]
+
+
+def test_a_one_cell_window_draws_and_lists_only_the_strongest_50(trained: Path) -> None:
+    at = _loose(open_page(trained, PAGE))
+    at.selectbox(key="cam_window").select(1).run()
+    assert not at.exception
+    heading = next(m.value for m in at.markdown if m.value.startswith("**CAM of "))
+    total = int(heading.split("· ")[1].split(" ")[0])
+    expected = _expected(trained, window=1, relative_threshold=None, peak_threshold=None)
+    assert total == len(expected) > 50
+    options = at.selectbox(key="cam_peak").options
+    assert [o.split(" · ")[1] for o in options] == expected[:50]  # the strongest, numbered 1 to 50
+    assert [int(o.split(" · ")[0]) for o in options] == list(range(1, 51))
+    assert f"Drawn and listed: showing the 50 strongest of {total} peaks" in captions(at)
+
+
+def test_the_classifier_summary_is_shown_with_a_warning_for_classes_never_predicted(trained: Path) -> None:
+    at = open_page(trained, PAGE)
+    assert not at.exception
+    summary = Project(trained).latest_run("classifier").metrics["class_summary"]
+    table = next(d.value for d in at.dataframe if "images predicted" in d.value.columns)
+    assert list(table["class"]) == list(summary["per_class"])
+    assert list(table["images predicted"]) == [r["predicted"] for r in summary["per_class"].values()]
+    never = [c for c, r in summary["per_class"].items() if r["predicted"] == 0 and r["images"] > 0]
+    warnings = " ".join(w.value for w in at.warning)
+    assert ("The classifier never predicts: " + ", ".join(never) in warnings) == bool(never)
+
+
 def test_overlay_controls_change_the_pictures(trained: Path) -> None:
     at = _loose(open_page(trained, PAGE))
     before = image_urls(at)
@@ -77,8 +125,7 @@ def test_choosing_a_peak_shows_its_prm_and_a_click_chooses_the_nearest(trained: 
     assert len(options) >= 2
     at.selectbox(key="cam_peak").select(options[1]).run()
     assert any(m.value.startswith("**PRM of peak 2**") for m in at.markdown)
-    prm_caption = at.get("image")[0].proto.imgs[0].caption
-    assert prm_caption.startswith(("stored", "computed"))
+    assert any(c.startswith(("stored", "computed")) for c in _image_captions(at))  # the PRM's origin
     # a click on the shown picture (480x480 for the 160x160 image) at the last peak's pixel
     y, x = (int(v) for v in options[-1].split("(")[1].split(")")[0].split(", "))
     at.session_state["cam_click"] = {
