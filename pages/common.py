@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from wsseg.demo.project import build_demo, create_demo_project
 from wsseg.errors import WssegError
 from wsseg.store.project import Project
 
@@ -37,19 +38,82 @@ def _leave_folder_navigation() -> None:
 _leave_folder_navigation()
 
 
+#: The page URL's query parameter naming the current project: ``?project=/path/to/project``.
+PROJECT_PARAM = "project"
+
+
+def link_problem(value: str) -> str | None:
+    """Why the URL's ``?project=value`` cannot be opened, in words (None when it can): the default
+    project may be missing (it is created), any other folder must be an existing wsseg project."""
+    root = Path(value)
+    if not value.strip():
+        return "is empty"
+    if root == DEFAULT_PROJECT:
+        return None
+    if not root.exists():
+        return "does not exist on the server"
+    if not Project.is_project(root):
+        return "is not a wsseg project (it holds no project.sqlite)"
+    try:
+        Project(root)
+    except WssegError as error:
+        return f"cannot be opened: {error}"
+    return None
+
+
+def project_root() -> Path:
+    """The folder of this browser session's project, kept in the page's URL (``?project=``).
+
+    The Project page's choice (``st.session_state["project_root"]``) wins; a new session (a reload, a
+    shared link) takes the URL's project, after checking it: an unknown or invalid one is named in a
+    warning, and the default project ($WSSEG_PROJECT, else projects/demo) is shown instead. Either way
+    the URL then names the project shown, so a reload stays on it.
+    """
+    state = st.session_state
+    if "project_root" not in state:
+        wanted = st.query_params.get(PROJECT_PARAM)
+        problem = link_problem(wanted) if wanted is not None else None
+        state["project_root"] = wanted if wanted is not None and problem is None else str(DEFAULT_PROJECT)
+        if problem is not None:
+            state["project_notice"] = (
+                f"The project in this page's link, `{wanted}`, {problem}. Showing the default project "
+                f"`{DEFAULT_PROJECT}` instead (open another one on the Project page)."
+            )
+    root = state["project_root"]
+    if state.get("project_notice") and root == str(DEFAULT_PROJECT):
+        st.warning(state["project_notice"], icon=":material/link_off:")
+    else:
+        state.pop("project_notice", None)
+    if st.query_params.get(PROJECT_PARAM) != root:
+        st.query_params[PROJECT_PARAM] = root
+    return Path(root)
+
+
+def keep_project_in_url() -> None:
+    """On a page that shows no project of its own (Learn): keep this session's project in the URL,
+    so a reload there, then a visit to another page, stays on it."""
+    root = st.session_state.get("project_root")
+    if root is not None and st.query_params.get(PROJECT_PARAM) != root:
+        st.query_params[PROJECT_PARAM] = root
+
+
 def current_project() -> Project | None:
-    """The project chosen in this browser session (default: $WSSEG_PROJECT, else projects/demo).
+    """The project of this browser session (``project_root``: the Project page's choice, else the
+    URL's ``?project=``, else $WSSEG_PROJECT, else projects/demo).
 
     The demo project is created on first start. Returns None (after showing why) when the chosen
     folder cannot be opened.
     """
-    root = Path(st.session_state.setdefault("project_root", str(DEFAULT_PROJECT)))
+    root = project_root()
     try:
         if not Project.is_project(root) and root == DEFAULT_PROJECT:
-            with st.spinner("Creating the demo project (synthetic shapes) on first start…"):
-                from wsseg.demo.project import create_demo_project
-
-                return create_demo_project(root)
+            with st.spinner(
+                "Creating the demo project on first start: synthetic shapes, the shipped classifier's "
+                "peaks, proposals and pseudo masks (about a minute)…"
+            ):
+                project = create_demo_project(root)
+                build_demo(project)
+                return project
         return Project(root)
     except WssegError as error:
         st.error(str(error))

@@ -33,24 +33,24 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
     project = create_demo_project(args.project, n_images=args.images, seed=args.seed)
     print(f"demo project ready: {project.root.resolve()} ({project.count_images()} images)")
-    if args.train:
-        from wsseg.demo.project import train_demo_classifier
-        from wsseg.training.engine import tqdm_callback
+    if args.no_checkpoint and not args.train:
+        return
+    from wsseg.demo.project import DEMO_CHECKPOINT, build_demo, train_demo_classifier
+    from wsseg.progress import image_bar
+    from wsseg.training.engine import tqdm_callback
 
+    if args.train:
         run_id = train_demo_classifier(project, args.epochs, tqdm_callback("demo classifier"))
         print(f"demo classifier trained and peaks computed (run {run_id}): see the CAMs and peaks page")
-    elif not args.no_checkpoint:
-        from wsseg.demo.project import DEMO_CHECKPOINT, install_demo_checkpoint
-        from wsseg.progress import image_bar
-
-        with image_bar("demo peaks") as progress:
-            run_id = install_demo_checkpoint(project, progress=progress)
-        if run_id is not None:
-            print(
-                f"shipped demo classifier installed ({DEMO_CHECKPOINT.name}), peaks computed (run {run_id})"
-            )
-        elif not DEMO_CHECKPOINT.is_file():
-            print(f"no shipped demo classifier at {DEMO_CHECKPOINT}; train one with --train")
+    made = build_demo(project, bar=image_bar)
+    if "peaks" in made:
+        print(
+            f"shipped demo classifier installed ({DEMO_CHECKPOINT.name}), peaks computed (run {made['peaks']})"
+        )
+    elif project.latest_run("peaks") is None:
+        print(f"no shipped demo classifier at {DEMO_CHECKPOINT}; train one with --train")
+    if made.keys() & {"proposals", "pseudo_masks"}:
+        print("proposals and pseudo masks made: every page of the app has content")
 
 
 def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
@@ -84,19 +84,19 @@ def _cmd_import(args: argparse.Namespace) -> None:
         print(f"skipped {len(report.skipped_duplicates)} image(s) already in the project (same content)")
 
 
+def _add_job(p: argparse.ArgumentParser) -> None:
+    help = "report progress and status to this row of the project's jobs table (set by the app)"
+    p.add_argument("--job", type=int, default=None, help=help)
+
+
 def _add_run_options(p: argparse.ArgumentParser, default_name: str) -> None:
-    """The options every training command shares: seed, run name, resume, loader workers, job row."""
+    """The options every training command shares: seed, run name, resume, replace, workers, job row."""
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default=default_name, help="run name: checkpoints/<name>/")
+    p.add_argument("--name", default=default_name, help="run name: checkpoints/<name>/ (must be new)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
+    p.add_argument("--replace", action="store_true", help="train over the existing run --name")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument(
-        "--job",
-        type=int,
-        default=None,
-        help="report progress, loss curve and status to this row of the project's jobs table "
-        "(set by the app's Train page, see wsseg.jobs.launch)",
-    )
+    _add_job(p)
 
 
 def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
@@ -190,6 +190,7 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
     p.add_argument("--split", default=None, help="only the images of this split (default: all)")
+    _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.make_peaks"))
 
 
@@ -245,6 +246,7 @@ def _add_sharding(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument(
         "--workers", type=int, default=default_workers(), help="worker processes (default: cores, <= 4)"
     )
+    _add_job(p)
 
 
 def _add_proposals(sub: argparse._SubParsersAction) -> None:
@@ -297,7 +299,7 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--project", type=Path, required=True, help="project folder")
     p.add_argument("--coco", type=Path, default=None, help="COCO instance JSON of the training masks")
-    p.add_argument("--source", choices=["pseudo", "truth"], default=None, help="instead of --coco")
+    p.add_argument("--source", choices=["pseudo", "truth"], help="instead of --coco (pseudo: newest run's)")
     p.add_argument(
         "--backbone",
         default=None,
@@ -327,29 +329,31 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="score a trained model against the project's ground truth; print a table, write JSON",
+        help="score a trained model against the project's ground truth (or its tags); print, write JSON",
         description="Mask mAP at IoU 0.25/0.5/0.75 (per class), pointing accuracy and counting error of a "
-        "trained Mask R-CNN on a split, or the mIoU of a pixel-label estimator (--stage ple); the "
-        "predictions are stored in the project.",
+        "trained Mask R-CNN on a split (a project without ground truth: how its classes agree with the "
+        "tags), or the mIoU of a pixel-label estimator (--stage ple); predictions are stored in the project.",
     )
     p.add_argument("--project", type=Path, required=True)
     p.add_argument(
-        "--stage",
-        default="maskrcnn",
-        help="maskrcnn (mask mAP, pointing, counting) or ple (mIoU of the pixel-label estimator)",
+        "--stage", default="maskrcnn", help="maskrcnn (mask mAP, pointing, counting) or ple (mIoU)"
     )
     p.add_argument(
-        "--name", default=None, help="run name of the model: checkpoints/<name>/ (default: the stage)"
+        "--name", default=None, help="the model's run name: checkpoints/<name>/ (default: --stage)"
     )
-    p.add_argument("--split", default="val", help="image split to evaluate on (default val)")
+    p.add_argument("--split", default="val", help="image split (default val; all: every image)")
     p.add_argument(
-        "--score-threshold",
-        type=float,
-        default=0.5,
-        help="instances kept for counting (mAP uses every score; default 0.5)",
+        "--score-threshold", type=float, default=0.5, help="instances kept for counting (default 0.5)"
     )
     p.add_argument("--out", type=Path, default=None, help="also write the metrics JSON here")
+    _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.evaluate"))
+
+    text = "run the steps a pipeline job's row lists, each as a job of its own, one after another"
+    p = sub.add_parser("pipeline", help=text + " (the app's Project page starts it)", description=text)
+    p.add_argument("--project", type=Path, required=True)
+    p.add_argument("--job", type=int, required=True, help="the pipeline job's row")
+    p.set_defaults(func=_stage("wsseg.jobs.pipeline"))
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -478,9 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         if getattr(args, "job", None) is not None:
-            from wsseg.jobs.runner import job_progress, run_as_job
+            from wsseg.jobs.runner import job_image_progress, job_progress, run_as_job
 
             args.make_progress = functools.partial(job_progress, args)
+            args.make_image_progress = functools.partial(job_image_progress, args)
             run_as_job(args.project, args.job, lambda: func(args))
         else:
             func(args)

@@ -6,7 +6,8 @@ import dataclasses
 import importlib.resources
 import io
 import shutil
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -15,6 +16,11 @@ from wsseg.data.shapes import SHAPE_CLASSES, ShapesConfig, write_shapes_dataset
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_bytes
 from wsseg.stages.make_peaks import make_peaks
+from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
+from wsseg.stages.make_proposals import make_proposals
+from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
+from wsseg.stages.make_pseudo_masks import make_pseudo_masks
+from wsseg.stages.pool import default_workers
 from wsseg.stages.recipes import classifier_config, classifier_schedule, plan_for
 from wsseg.stages.train_classifier import train_classifier
 from wsseg.store.importer import import_source
@@ -84,6 +90,51 @@ def install_demo_checkpoint(
 ) -> int | None:
     """Give the demo project the shipped classifier and compute its peaks; the peaks run id, or None
     when no checkpoint is shipped or the project already has a classifier."""
+    if install_classifier(project, checkpoint) is None:
+        return None
+    return _demo_peaks(project, progress)
+
+
+#: A stage's progress bar: given a title, a context giving the ``progress(done, total)`` callback.
+ProgressBar = Callable[[str], contextlib.AbstractContextManager[Callable[[int, int], None] | None]]
+
+
+@contextlib.contextmanager
+def _no_bar(desc: str) -> Iterator[None]:
+    yield None
+
+
+def build_demo(
+    project: Project,
+    checkpoint: Path = DEMO_CHECKPOINT,
+    bar: ProgressBar = _no_bar,
+    workers: int | None = None,
+) -> dict[str, int]:
+    """Make the demo ready to explore and curate: the shipped classifier, its peaks, the proposals and
+    the pseudo masks of every image, each made only when the project lacks it (so a second call costs
+    nothing). Returns the id of each run made now, by stage; nothing when no classifier is shipped and
+    the project has none."""
+    made: dict[str, int] = {}
+    with bar("demo peaks") as progress:
+        peaks = install_demo_checkpoint(project, checkpoint, progress)
+    if peaks is not None:
+        made["peaks"] = peaks
+    if project.latest_run("peaks", status="done") is None:
+        return made
+    workers = workers or default_workers()
+    if project.latest_run(PROPOSALS_STAGE, status="done") is None:
+        with bar("demo proposals") as progress:
+            made[PROPOSALS_STAGE] = make_proposals(project, workers=workers, progress=progress)
+    if project.latest_run(PSEUDO_STAGE, status="done") is None:
+        with bar("demo pseudo masks") as progress:
+            made[PSEUDO_STAGE] = make_pseudo_masks(project, workers=workers, progress=progress)
+    return made
+
+
+def install_classifier(project: Project, checkpoint: Path = DEMO_CHECKPOINT) -> int | None:
+    """Copy ``checkpoint`` (default: the shipped demo classifier) as the project's classifier
+    ``checkpoints/classifier`` and record a done ``classifier`` run whose config names its source; the
+    run id, or None when ``checkpoint`` is no file or the project already has a classifier."""
     target = project.root / "checkpoints" / "classifier" / CHECKPOINT
     if not Path(checkpoint).is_file() or target.exists():
         return None
@@ -92,7 +143,7 @@ def install_demo_checkpoint(
         "classifier", {"name": "classifier", "source": str(checkpoint)}, artifacts="checkpoints/classifier"
     )
     project.finish_run(run_id, "done", {"installed_from": Path(checkpoint).name})
-    return _demo_peaks(project, progress)
+    return run_id
 
 
 def _demo_peaks(project: Project, progress: Callable[[int, int], None] | None = None) -> int:
