@@ -36,10 +36,14 @@ def upload_form(project: Project) -> None:
                 except WssegError as error:
                     st.error(str(error))
                     return
-            st.session_state["upload_report"] = report
-    report = st.session_state.get("upload_report")
-    if report is None:
+            # Rerun, so the counts above and the browsing grid show the new images at once; the
+            # report is kept for this project and shown again after the rerun.
+            st.session_state["upload_report"] = (str(project.root), report)
+            st.rerun()
+    kept = st.session_state.get("upload_report")
+    if kept is None or kept[0] != str(project.root):
         return
+    report = kept[1]
     st.success(f"Imported {len(report.imported)} image(s).")
     if report.skipped_duplicates:
         st.info(
@@ -130,6 +134,11 @@ st.caption(
     f"{project.count_images()} images · {project.count_images(untagged=True)} untagged · "
     + (" · ".join(f"{name}: {n}" for name, n in counts.items()) or "no classes yet")
 )
+if (kept := st.session_state.get("upload_report")) and kept[0] == str(project.root):
+    st.success(
+        f"Last upload: {len(kept[1].imported)} image(s) imported, now {project.count_images()} in the "
+        "project (the Upload tab has the report)."
+    )
 browse_tab, upload_tab = st.tabs(["Browse and tag", "Upload"])
 with browse_tab:
     browse(project)

@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-checkpoint",
         action="store_true",
-        help="do not install the shipped demo classifier (assets/demo-classifier.pt) and its peaks",
+        help="only the images: no shipped classifier (assets/demo-classifier.pt), peaks, proposals or pseudo masks",
     )
     p.add_argument(
         "--train",
