@@ -34,6 +34,7 @@ from wsseg.views.overlay import (
     COLORMAPS,
     OverlayStyle,
     colour_bar,
+    greyed,
     jpeg_bytes,
     nearest_peak,
     overlay_view,
@@ -48,9 +49,9 @@ def _class_label(name: str, score: float, tagged: bool) -> str:
     return f"{name} · {'tagged' if tagged else 'absent'} · score {score:+.2f}"
 
 
-def _bar(colormap: str, ticks: tuple[str, ...], caption: str, column: object = st) -> None:
+def _bar(colormap: str, ticks: tuple[str, ...], caption: str, width: int | str = "stretch") -> None:
     """A colour bar (what the colours of the map above it mean) with its scale in words."""
-    column.image(colour_bar(colormap, 480, 14, ticks), caption=caption, width="stretch")
+    st.image(colour_bar(colormap, 480, 14, ticks), caption=caption, width=width)
 
 
 def _cam_scale(maps: ImageMaps, class_index: int, shared: bool) -> tuple[tuple[str, ...], str]:
@@ -151,9 +152,10 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
             else:
                 heat, scale = prm_heat(prm)
                 number = str(chosen + 1)
+                backdrop = greyed(maps.image)  # the photo in grey, so the map's colours stand out
                 st.image(
-                    jpeg_bytes(overlay_view(maps.image, heat, style, [points[chosen]], 0, labels=[number])),
-                    caption=origin,
+                    jpeg_bytes(overlay_view(backdrop, heat, style, [points[chosen]], 0, labels=[number])),
+                    caption=f"{origin} · drawn over the image in grey",
                     width="stretch",
                 )
                 half = scale.top * 0.5 ** (1 / scale.gamma)  # the raw value drawn at 0.5
@@ -171,13 +173,10 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
                 caption=labels[k],
             )
         if shared:
-            _bar(colormap, *_cam_scale(maps, 0, True))  # one scale: the strongest class map
+            _bar(colormap, *_cam_scale(maps, 0, True), width=480)  # one scale: the strongest class map
         else:
-            _bar(
-                colormap,
-                ("0", "0.5", "1"),
-                "Colour scale: each map over its own maximum (1); 0 = no response.",
-            )
+            each = "Colour scale: each map over its own maximum (1); 0 = no response."
+            _bar(colormap, ("0", "0.5", "1"), each, width=480)
     st.caption(f"Viewer rendered in {(time.perf_counter() - started) * 1000:.0f} ms on the server.")
 
 

@@ -21,6 +21,10 @@ from PIL import Image
 
 
 def _component(name: str):
+    """The component ``name`` ("canvas" or "coordinates"), or None for the plain widgets.
+
+    Imported here, not at the top: the canvas registers itself with the Streamlit runtime on import,
+    which fails outside a running app (the unit tests import this module)."""
     if os.environ.get("WSSEG_PLAIN_WIDGETS"):
         return None
     try:
@@ -53,15 +57,23 @@ def rectangle_stroke(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int)
     return stroke
 
 
-def draw_stroke(image: np.ndarray, key: str, brush: int = 8, scale: int = 3) -> np.ndarray | None:
-    """Let the user paint over ``image`` (HxWx3 uint8); return the painted pixels as HxW bool, or None."""
+def draw_stroke(
+    image: np.ndarray,
+    key: str,
+    brush: int = 8,
+    scale: int = 3,
+    colour: str = "rgba(255, 0, 255, 0.8)",
+) -> np.ndarray | None:
+    """Let the user paint over ``image`` (HxWx3 uint8: the canvas's starting picture, e.g. the current
+    mask drawn on the photo) with a brush of CSS ``colour``; return the painted pixels as HxW bool, or
+    None."""
     h, w = image.shape[:2]
     canvas = _component("canvas")
     if canvas is not None:
         result = canvas(
             background_image=Image.fromarray(image).resize((w * scale, h * scale), Image.NEAREST),
             stroke_width=brush * scale,
-            stroke_color="rgba(255, 0, 255, 0.8)",
+            stroke_color=colour,
             width=w * scale,
             height=h * scale,
             drawing_mode="freedraw",

@@ -17,14 +17,15 @@ import streamlit as st
 
 from pages import canvas_adapter
 from pages.common import current_project, show_error
-from pages.curate_draw import CANDIDATE_COLOUR, overlay
+from pages.curate_draw import overlay
 from wsseg.curation import queue as curation
 from wsseg.curation.export import export_curated_coco, export_curated_voc
 from wsseg.data.coco import decode_rle
 from wsseg.data.images import read_image
 from wsseg.errors import WssegError
 from wsseg.store.project import Project
-from wsseg.views.overlay import display_scale, enlarge
+from wsseg.views.overlay import contrasting_colour, display_scale, enlarge
+from wsseg.views.retrieval import describe_proposal
 
 FILTERS = {
     "to review (proposed or flagged)": lambda item: item.status == "proposed" or item.flagged,
@@ -160,9 +161,11 @@ else:
     binary = decode_rle(mask["rle"])
     scale = display_scale(binary.shape, 480)
     point = mask["lineage"].get("point")
+    colour = contrasting_colour(image, binary)  # one colour for this mask, here and on the canvas
+    shown_mask = overlay(image, binary, colour)
     left, right = st.columns([3, 2])
     left.image(
-        enlarge(overlay(image, binary, point=tuple(point) if point else None), scale),
+        enlarge(overlay(image, binary, colour, point=tuple(point) if point else None), scale),
         caption=f"mask {current} · {mask['class_name']} · {record.filename}",
     )
     with right:
@@ -218,19 +221,26 @@ else:
             except WssegError as error:
                 col.caption(str(error))
                 continue
-            col.image(enlarge(overlay(image, candidate, CANDIDATE_COLOUR), max(1, scale // 2)))
-            terms = ", ".join(f"{name} {value:.3g}" for name, value in entry.items() if name != "proposal")
-            col.caption(f"#{k} (proposal {entry['proposal']}): {terms}")
+            col.image(enlarge(overlay(image, candidate), max(1, scale // 2)))
+            words = describe_proposal({"area": int(candidate.sum()), **entry}, image_area=binary.size)
+            col.caption(f"#{k} (proposal {entry['proposal']}, score {entry['score']:.3g}): {words}")
             same = bool((candidate == binary).all())
             if col.button("In use" if same else f"Use #{k}", key=f"curate_swap_{k}", disabled=same):
                 _act(project, curation.swap, current, version, k)
 
     with st.expander("Paint or erase"):
         mode = st.radio("Brush", ["paint", "erase"], horizontal=True, key="curate_brush")
-        stroke = canvas_adapter.draw_stroke(overlay(image, binary), key=f"curate_canvas_{current}")
+        st.caption(
+            "The canvas starts with the current mask, filled and outlined as above: paint adds to it, "
+            "erase removes from it; then apply the stroke."
+        )
+        brush = f"rgba({', '.join(map(str, colour))}, 0.8)" if mode == "paint" else "rgba(0, 0, 0, 0.6)"
+        stroke = canvas_adapter.draw_stroke(
+            shown_mask, key=f"curate_canvas_{current}_{version}", colour=brush
+        )
         if stroke is not None:
             edited = curation.apply_stroke(binary, stroke, mode)
-            st.image(enlarge(overlay(image, edited), max(1, scale // 2)), caption="after the stroke")
+            st.image(enlarge(overlay(image, edited, colour), max(1, scale // 2)), caption="after the stroke")
             if st.button("Apply the stroke", key="curate_apply"):
                 _act(project, curation.paint, current, version, edited)
 
@@ -248,9 +258,7 @@ else:
                 )
                 cols = st.columns(len(found))
                 for k, (col, cand) in enumerate(zip(cols, found, strict=True)):
-                    col.image(
-                        enlarge(overlay(image, decode_rle(cand.rle), CANDIDATE_COLOUR), max(1, scale // 2))
-                    )
+                    col.image(enlarge(overlay(image, decode_rle(cand.rle)), max(1, scale // 2)))
                     col.caption(
                         f"proposal {cand.proposal} · objectness {cand.objectness:.2f} · {cand.area} px"
                     )

@@ -32,6 +32,9 @@ def test_the_queue_opens_on_the_most_likely_wrong_mask(tmp_path: Path) -> None:
     assert at.get("image")[0].captions[0] == "mask 2 · a · one.png"  # error 0.975: first
     labels = [b.label for b in at.button]
     assert {"Accept", "Reject", "Flag", "Next", "Undo", "Redo", "Use #1"} <= set(labels)
+    # The alternatives are described in words: their size here (the lineage holds no score terms).
+    words = [c.value for c in at.caption if c.value.startswith("#1 (proposal ")]
+    assert words == [f"#1 (proposal 1, score 0.95): 100 px ({100 / (20 * 30):.1%} of the image)"]
 
 
 def test_accept_is_in_the_database_and_survives_a_reload(tmp_path: Path) -> None:
@@ -94,5 +97,13 @@ def test_canvas_strokes_become_mask_edits() -> None:
     assert apply_stroke(mask, stroke, "paint").sum() == 100 + 150 - 25
     image = np.zeros((20, 30, 3), np.uint8)
     shown = overlay(image, mask, colour=(200, 0, 0), alpha=0.5)
-    assert tuple(shown[10, 15]) == (100, 0, 0) and tuple(shown[5, 10]) == (200, 0, 0)  # inside, outline
+    assert tuple(shown[10, 15]) == (100, 0, 0)  # inside: half the colour
+    assert tuple(shown[5, 12]) == (255, 255, 255) and tuple(shown[4, 12]) == (20, 20, 20)  # light, dark lines
     assert tuple(shown[0, 0]) == (0, 0, 0)
+    marked = overlay(image, mask, colour=(200, 0, 0), point=(10, 15))
+    assert tuple(marked[10, 17]) == (255, 255, 255) and tuple(marked[10, 18]) == (
+        0,
+        0,
+        0,
+    )  # white, black edge
+    assert tuple(marked[9, 14]) == (0, 0, 0) and tuple(marked[9, 15]) == (255, 255, 255)

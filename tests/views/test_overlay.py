@@ -21,6 +21,7 @@ from wsseg.views.overlay import (
     contrasting_colour,
     crm_to_pixels,
     draw_peaks,
+    greyed,
     jpeg_bytes,
     mask_overlay,
     mask_rings,
@@ -253,3 +254,15 @@ def test_mask_overlay_fills_and_draws_a_dark_and_a_light_outline() -> None:
     assert image[15, 15].tolist() == [100, 100, 100]  # the input is not modified
     with pytest.raises(BadInputError, match="mask"):
         mask_overlay(image, mask[:5])
+
+
+def test_greyed_is_the_luminance_dimmed() -> None:
+    image = np.zeros((2, 2, 3), np.uint8)
+    image[0, 0] = (255, 0, 0)
+    image[1, 1] = (200, 200, 200)
+    out = greyed(image, 0.5)
+    assert out.shape == image.shape and (out[..., 0] == out[..., 2]).all()
+    assert out[1, 1].tolist() == [100, 100, 100]
+    assert out[0, 0, 0] == round(0.299 * 255 * 0.5)  # the red pixel's luminance (ITU-R BT.601), halved
+    with pytest.raises(BadInputError, match="brightness"):
+        greyed(image, 2.0)

@@ -147,4 +147,9 @@ def test_a_ranked_proposal_is_described_in_words_with_its_shares(scene: ImageCan
         "covers 62% of the peak's response (30% on its outline); 81% of its area lies on background; 5000 px"
     )
     wise = rank_proposals(scene, 0, RetrievalConfig(strategy="wise", point="peak")).rows[0]
-    assert describe_proposal(wise).startswith("holds the peak's point; objectness ")
+    assert (
+        describe_proposal(wise)
+        == f"holds the peak's point; objectness {wise['objectness']:.2f}; {wise['area']} px"
+    )
+    assert describe_proposal({"proposal": 3, "score": 0.5}) == "no score terms recorded"
+    assert describe_proposal({"proposal": 3, "score": 0.5, "area": 64}) == "64 px"

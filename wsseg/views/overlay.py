@@ -120,6 +120,15 @@ def prm_heat(
     return heat.astype(np.float32), DisplayScale(top, gamma, text)
 
 
+def greyed(image: np.ndarray, brightness: float = 0.55) -> np.ndarray:
+    """HxWx3 uint8 ``image`` in grey at ``brightness`` (0 black, 1 its own luminance): the backdrop of
+    a peak response map, whose colours then stand out from the photo's own."""
+    if not 0.0 <= brightness <= 1.0:
+        raise BadInputError("brightness", f"must be in [0, 1], got {brightness}")
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32) * brightness
+    return np.repeat(np.rint(grey).astype(np.uint8)[..., None], 3, axis=2)
+
+
 def colour_bar(
     colormap: str, width: int = 480, height: int = 14, ticks: Sequence[str] = ("0", "0.5", "1")
 ) -> np.ndarray:

@@ -125,14 +125,20 @@ def describe_proposal(entry: Mapping[str, Any], image_area: int | None = None) -
     For the PRM strategy: the share of the peak's response inside it and on its outline (the PRM
     sums to 1), and the share of its area on background (``background`` counts its pixels where the
     class map is weak); for WISE: that it holds the peak's point, with its objectness. Its size is
-    given in pixels, and as a share of the image when ``image_area`` is given.
+    given in pixels (``area``), and as a share of the image when ``image_area`` is given. Terms the
+    entry does not hold are left out.
     """
     area = int(entry.get("area", 0))
-    size = f"{area} px" + (f" ({area / image_area:.1%} of the image)" if image_area else "")
+    parts = []
     if "contour" in entry and "background" in entry:
-        background = float(entry["background"]) / area if area else 0.0
-        return (
-            f"covers {float(entry['inside']):.0%} of the peak's response ({float(entry['contour']):.0%} on "
-            f"its outline); {background:.0%} of its area lies on background; {size}"
+        parts.append(
+            f"covers {float(entry['inside']):.0%} of the peak's response ({float(entry['contour']):.0%} "
+            "on its outline)"
         )
-    return f"holds the peak's point; objectness {float(entry.get('objectness', 0.0)):.2f}; {size}"
+        if area:
+            parts.append(f"{float(entry['background']) / area:.0%} of its area lies on background")
+    elif "objectness" in entry:
+        parts.append(f"holds the peak's point; objectness {float(entry['objectness']):.2f}")
+    if area:
+        parts.append(f"{area} px" + (f" ({area / image_area:.1%} of the image)" if image_area else ""))
+    return "; ".join(parts) or "no score terms recorded"
