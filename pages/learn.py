@@ -15,8 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 from pages import cached
-from pages.common import show_error
-from pages.learn_steps import DRAW, Lesson, lesson_stamp
+from pages.common import keep_project_in_url, show_error
+from pages.learn_steps import DRAW, Lesson, lesson_stamp, reset_lesson
 from wsseg.demo.project import DEMO_CHECKPOINT
 from wsseg.errors import WssegError
 from wsseg.store.project import Project
@@ -33,6 +33,7 @@ def _move(delta: int) -> None:
 
 
 st.title("Learn: from tags to masks")
+keep_project_in_url()
 root = Path(st.session_state.setdefault("lesson_root", str(LESSON_ROOT)))
 project = Project(root) if Project.is_project(root) else None
 if project is None or not is_ready(project):
@@ -63,6 +64,9 @@ index = top[1].selectbox("Step", range(len(STEPS)), format_func=lambda i: STEPS[
 top[2].button("← Back", on_click=_move, args=(-1,), disabled=index == 0, key="learn_back")
 top[3].button("Next →", on_click=_move, args=(1,), disabled=index == len(STEPS) - 1, key="learn_next")
 record = records[number - 1]
+if st.session_state.get("learn_seen") != (index, number):  # moved on: every step asks afresh
+    st.session_state["learn_seen"] = (index, number)
+    reset_lesson([s.key for s in STEPS])
 stamp = lesson_stamp(str(root))
 lesson = Lesson(
     project=project,

@@ -5,7 +5,7 @@ Nothing here runs on import: the page is ``pages/learn.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +15,7 @@ import streamlit as st
 from pages import cached
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
 from wsseg.methods.crf import CRFConfig
+from wsseg.methods.overlap import mask_iou
 from wsseg.methods.prm import METHODS
 from wsseg.methods.pseudo_masks import RetrievalConfig
 from wsseg.models.maskrcnn import predict as predict_instances
@@ -43,9 +44,11 @@ from wsseg.views.overlay import (
     display_scale,
     draw_peaks,
     enlarge,
+    greyed,
     jpeg_bytes,
-    normalize,
     overlay_view,
+    prm_heat,
+    with_colour_bar,
 )
 from wsseg.views.retrieval import newest_runs, rank_proposals
 
@@ -122,30 +125,76 @@ def _marked(image: np.ndarray, point: tuple[int, int]) -> np.ndarray:
     return draw_peaks(enlarge(image, scale), [point], labels=["•"], scale=scale, radius=8, selected=0)
 
 
+def _reveal(key: str, number: int) -> None:
+    """Reveal: the guess made now is locked (its radio disabled) until Try again or moving on."""
+    st.session_state.setdefault("learn_revealed", {})[key] = {
+        "number": number,
+        "answer": st.session_state.get(f"learn_answer_{key}"),
+        "verdict": None,
+    }
+
+
+def _try_again(key: str) -> None:
+    st.session_state.setdefault("learn_revealed", {}).pop(key, None)
+    st.session_state[f"learn_answer_{key}"] = None
+
+
+def reset_lesson(keys: Sequence[str]) -> None:
+    """Forget every reveal and guess (the learner moved to another step or image); call before the
+    step's widgets are drawn."""
+    st.session_state["learn_revealed"] = {}
+    for key in keys:
+        st.session_state[f"learn_answer_{key}"] = None
+
+
 def ask(lesson: Lesson, step: Step, values: dict, before: np.ndarray, reveal: Callable[[], Outcome]) -> None:
     """The question and the picture before it; on Reveal, ``reveal()`` draws what happened in the
-    right column and returns it, and the verdict is shown."""
+    right column and returns it, and the verdict is shown.
+
+    The verdict is judged once, on Reveal, with the guess and the settings of that moment, and stays
+    until Try again (or moving to another step or image): the guess cannot be changed after seeing
+    the answer. Controls moved afterwards still redraw the picture, and what they change is said
+    beside the verdict, without judging it again."""
     key = step.key
-    answer = st.radio(
+    revealed = st.session_state.setdefault("learn_revealed", {})
+    locked = revealed.get(key)
+    if locked is not None and locked["number"] != lesson.number:
+        revealed.pop(key)
+        locked = None
+    st.radio(
         "What do you expect? " + step.question.format(**values),
         [k for k, _ in step.choices],
         index=None,
         format_func=lambda k: step.choice_text(k, **values),
         key=f"learn_answer_{key}",
+        disabled=locked is not None,
     )
-    revealed = st.session_state.setdefault("learn_revealed", {})
-    if st.button("Reveal", key=f"learn_reveal_{key}", type="primary"):
-        revealed[key] = lesson.number
+    if locked is None:
+        st.button(
+            "Reveal", key=f"learn_reveal_{key}", type="primary", on_click=_reveal, args=(key, lesson.number)
+        )
+    else:
+        st.button(
+            "Try again", key=f"learn_again_{key}", icon=":material/replay:", on_click=_try_again, args=(key,)
+        )
     left, right = st.columns(2)
     with left:
         _show(before, "What the stage starts from")
     with right:
-        if revealed.get(key) != lesson.number:
+        if locked is None:
             st.info("Make your guess, then press **Reveal**.")
             return
         outcome = reveal()
-    verdict = judge(step, outcome, answer, **values)
-    (st.success if verdict.correct else st.warning)(verdict.message)
+    if locked["verdict"] is None:  # the run of the Reveal click: judge it, once
+        verdict = judge(step, outcome, locked["answer"], **values)
+        locked["verdict"] = (verdict.correct, verdict.message, outcome.why)
+    correct, message, why = locked["verdict"]
+    (st.success if correct else st.warning)(message)
+    if outcome.why != why:
+        st.info(
+            f"With the settings now: {outcome.why} (The verdict above is for your guess with the settings "
+            "you had when you pressed Reveal; press **Try again** to guess anew.)"
+        )
 
 
 def tags_step(lesson: Lesson, step: Step) -> None:
@@ -191,9 +240,11 @@ def cam_step(lesson: Lesson, step: Step) -> None:
     def reveal() -> Outcome:
         heat = class_heat(maps, k, shared)
         base = _outlined(maps.image, lesson.truth, k)
+        top = float(maps.crm.max() if shared else maps.crm[k].max())
+        whose = "the strongest class map here" if shared else "this map's own maximum"
         _show(
-            overlay_view(base, heat, OverlayStyle(opacity, colormap), target=SIZE),
-            f"Map of {lesson.classes[k]}",
+            with_colour_bar(overlay_view(base, heat, OverlayStyle(opacity, colormap), target=SIZE), colormap),
+            f"Map of {lesson.classes[k]}. Colour scale: 0 = no response; 1 = {whose} (raw score {top:.2g}).",
         )
         pixels = np.stack([crm_to_pixels(c, maps.stride, maps.image.shape[:2]) for c in maps.crm])
         return cam_outcome(pixels, k, lesson.truth, lesson.classes)
@@ -252,15 +303,21 @@ def prm_step(lesson: Lesson, step: Step) -> None:
     )
     method = row[2].selectbox("Method", list(METHODS), key="learn_prm_method")
     peak = peaks[min(pick, len(peaks) - 1)]
+    number = str(min(pick, len(peaks) - 1) + 1)  # as in the Peak list
 
     def reveal() -> Outcome:
         prm, origin = cached.prm(lesson.root, lesson.image_id, lesson.stamp, PeakSettings(), peak, method)
         if prm is None:
             st.warning(f"No PRM for this peak: {origin}.")
             return Outcome("whole", origin)
-        base = _outlined(lesson.maps.image, lesson.truth, k)
+        base = _outlined(greyed(lesson.maps.image), lesson.truth, k)
+        heat, scale = prm_heat(prm)
+        picture = overlay_view(
+            base, heat, OverlayStyle(0.7), [(peak.y, peak.x)], 0, target=SIZE, labels=[number]
+        )
         _show(
-            overlay_view(base, normalize(prm), OverlayStyle(0.7), [(peak.y, peak.x)], 0, target=SIZE), origin
+            with_colour_bar(picture, OverlayStyle().colormap, ("0", "0.5", f"1 = {scale.top:.2g} or more")),
+            f"{origin}. Colour scale: {scale.text}.",
         )
         return prm_outcome(prm, (peak.y, peak.x), lesson.truth, k, name)
 
@@ -284,8 +341,6 @@ def proposals_step(lesson: Lesson, step: Step) -> None:
         for n, mask in enumerate(masks[:top]):
             out = overlay(out, mask, CLASS_COLOURS[n % len(CLASS_COLOURS)], alpha=0.0)
         if best and len(lesson.truth):
-            from wsseg.methods.overlap import mask_iou
-
             for row_ in mask_iou(lesson.truth.masks, masks):
                 out = overlay(out, masks[int(np.argmax(row_))], CANDIDATE_COLOUR, alpha=0.45)
         _show(_big(out), f"{top} of {len(masks)} proposals outlined")
