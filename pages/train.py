@@ -18,6 +18,7 @@ from wsseg.curation.export import is_curated
 from wsseg.errors import WssegError
 from wsseg.jobs import launch as jobs
 from wsseg.jobs.table import JobRecord, list_jobs
+from wsseg.stages.classifier_summary import never_predicted_warning, summary_rows
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
 from wsseg.store.project import Project
 from wsseg.views.overlay import display_scale, enlarge, jpeg_bytes
@@ -153,6 +154,19 @@ def loss_chart(job: JobRecord) -> go.Figure:
     return fig
 
 
+def learnt(project: Project, job: JobRecord) -> None:
+    """What a finished classifier job learnt, per class (its run's ``class_summary``), with a warning
+    naming the classes it never predicts."""
+    run = next((r for r in project.runs("classifier") if r.id == job.run_id), None)
+    summary = run.metrics.get("class_summary") if run is not None else None
+    if summary is None:
+        return
+    st.markdown(f"**What the classifier learnt, per class** ({summary['images']} {summary['split']} images)")
+    if warning := never_predicted_warning(summary):
+        st.warning(warning)
+    st.dataframe(summary_rows(summary), hide_index=True, width="stretch", key="train_learnt")
+
+
 def _control(project: Project, job: JobRecord) -> None:
     try:
         if job.active:
@@ -197,6 +211,8 @@ def live(root: str) -> None:
     st.progress(job.progress, text=f"{job.status} · {job.progress:.0%} · {job.message or '…'}")
     if job.metrics.get("curve"):
         st.plotly_chart(loss_chart(job), key="train_chart")
+    if job.kind == "classifier":
+        learnt(project, job)
     st.caption(f"Log: `{jobs.log_path(project, job.id)}` · options: {job.args}")
     st.dataframe(
         [

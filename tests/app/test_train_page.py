@@ -143,3 +143,24 @@ def test_a_mask_rcnn_starts_from_the_newest_small_classifier(project: Path, monk
     at.text_input(key="train_name_maskrcnn").set_value("from-scratch")
     job = _start_and_stop(at, store)
     assert job.args["name"] == "from-scratch" and "init" not in job.args
+
+
+def test_a_finished_classifier_job_says_what_it_learnt_per_class(trained: Path, tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(trained, root)
+    store = Project(root)
+    run = store.latest_run("classifier")
+    job = create_job(store, "classifier", {"name": "classifier", "epochs": 1})
+    set_status(store, job, "running")
+    set_status(store, job, "done", progress=1.0, message="done", metrics={}, run_id=run.id)
+    at = open_page(root, PAGE)
+    assert not at.exception
+    summary = run.metrics["class_summary"]
+    heading = f"**What the classifier learnt, per class** ({summary['images']} {summary['split']} images)"
+    assert any(m.value == heading for m in at.markdown)
+    table = next(d.value for d in at.dataframe if "images tagged" in d.value.columns)
+    assert list(table["class"]) == list(summary["per_class"])
+    assert list(table["images tagged"]) == [r["images"] for r in summary["per_class"].values()]
+    never = [c for c, r in summary["per_class"].items() if r["predicted"] == 0 and r["images"] > 0]
+    assert never  # the 1-epoch test classifier never predicts some tagged classes: the page says which
+    assert any(w.value.startswith("The classifier never predicts: " + ", ".join(never)) for w in at.warning)
