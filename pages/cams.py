@@ -16,6 +16,7 @@ from pages.cached import maps as _maps
 from pages.cached import prm as _prm
 from pages.common import current_project, tag_filter
 from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
+from pages.hints import missing_step
 from wsseg.methods.prm import METHODS
 from wsseg.models.peaks import FILTERS
 from wsseg.stages.classifier_summary import never_predicted_warning, summary_rows
@@ -188,10 +189,9 @@ root = str(project.root)
 ckpt = checkpoint_path(project)
 peak_runs = [r.id for r in project.runs("peaks") if r.status == "done"]
 if not ckpt.is_file() and not peak_runs:
-    st.info(
-        "The class response maps come from the trained classifier, and this project has none yet. "
-        f"Train it first: `wsseg train-classifier --project {project.root} --backbone small --epochs 10` "
-        f"(for the demo: `wsseg demo --project {project.root} --train` trains one in about a minute)."
+    missing_step(
+        "The class response maps come from the trained classifier, and this project has none yet: "
+        "run the Classifier step (then Peaks and PRMs) of the pipeline."
     )
     st.stop()
 stamp = (ckpt.stat().st_mtime if ckpt.is_file() else 0.0, max(peak_runs, default=0))

@@ -18,6 +18,7 @@ import streamlit as st
 from pages import canvas_adapter
 from pages.common import current_project, show_error
 from pages.curate_draw import overlay
+from pages.hints import missing_step
 from wsseg.curation import queue as curation
 from wsseg.curation.export import export_curated_coco, export_curated_voc
 from wsseg.data.coco import decode_rle
@@ -93,7 +94,7 @@ if project is None:
     st.stop()
 runs = [r for r in project.runs(curation.STAGE) if r.status == "done"]
 if not runs:
-    st.info(f"No pseudo masks yet: run `wsseg pseudo-masks --project {project.root}` first.")
+    missing_step("No pseudo masks yet: run the pipeline up to its Pseudo masks step first.")
     st.stop()
 
 top = st.columns([2, 2, 2])

@@ -106,8 +106,8 @@ def browse(project: Project) -> None:
         st.info(
             "No images match this filter."
             if project.count_images()
-            else "This project has no images yet: upload some (Upload tab) or "
-            f"`wsseg import FOLDER --project {project.root}`."
+            else "This project has no images yet: upload some (Upload tab), with their tags CSV or as a "
+            "zip of a tagged folder."
         )
         return
     grid = st.columns(COLUMNS)

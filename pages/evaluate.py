@@ -20,6 +20,7 @@ import streamlit as st
 
 from pages.common import current_project, show_error
 from pages.curate_draw import overlay
+from pages.hints import missing_step
 from wsseg.errors import WssegError
 from wsseg.methods.mask_map import IOU_THRESHOLDS, threshold_key
 from wsseg.store.project import Project, RunRecord
@@ -87,20 +88,33 @@ def _compare(
     return compare_images(Project(root), list(image_ids), pseudo, model)
 
 
-def _split_of(project: Project) -> str:
-    """The split to name in an ``evaluate`` command: val when the project has val images, else train."""
-    return "val" if project.count_images(split="val") else "train"
-
-
 def _commands(project: Project) -> dict[str, str]:
-    root = project.root
+    """The pipeline steps (Project page) that make each kind of run."""
     return {
-        "pseudo": f"`wsseg train-classifier --project {root}`, `wsseg peaks --project {root}`, "
-        f"`wsseg proposals --project {root}`, then `wsseg pseudo-masks --project {root}`",
-        "model": f"`wsseg train-maskrcnn --project {root} --source pseudo`, then "
-        f"`wsseg evaluate --project {root} --stage maskrcnn --split {_split_of(project)}`",
-        "ple": f"`wsseg train-ple --project {root} --predict`",
+        "pseudo": "run the pipeline up to its Pseudo masks step (Project page)",
+        "model": "run the pipeline's Mask R-CNN and Evaluation steps (Project page)",
+        "ple": "run the pipeline's Pixel-label estimator step (Project page)",
     }
+
+
+def tag_scores(project: Project) -> None:
+    """A project without ground truth: its evaluation runs' agreement with the tags, newest first."""
+    rows = [
+        {
+            "run": r.id,
+            "model": r.config.get("model"),
+            "split": r.config.get("split") or "all",
+            "images": r.metrics.get("images"),
+            "tag precision": r.metrics.get("tag_precision"),
+            "tag recall": r.metrics.get("tag_recall"),
+            "instances per image": r.metrics.get("instances_per_image"),
+        }
+        for r in project.runs("evaluate")
+        if r.status == "done" and r.metrics.get("against") == "tags"
+    ]
+    if rows:
+        st.markdown("**Evaluation against the tags**: how the classes each model finds agree with the tags.")
+        st.dataframe(rows, hide_index=True, width="stretch")
 
 
 def _split_name(config: dict[str, Any]) -> str:
@@ -344,14 +358,20 @@ if project is None:
 commands = _commands(project)
 if not has_ground_truth(project):
     st.info(
-        "This project has no ground truth (no `ground_truth.json`), so there is nothing to score against. "
-        "Import images with their instance masks, e.g. a COCO instance JSON: "
-        f"`wsseg import annotations.json --project {project.root}` (the demo project has them: `wsseg demo`)."
+        "This project has no ground truth (no `ground_truth.json`), so masks cannot be scored: only how "
+        "the classes a model finds agree with the tags. Data imported with its instance masks (COCO or VOC) "
+        "brings ground truth; the demo project has it."
+    )
+    tag_scores(project)
+    st.page_link(
+        "pages/project.py",
+        label="Run the Evaluation step from the pipeline panel (Project page)",
+        icon=":material/play_circle:",
     )
     st.stop()
 runs = eval_runs(project)
 if runs.empty():
-    st.info(
+    missing_step(
         "No run to evaluate yet. Pseudo masks: "
         + commands["pseudo"]
         + ". A model's predictions: "

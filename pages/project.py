@@ -1,6 +1,7 @@
-"""Project page: open or create a project, see its pipeline status (which stages ran, with which
-config, when) and the lineage of any pseudo mask, each step a picture. Images are browsed on the
-Data page."""
+"""Project page: open or create a project, run its pipeline from the pipeline panel (each step's
+state, settings, and buttons that run the next or every remaining step as background jobs), see
+every run (with which config, when) and the lineage of any pseudo mask, each step a picture. Images
+are browsed on the Data page."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import datetime as dt
 import streamlit as st
 
 from pages.common import current_project
+from pages.pipeline_panel import pipeline_panel
 from wsseg.errors import WssegError
 from wsseg.store.project import Project
 from wsseg.views.lineage import images_with_masks, mask_lineage
@@ -45,9 +47,8 @@ def lineage_view(project: Project) -> None:
     image_ids = images_with_masks(project)
     if not image_ids:
         st.info(
-            "No pseudo masks yet. They come from the pseudo-mask stage, after the classifier and its "
-            f"peaks: `wsseg train-classifier --project {project.root}`, then `wsseg peaks --project "
-            f"{project.root}`, then `wsseg pseudo-masks --project {project.root}`."
+            "No pseudo masks yet. They come from the Pseudo masks step of the pipeline above, after the "
+            "classifier, its peaks and the proposals."
         )
         return
     left, right = st.columns(2)
@@ -121,11 +122,20 @@ cols = st.columns(max(len(counts), 1))
 for col, (name, n) in zip(cols, counts.items(), strict=False):
     col.metric(name, f"{n} images")
 
-st.subheader("Pipeline status")
+st.subheader("Pipeline")
+if not n_images:
+    st.info(
+        "This project has no images yet: upload tagged images on the Data page, then run the pipeline here."
+    )
+    st.page_link("pages/data.py", label="Upload images (Data page)", icon=":material/upload:")
+else:
+    pipeline_panel(project)
+
 runs = project.runs()
 if not runs:
-    st.info(f"No stage has run yet. Train the classifier: `wsseg train-classifier --project {project.root}`")
+    st.caption("No stage has run yet.")
 else:
+    st.markdown("**Every run, with its config**")
     st.dataframe(
         [
             {

@@ -20,6 +20,7 @@ import streamlit as st
 from pages.cached import candidates as _candidates
 from pages.common import current_project, tag_filter
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
+from pages.hints import missing_step
 from wsseg.methods.pseudo_masks import RetrievalConfig, background_map
 from wsseg.views.overlay import (
     OverlayStyle,
@@ -162,17 +163,12 @@ if project is None:
 peaks_run, proposals_run = newest_runs(project)
 if peaks_run is None or proposals_run is None:
     missing = [
-        f"`wsseg peaks --project {project.root}` (peaks and their PRMs; it needs a trained classifier: "
-        f"`wsseg train-classifier --project {project.root}`)"
-        if peaks_run is None
-        else None,
-        f"`wsseg proposals --project {project.root}` (selective-search proposals)"
-        if proposals_run is None
-        else None,
+        "Peaks and PRMs (after the Classifier)" if peaks_run is None else None,
+        "Proposals (selective search)" if proposals_run is None else None,
     ]
-    st.info(
+    missing_step(
         "This page ranks each peak's proposals, so it needs a finished peaks run and a finished proposals "
-        "run. Create them with: " + " and ".join(m for m in missing if m) + "."
+        "run. Run the pipeline's steps " + " and ".join(m for m in missing if m) + "."
     )
     st.stop()
 stamp = (peaks_run.id, proposals_run.id)
@@ -187,7 +183,7 @@ cands = _candidates(str(project.root), record.id, stamp)
 if cands is None:
     st.warning(
         f"{record.filename} is not in peaks run {peaks_run.id} or proposals run {proposals_run.id}: "
-        "run `wsseg peaks` and `wsseg proposals` on it."
+        "run the pipeline's Peaks and Proposals steps again (Project page) to include it."
     )
     st.stop()
 if not cands.peaks:

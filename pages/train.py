@@ -3,7 +3,9 @@
 A job is a separate ``python -m wsseg train-* --job ID`` process (``wsseg.jobs.launch``; never a thread of
 the app) that writes its progress and loss curve into the project's ``jobs`` table; the live panel is
 an ``st.fragment`` that rereads that row every ``POLL_SECONDS``. Closing the browser does not stop a
-job, and any session on the project sees it.
+job, and any session on the project sees it; the jobs the Project page's pipeline panel starts are
+listed too. A new run gets a new name by default (``classifier-2`` when ``classifier`` exists); training
+over an existing run must be confirmed.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from pages.common import current_project, show_error
 from wsseg.curation.export import is_curated
 from wsseg.errors import WssegError
 from wsseg.jobs import launch as jobs
+from wsseg.jobs.runner import RESUMABLE
 from wsseg.jobs.table import JobRecord, list_jobs
 from wsseg.stages.classifier_summary import never_predicted_warning, summary_rows
+from wsseg.stages.common import next_run_name, run_exists
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
 from wsseg.store.project import Project
 from wsseg.views.overlay import display_scale, enlarge, jpeg_bytes
@@ -30,7 +34,7 @@ PICTURE = 400  # pixels: the width of each compared picture
 DEFAULTS = {"classifier": (30, 32, 3e-3), "maskrcnn": (12, 8, 2e-3), "ple": (10, 16, 3e-3)}
 SOURCES = {
     "curated": "curated masks (accepted or edited): retrain",
-    "pseudo": "every stored pseudo mask not rejected",
+    "pseudo": "the newest pseudo-masks run's masks not rejected",
     "truth": "ground truth (the fully-supervised upper bound)",
 }
 
@@ -100,8 +104,19 @@ def start_form(project: Project) -> None:
             key=f"train_{stage}_init",
         ):
             extra["init"] = classifier.config.get("name", "classifier")
-    default_name = "maskrcnn-curated" if source == "curated" else stage
-    name = top[1].text_input("Run name (checkpoints/<name>/)", default_name, key=f"train_name_{default_name}")
+    base = "maskrcnn-curated" if source == "curated" else stage
+    key = f"train_name_{base}"
+    if st.session_state.pop("train_name_reset", False):
+        st.session_state.pop(key, None)  # a job just took the name: offer the next free one
+    default_name = next_run_name(project, base, jobs.training_names(project))
+    name = top[1].text_input("Run name (checkpoints/<name>/)", default_name, key=key).strip()
+    replace = False
+    if jobs.NAME.fullmatch(name) and run_exists(project, name):
+        st.warning(
+            f"A run named {name!r} exists (checkpoints/{name}/). Starting replaces its checkpoint; "
+            f"choose a new name (such as {next_run_name(project, name)}) to keep it."
+        )
+        replace = st.checkbox(f"Replace the run {name!r}", key=f"train_replace_{name}")
     options = {
         "name": name,
         "epochs": int(top[2].number_input("Epochs", 1, 1000, epochs, key=f"train_epochs_{stage}")),
@@ -112,8 +127,11 @@ def start_form(project: Project) -> None:
             )
         ),
     }
+    if replace:
+        options["replace"] = True
     label = "Retrain on curated masks" if source == "curated" else "Start training"
-    if st.button(label, type="primary", key="train_start", icon=":material/play_arrow:"):
+    blocked = jobs.NAME.fullmatch(name) is not None and run_exists(project, name) and not replace
+    if st.button(label, type="primary", key="train_start", icon=":material/play_arrow:", disabled=blocked):
         try:
             if source == "curated":
                 job = jobs.retrain_on_curated(project, {**options, **extra})
@@ -123,13 +141,15 @@ def start_form(project: Project) -> None:
                     project, stage, {**options, **chosen, **({"source": source} if source else {})}
                 )
             st.session_state["train_job"] = job
+            st.session_state["train_name_reset"] = True
             st.toast(f"Job {job} started")
         except WssegError as error:
             show_error(error)
 
 
 def _job_label(job: JobRecord) -> str:
-    return f"job {job.id} · {TRAINED_STAGES[job.kind]} · {job.name} · {job.status}"
+    name = f" · {job.name}" if job.kind in RESUMABLE else ""
+    return f"job {job.id} · {jobs.TITLES.get(job.kind, job.kind)}{name} · {job.status}"
 
 
 def loss_chart(job: JobRecord) -> go.Figure:
@@ -183,7 +203,7 @@ def live(root: str) -> None:
     project = Project(root)
     all_jobs = list_jobs(project)
     if not all_jobs:
-        st.info("No training job yet: start one above.")
+        st.info("No job yet: start a training above, or the pipeline on the Project page.")
         return
     by_id = {j.id: j for j in all_jobs}
     wanted = st.session_state.get("train_job")
@@ -202,7 +222,7 @@ def live(root: str) -> None:
             st.button(
                 "Stop", key="train_stop", icon=":material/stop:", on_click=_control, args=(project, job)
             )
-        elif job.status in ("stopped", "failed"):
+        elif job.status in ("stopped", "failed") and job.kind in RESUMABLE:
             st.button(
                 "Resume", key="train_resume", icon=":material/replay:", on_click=_control, args=(project, job)
             )
@@ -213,7 +233,9 @@ def live(root: str) -> None:
         st.plotly_chart(loss_chart(job), key="train_chart")
     if job.kind == "classifier":
         learnt(project, job)
-    st.caption(f"Log: `{jobs.log_path(project, job.id)}` · options: {job.args}")
+    with st.expander(f"Log of job {job.id}"):
+        st.code(jobs.log_tail(project, job.id) or "(nothing written yet)", language=None)
+        st.caption(f"`{jobs.log_path(project, job.id)}` · options: {job.args}")
     st.dataframe(
         [
             {

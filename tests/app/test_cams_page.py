@@ -17,11 +17,12 @@ def _loose(at):
     return at
 
 
-def test_without_a_classifier_the_page_says_how_to_train_one(demo: Path) -> None:
+def test_without_a_classifier_the_page_points_to_the_pipeline_panel(demo: Path) -> None:
     at = open_page(demo, PAGE)
     assert not at.exception
     text = " ".join(i.value for i in at.info)
-    assert "Train it first" in text and "wsseg train-classifier" in text and "wsseg demo" in text
+    assert "Classifier step" in text and "wsseg" not in text  # no shell command
+    assert [link.proto.page for link in at.get("page_link")] == ["project"]
 
 
 def test_maps_of_a_stored_image_render_with_numbered_peaks(trained: Path) -> None:

@@ -20,21 +20,24 @@ def _infos(at) -> str:
     return " ".join(i.value for i in at.info)
 
 
-def test_without_ground_truth_the_page_says_what_to_import(tmp_path: Path) -> None:
+def test_without_ground_truth_the_page_says_what_it_can_score(tmp_path: Path) -> None:
     root = tmp_path / "empty"
     Project.create(root)
     at = open_page(root, PAGE)
     assert not at.exception
-    assert "no ground truth" in _infos(at) and f"wsseg import annotations.json --project {root}" in _infos(at)
+    assert "no ground truth" in _infos(at) and "agree with the tags" in _infos(at)
+    assert "wsseg" not in _infos(at)
+    assert [link.proto.page for link in at.get("page_link")] == ["project"]
 
 
-def test_without_runs_the_page_names_the_commands(demo: Path) -> None:
+def test_without_runs_the_page_names_the_pipeline_steps(demo: Path) -> None:
     at = open_page(demo, PAGE)
     assert not at.exception
     text = _infos(at)
-    assert f"wsseg pseudo-masks --project {demo}" in text
-    assert f"wsseg evaluate --project {demo} --stage maskrcnn --split train" in text
-    assert f"wsseg train-ple --project {demo} --predict" in text
+    for step in ("Pseudo masks step", "Mask R-CNN and Evaluation steps", "Pixel-label estimator step"):
+        assert step in text
+    assert "wsseg" not in text
+    assert [link.proto.page for link in at.get("page_link")] == ["project"]
 
 
 def _image_captions(at) -> list[str]:

@@ -5,14 +5,19 @@ from pathlib import Path
 from tests.app.helpers import captions, image_urls, open_page
 
 
-def test_project_page_shows_counts_and_no_runs_yet(demo: Path) -> None:
+def test_project_page_shows_counts_and_a_pipeline_with_nothing_run(demo: Path) -> None:
     at = open_page(demo)
     assert not at.exception
     assert at.title[0].value == "Project"
     assert "30 images" in at.caption[0].value
+    assert "No stage has run yet." in captions(at)
+    states = [m.value for m in at.markdown if "[not run]" in m.value]
+    assert len(states) == 7  # every step of the panel
+    assert at.button(key="pipe_next").proto.label == "Run the next step: Classifier"
+    assert at.button(key="pipe_all").proto.label == "Run every remaining step (7)"
+    assert at.button(key="pipe_stop").proto.disabled
     infos = " ".join(i.value for i in at.info)
-    assert "No stage has run yet" in infos
-    assert "wsseg pseudo-masks" in infos  # says which command creates pseudo masks
+    assert "Pseudo masks step" in infos and "wsseg" not in infos  # no shell command
 
 
 def test_pipeline_status_lists_the_runs_with_their_config(trained: Path) -> None:

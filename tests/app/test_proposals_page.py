@@ -11,11 +11,12 @@ from wsseg.views.retrieval import load_candidates, newest_runs, rank_proposals
 PAGE = "pages/proposals.py"
 
 
-def test_without_runs_the_page_names_the_commands(demo: Path) -> None:
+def test_without_runs_the_page_names_the_missing_steps_and_links_the_panel(demo: Path) -> None:
     at = open_page(demo, PAGE)
     assert not at.exception
     text = " ".join(i.value for i in at.info)
-    assert "wsseg peaks" in text and "wsseg proposals" in text and "wsseg train-classifier" in text
+    assert "Peaks and PRMs" in text and "Proposals" in text and "wsseg" not in text
+    assert [link.proto.page for link in at.get("page_link")] == ["project"]
 
 
 def _expected(project: Path, peak_index: int, **config) -> list[int]:

@@ -200,3 +200,87 @@ def test_retrain_on_curated_masks_exports_only_them_and_starts_mask_rcnn(tmp_pat
     if get_job(project, job).active:
         jobs.stop_job(project, job)
     assert get_job(project, job).status in ("stopped", "failed", "done")
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "named"),
+    [
+        ("peaks", {"scale": 100.0}, "peaks option scale"),
+        ("peaks", {"name": "../classifier"}, "peaks option name"),
+        ("peaks", {"epochs": 3}, "peaks option 'epochs'"),
+        ("proposals", {"workers": 0}, "proposals option workers"),
+        ("proposals", {"max_proposals": "all"}, "proposals option max_proposals"),
+        ("proposals", {"scales": "50;rm -rf /"}, "proposals option 'scales'"),
+        ("pseudo_masks", {"strategy": "best"}, "pseudo_masks option strategy"),
+        ("evaluate", {"stage": "crf"}, "evaluate option stage"),
+        ("evaluate", {"split": "../val"}, "evaluate option split"),
+        ("evaluate", {"split": "test"}, "evaluate option split"),
+        ("evaluate", {"score_threshold": 2.0}, "evaluate option score_threshold"),
+        ("ple", {"predict": 1}, "ple option predict"),
+        ("classifier", {"replace": "yes"}, "classifier option replace"),
+        ("classifier", {"replace": True, "resume": True}, "not both"),
+        ("pipeline", {}, "give its steps"),
+        ("pipeline", {"steps": []}, "pipeline step"),
+        ("pipeline", {"steps": "classifier"}, "pipeline step"),
+        ("pipeline", {"steps": [{"kind": "pipeline"}]}, "pipeline step 1"),
+        ("pipeline", {"steps": [{"kind": "peaks", "options": {"scale": -1.0}}]}, "peaks option scale"),
+        ("pipeline", {"steps": [{"kind": "peaks", "argv": ["--x"]}]}, "pipeline step 1"),
+        ("pipeline", {"steps": [{"kind": "classifier"}, {"kind": "classifier"}]}, "two trainings"),
+    ],
+)
+def test_the_new_kinds_refuse_bad_options_by_name(
+    empty: Project, kind: str, options: dict, named: str
+) -> None:
+    with pytest.raises(BadInputError) as caught:
+        jobs.validate(empty, kind, options)
+    assert named in str(caught.value)
+    assert not list_jobs(empty)
+
+
+def test_per_image_and_pipeline_commands_parse_back_and_keep_the_steps_out_of_the_argv(demo: Path) -> None:
+    from wsseg.cli import build_parser
+
+    project = Project(demo)
+    parser = build_parser()
+    clean = jobs.validate(project, "proposals", {"max_proposals": 30, "workers": 1})
+    args = parser.parse_args(jobs.command(project, "proposals", clean, 4)[3:])
+    assert (args.max_proposals, args.workers, args.job) == (30, 1, 4)
+    clean = jobs.validate(project, "evaluate", {"stage": "maskrcnn", "name": "m-2", "split": "all"})
+    args = parser.parse_args(jobs.command(project, "evaluate", clean, 5)[3:])
+    assert (args.stage, args.name, args.split, args.job) == ("maskrcnn", "m-2", "all", 5)
+    steps = [
+        {"kind": "proposals", "options": {"workers": 1}},
+        {"kind": "classifier", "options": {"epochs": 2}},
+    ]
+    clean = jobs.validate(project, "pipeline", {"steps": steps})
+    assert clean["steps"][1] == {"kind": "classifier", "options": {"name": "classifier", "epochs": 2}}
+    argv = jobs.command(project, "pipeline", clean, 6)
+    assert argv[3:] == ["pipeline", "--project", str(project.root.resolve()), "--job", "6"]
+    assert parser.parse_args(argv[3:]).job == 6
+
+
+def test_a_training_into_an_existing_run_is_refused_unless_it_replaces_and_only_trainings_resume(
+    empty: Project,
+) -> None:
+    (empty.root / "checkpoints" / "classifier").mkdir(parents=True)
+    (empty.root / "checkpoints" / "classifier" / "last.pt").write_bytes(b"")
+    with pytest.raises(BadInputError, match="run name 'classifier'.*classifier-2"):
+        jobs.start_job(empty, "classifier", {"epochs": 1})
+    with pytest.raises(BadInputError, match="run name 'classifier'"):
+        jobs.start_pipeline(empty, [{"kind": "classifier", "options": {}}])
+    assert not list_jobs(empty)  # nothing recorded, nothing started
+    assert "--replace" in jobs.command(
+        empty, "classifier", jobs.validate(empty, "classifier", {"replace": True}), 1
+    )
+    job = create_job(empty, "proposals", {})
+    set_status(empty, job, "failed", message="x")
+    with pytest.raises(BadInputError, match="only a training resumes"):
+        jobs.resume_job(empty, job)
+
+
+def test_the_log_tail_keeps_the_last_lines_and_a_progress_bar_s_last_state(empty: Project) -> None:
+    path = jobs.log_path(empty, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"line {k}\n" for k in range(100)) + "bar 10%\rbar 50%\rbar 100%\n")
+    assert jobs.log_tail(empty, 3, lines=3) == "line 98\nline 99\nbar 100%"
+    assert jobs.log_tail(empty, 4) == ""  # no log yet

@@ -1,10 +1,13 @@
-"""The job's side of a background training job (``wsseg train-* --job ID``).
+"""The job's side of a background job (``wsseg <command> --job ID``).
 
 ``run_as_job`` marks the row running, turns SIGTERM into ``JobStopped`` (a ``KeyboardInterrupt``, so
 the stages record their run as stopped and the atomic checkpoint of the last epoch stays), and
-records how the work ended: done, stopped, or failed with the error's message. ``JobReporter`` is the
-training engine's progress callback: it keeps the loss curve and writes progress, a one-line message
-and the curve into the row at most every ``interval`` seconds, and at the end of every epoch.
+records how the work ended: done (its last progress message kept), stopped, or failed with the
+error's message. ``JobReporter`` is the training engine's progress callback: it keeps the loss curve
+and writes progress, a one-line message and the curve into the row at most every ``interval``
+seconds, and at the end of every epoch. ``ImageReporter`` is a per-image stage's ``progress(done,
+total)``: images done, their total and the time left, written at most every ``interval`` seconds and
+after the last image.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,16 @@ from wsseg.store.project import Project
 from wsseg.training.engine import Progress
 
 MAX_POINTS = 2000  # the stored curve is thinned by half whenever it grows past this
+#: The job kinds that train, checkpointing every epoch: the ones a stopped job can resume.
+RESUMABLE = ("classifier", "maskrcnn", "ple")
+#: The runs a job kind's per-image work records (the estimator's: the label maps of ``--predict``).
+RUN_STAGES = {
+    "peaks": ("peaks",),
+    "proposals": ("proposals",),
+    "pseudo_masks": ("pseudo_masks",),
+    "evaluate": ("evaluate", "ple_predict"),
+    "ple": ("ple_predict",),
+}
 
 
 class JobStopped(KeyboardInterrupt):
@@ -46,7 +60,9 @@ def run_as_job(project_root: str | Path, job_id: int, work: Callable[[], None]) 
         work()
     except JobStopped:
         job = get_job(project, job_id, check=False)
-        message = f"stopped at {job.progress:.0%}; resume continues from the last finished epoch"
+        message = f"stopped at {job.progress:.0%}" + (
+            "; resume continues from the last finished epoch" if job.kind in RESUMABLE else ""
+        )
         set_status(project, job_id, "stopped", expected=("running",), message=message)
         raise
     except WssegError as error:
@@ -60,7 +76,9 @@ def run_as_job(project_root: str | Path, job_id: int, work: Callable[[], None]) 
         raise
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    set_status(project, job_id, "done", expected=("running",), progress=1.0, message="done")
+    last = get_job(project, job_id, check=False).message
+    message = "done" if last in ("", "starting", "resuming") else f"done · {last}"
+    set_status(project, job_id, "done", expected=("running",), progress=1.0, message=message)
 
 
 class JobReporter:
@@ -114,3 +132,46 @@ class JobReporter:
 def job_progress(args: Any, stage: str, desc: str) -> Callable[[Progress], None]:
     """The training stages' progress callback for job ``args.job``: its row in the jobs table."""
     return JobReporter(Project(args.project), args.job, stage)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+class ImageReporter:
+    """A per-image stage's ``progress(done, total)`` that writes into job ``job_id``'s row: progress
+    done/total, a message "<desc>: done/total images · about T left" (T from the mean time per image
+    so far), ``metrics`` {"images_done", "images"} and the run the stage just opened (its newest
+    running ``stage`` run). Written at most every ``interval`` seconds, and always after the last image."""
+
+    def __init__(self, project: Project, job_id: int, desc: str, interval: float = 0.5) -> None:
+        self.project, self.job_id, self.desc, self.interval = project, job_id, desc, interval
+        self.started = time.monotonic()
+        self.last_write = 0.0
+        self.run_id: int | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last_write < self.interval:
+            return
+        self.last_write = now
+        if self.run_id is None:
+            job = get_job(self.project, self.job_id, check=False)
+            stages = RUN_STAGES.get(job.kind, ())
+            mine = [r for r in self.project.runs() if r.stage in stages and r.started_at >= job.created_at]
+            self.run_id = mine[0].id if mine else None
+        elapsed = now - self.started
+        if done >= total:
+            timing = f"took {_duration(elapsed)}"
+        else:
+            timing = f"about {_duration(elapsed / max(done, 1) * (total - done))} left" if done else "…"
+        message = f"{self.desc}: {done}/{total} images · {timing}"
+        metrics = {"images_done": done, "images": total}
+        report(self.project, self.job_id, done / max(total, 1), message, metrics, self.run_id)
+
+
+@contextmanager
+def job_image_progress(args: Any, desc: str) -> Iterator[Callable[[int, int], None]]:
+    """A per-image stage's progress callback for job ``args.job`` (its row in the jobs table)."""
+    yield ImageReporter(Project(args.project), args.job, desc)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from wsseg.errors import BadInputError
+from wsseg.progress import image_bar
 from wsseg.store.project import Project
 from wsseg.training.engine import CHECKPOINT, Progress, TrainConfig, load_checkpoint, tqdm_callback
 
@@ -41,6 +43,45 @@ def training_callback(args: argparse.Namespace, stage: str, desc: str) -> Callab
     terminal bar titled ``desc``."""
     make = getattr(args, "make_progress", None)
     return make(stage, desc) if make is not None else tqdm_callback(desc)
+
+
+@contextmanager
+def image_progress(args: argparse.Namespace, desc: str) -> Iterator[Callable[[int, int], None]]:
+    """A per-image stage's ``progress(done, total)`` callback: the one the caller built
+    (``args.make_image_progress(desc)``, a context manager, as the command line does for a background
+    job), else a terminal bar titled ``desc`` (``wsseg.progress.image_bar``)."""
+    make = getattr(args, "make_image_progress", None)
+    with make(desc) if make is not None else image_bar(desc) as progress:
+        yield progress
+
+
+def run_exists(project: Project, name: str) -> bool:
+    """Whether ``checkpoints/<name>/`` holds a trained model (the run a new one of that name would replace)."""
+    return (project.root / "checkpoints" / name / CHECKPOINT).is_file()
+
+
+def next_run_name(project: Project, base: str, taken: Iterable[str] = ()) -> str:
+    """``base`` when no run has that name yet, else the first free ``base-2``, ``base-3``... (a name is
+    taken when its ``checkpoints/<name>/`` folder exists, or it is in ``taken``: the names of jobs about
+    to train)."""
+    taken = set(taken)
+    for k in range(1, 10_000):
+        name = base if k == 1 else f"{base}-{k}"
+        if name not in taken and not (project.root / "checkpoints" / name).exists():
+            return name
+    raise BadInputError(f"run name {base!r}", "every name up to -9999 is taken; choose another")
+
+
+def check_new_run(project: Project, name: str, replace: bool, resume: bool) -> None:
+    """Refuse to train over an existing run ``name`` unless asked to (``--replace``) or continuing it
+    (``--resume``): runs never replace each other silently."""
+    if resume or replace or not run_exists(project, name):
+        return
+    raise BadInputError(
+        f"--name {name}",
+        f"is an existing run (checkpoints/{name}/{CHECKPOINT}); pass --replace to train over it, "
+        f"--resume to continue it, or give a new name such as {next_run_name(project, name)}",
+    )
 
 
 def ended(error: BaseException) -> str:

@@ -2,10 +2,11 @@
 
 ``EVALUATORS`` maps a stage name (``--stage``) to its function; each returns a metrics dict and
 records an ``evaluate`` run. For ``maskrcnn``: mask mAP at IoU 0.25/0.5/0.75 (and per class), pointing
-accuracy and counting error (``wsseg.methods.mask_map``). Its predictions go to the project store (table
-``predictions``, one row per instance, tied to the run) and, with the metrics, to
-``artifacts/evaluate/run-<id>/`` as ``predictions.json`` (a COCO result list, category ids as in
-``ground_truth.json``) and ``metrics.json``.
+accuracy and counting error (``wsseg.methods.mask_map``); on a project without ground truth (tagged
+photos), how the classes it finds agree with the tags (``wsseg.store.instances.tag_agreement``). Its
+predictions go to the project store (table ``predictions``, one row per instance, tied to the run)
+and, with the metrics, to ``artifacts/evaluate/run-<id>/`` as ``predictions.json`` (a COCO result
+list, category ids as in ``ground_truth.json``) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.methods.mask_map import IOU_THRESHOLDS, threshold_key
 from wsseg.models.maskrcnn import predict
+from wsseg.stages.common import image_progress
 from wsseg.stages.evaluate_ple import evaluate_ple
 from wsseg.stages.train_maskrcnn import load_maskrcnn
-from wsseg.store.instances import evaluate_split
+from wsseg.store.importer import ground_truth
+from wsseg.store.instances import evaluate_split, tag_agreement
 from wsseg.store.project import Project
 from wsseg.structures import Instances
 
@@ -38,14 +41,23 @@ def evaluate_maskrcnn(
     score_threshold: float = 0.5,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Score the Mask R-CNN of ``checkpoints/<name>`` on ``split``; store its predictions; return metrics."""
+    """Score the Mask R-CNN of ``checkpoints/<name>`` on ``split`` (None: every image) against the
+    ground truth, or against the tags when the project has none; store its predictions; return metrics."""
     model, classes, _ = load_maskrcnn(project, name)
     if classes != project.classes():
         raise BadInputError(name, f"was trained on classes {classes}, the project has {project.classes()}")
-    config = {"stage": "maskrcnn", "model": name, "split": split, "score_threshold": score_threshold}
+    trained = [r for r in project.runs("maskrcnn") if r.status == "done" and r.config.get("name") == name]
+    config = {
+        "stage": "maskrcnn",
+        "model": name,
+        "model_run": trained[0].id if trained else None,
+        "split": split,
+        "score_threshold": score_threshold,
+    }
+    score = evaluate_split if ground_truth(project) is not None else tag_agreement
     run_id = project.start_run(STAGE, config)
     try:
-        metrics, predictions = evaluate_split(
+        metrics, predictions = score(
             project, partial(predict, model), split, score_threshold, progress=progress
         )
         folder = project.artifacts(STAGE, run_id)
@@ -109,6 +121,9 @@ def format_table(metrics: dict[str, Any]) -> str:
         *(threshold_key(t) for t in IOU_THRESHOLDS),
         "pointing_accuracy",
         "count_mae",
+        "tag_precision",
+        "tag_recall",
+        "instances_per_image",
         "miou",
     ):
         if key in metrics:
@@ -138,20 +153,24 @@ def run_from_args(args: argparse.Namespace) -> None:
     if args.stage not in EVALUATORS:
         raise BadInputError("--stage", f"expected one of {', '.join(EVALUATORS)}, got {args.stage!r}")
     project = Project(args.project)
-    bars: list[tqdm] = []  # made at the first batch, so that an error before it prints one line only
+    split = None if args.split == "all" else args.split
+    evaluator = partial(EVALUATORS[args.stage], project, args.name or args.stage, split, args.score_threshold)
+    if getattr(args, "make_image_progress", None) is not None:  # a background job: its row
+        with image_progress(args, f"evaluate {args.stage}") as progress:
+            metrics = evaluator(progress=progress)
+    else:
+        bars: list[tqdm] = []  # made at the first batch, so that an error before it prints one line only
 
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc=f"evaluate {args.stage}", unit="image"))
-        bars[0].update(done - bars[0].n)
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(tqdm(total=total, desc=f"evaluate {args.stage}", unit="image"))
+            bars[0].update(done - bars[0].n)
 
-    try:
-        metrics = EVALUATORS[args.stage](
-            project, args.name or args.stage, args.split, args.score_threshold, progress=progress
-        )
-    finally:
-        for bar in bars:
-            bar.close()
+        try:
+            metrics = evaluator(progress=progress)
+        finally:
+            for bar in bars:
+                bar.close()
     print(format_table(metrics))
     out = args.out or project.artifacts(STAGE, metrics["run"]) / "metrics.json"
     if args.out:

@@ -22,7 +22,7 @@ from wsseg.errors import BadInputError
 from wsseg.fileio import write_npz
 from wsseg.methods.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
 from wsseg.models.normalise import to_tensor
-from wsseg.progress import image_bar
+from wsseg.stages.common import image_progress
 from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
 from wsseg.stages.recipes import INFERENCE_PEAKS, InferencePeaks
 from wsseg.stages.train_classifier import load_classifier
@@ -114,8 +114,10 @@ def make_peaks(
         raise BadInputError(
             name, f"classifier classes {classes} do not match the project's {project.classes()}"
         )
+    trained = [r for r in project.runs("classifier") if r.status == "done" and r.config.get("name") == name]
     config: dict[str, Any] = {
         "classifier": name,
+        "classifier_run": trained[0].id if trained else None,
         "prm": dataclasses.asdict(prm_config),
         "shard": list(shard),
         "split": split,
@@ -158,7 +160,7 @@ def inference_from_args(args: argparse.Namespace) -> InferencePeaks:
 def run_from_args(args: argparse.Namespace) -> None:
     inference = inference_from_args(args)
     project = Project(args.project)
-    with image_bar("peaks") as progress:
+    with image_progress(args, "peaks") as progress:
         run_id = make_peaks(
             project,
             args.name,

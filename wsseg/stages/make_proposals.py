@@ -23,7 +23,7 @@ from wsseg.data.images import read_image
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.methods.proposals import ProposalConfig, Proposals, selective_search
-from wsseg.progress import image_bar
+from wsseg.stages.common import image_progress
 from wsseg.stages.make_peaks import parse_shard
 from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
 from wsseg.store.project import Project
@@ -126,6 +126,6 @@ def run_from_args(args: argparse.Namespace) -> None:
     config = ProposalConfig(**overrides)
     project = Project(args.project)
     shard = parse_shard(args.shard)
-    with image_bar("proposals") as progress:
+    with image_progress(args, "proposals") as progress:
         run_id = make_proposals(project, config, args.split, shard, args.run, args.workers, progress)
     print(f"proposals written: run {run_id}, {project.artifacts(STAGE, run_id)}")

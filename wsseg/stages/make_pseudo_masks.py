@@ -27,7 +27,7 @@ import numpy as np
 from wsseg.data.coco import decode_rle, encode_mask, write_coco
 from wsseg.errors import BadInputError
 from wsseg.methods.pseudo_masks import PeakInput, RetrievalConfig, retrieve
-from wsseg.progress import image_bar
+from wsseg.stages.common import image_progress
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result, parse_shard
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
@@ -234,7 +234,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     config = RetrievalConfig(**{k: v for k, v in given.items() if v is not None})
     if config.nms_iou == 0:
         config = dataclasses.replace(config, nms_iou=None)
-    with image_bar("pseudo masks") as progress:
+    with image_progress(args, "pseudo masks") as progress:
         run_id = make_pseudo_masks(
             project,
             config,

@@ -19,7 +19,13 @@ from wsseg.errors import BadInputError
 from wsseg.models.classifier import ClassifierConfig, PeakClassifier
 from wsseg.models.peaks import PeakConfig
 from wsseg.stages.classifier_summary import SUMMARY_IMAGES, summarise_classifier, summary_lines
-from wsseg.stages.common import checkpoint_state, ended, train_config_from_args, training_callback
+from wsseg.stages.common import (
+    check_new_run,
+    checkpoint_state,
+    ended,
+    train_config_from_args,
+    training_callback,
+)
 from wsseg.store.project import Project
 from wsseg.training.datasets import Augment, TaggedImages
 from wsseg.training.engine import (
@@ -166,6 +172,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     classes = project.classes()
     if not classes:
         raise BadInputError(str(args.project), "has no classes; import tagged images first")
+    check_new_run(project, args.name, args.replace, args.resume)
     model_config = ClassifierConfig(
         num_classes=len(classes),
         backbone=args.backbone,

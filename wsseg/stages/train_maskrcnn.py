@@ -2,8 +2,9 @@
 
 The masks come from a COCO instance JSON: ``--coco FILE`` (for example the pseudo-mask stage's
 export), ``--source truth`` (the project's ``ground_truth.json``: the fully-supervised upper bound,
-same data, same schedule, same evaluation) or ``--source pseudo`` (the project's stored pseudo masks
-that are not rejected, curated edits included, exported to ``artifacts/maskrcnn/<name>/pseudo.json``).
+same data, same schedule, same evaluation) or ``--source pseudo`` (the newest finished pseudo-masks
+run's masks that are not rejected, curated edits included, exported to
+``artifacts/maskrcnn/<name>/pseudo.json``; the run's id is kept in the config as ``pseudo_masks_run``).
 Only the images of the training split are used. Writes ``checkpoints/<name>/last.pt`` and
 ``config.json`` and records a ``maskrcnn`` run.
 """
@@ -24,12 +25,15 @@ from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.models.maskrcnn import MaskRCNNConfig, build_maskrcnn
 from wsseg.stages.common import (
+    check_new_run,
     checkpoint_state,
     ended,
     init_backbone,
     train_config_from_args,
     training_callback,
 )
+from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
+from wsseg.stages.make_pseudo_masks import export_coco
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store.importer import GROUND_TRUTH
 from wsseg.store.project import Project
@@ -76,19 +80,29 @@ def export_pseudo_masks(project: Project, path: Path) -> Path:
     return path
 
 
-def training_coco(project: Project, name: str, coco: Path | None, source: str | None) -> Path:
-    """The COCO file to train on: ``coco`` when given, else the one ``source`` names."""
+def training_coco(
+    project: Project, name: str, coco: Path | None, source: str | None
+) -> tuple[Path, int | None]:
+    """The COCO file to train on: ``coco`` when given, else the one ``source`` names; and the
+    pseudo-masks run it holds (``source`` pseudo: the newest finished one; None for the others, and
+    for pseudo masks stored without a run)."""
     if coco is not None:
         if source is not None:
             raise BadInputError("--coco", "give either --coco or --source, not both")
-        return Path(coco)
+        return Path(coco), None
     if source == "truth":
         path = project.root / GROUND_TRUTH
         if not path.is_file():
             raise BadInputError(str(project.root), "has no ground truth (ground_truth.json) to train on")
-        return path
+        return path, None
     if source == "pseudo":
-        return export_pseudo_masks(project, project.root / "artifacts" / STAGE / name / "pseudo.json")
+        path = project.root / "artifacts" / STAGE / name / "pseudo.json"
+        run = project.latest_run(PSEUDO_STAGE)
+        if run is None:
+            return export_pseudo_masks(project, path), None
+        if not export_coco(project, run.id, path)["annotations"]:
+            raise BadInputError(f"pseudo-masks run {run.id}", "has no masks (all rejected, or none found)")
+        return path, run.id
     raise BadInputError("--source", f"expected one of {', '.join(SOURCES)} (or give --coco), got {source!r}")
 
 
@@ -104,6 +118,7 @@ def train_maskrcnn(
     split: str | None = "train",
     max_images: int | None = None,
     init: str | None = None,
+    pseudo_masks_run: int | None = None,
 ) -> dict[str, Any]:
     """Train on the ``split`` images listed in ``coco_path`` (the first ``max_images`` of them when
     given); return the run's metrics.
@@ -111,9 +126,15 @@ def train_maskrcnn(
     ``init``: name of a trained classifier (``checkpoints/<init>/``) whose layers start the ``small``
     backbone (its width must match). The classifier learnt them from the tags alone, so a weak run stays
     weak; the fully-supervised bound gets the same start, so the two still differ only in their masks.
+    ``pseudo_masks_run``: the pseudo-masks run ``coco_path`` was exported from, kept in the config.
     """
     info = setup_distributed()
     data = InstanceImages.from_coco(project, coco_path, split, augment, max_images)
+    if 0 < len(data) < train_config.batch_size * info.world_size:
+        # Which images get pseudo masks is only known now: a batch larger than them would train nothing.
+        batch = max(1, len(data) // info.world_size)
+        print(f"{len(data)} training image(s) with masks: batch size {train_config.batch_size} -> {batch}")
+        train_config = dataclasses.replace(train_config, batch_size=batch)
     if model_config.num_classes != len(data.classes):
         raise BadInputError(
             "num_classes", f"{model_config.num_classes} != {len(data.classes)} classes in the project"
@@ -135,6 +156,7 @@ def train_maskrcnn(
         "name": name,
         "init": init,
         "coco": str(coco_path),
+        "pseudo_masks_run": pseudo_masks_run,
         "images": len(data),
         "model": model_config.as_dict(),
         "train": dataclasses.asdict(train_config),
@@ -202,7 +224,8 @@ def run_from_args(args: argparse.Namespace) -> None:
     classes = project.classes()
     if not classes:
         raise BadInputError(str(args.project), "has no classes; import tagged images first")
-    coco = training_coco(project, args.name, args.coco, args.source)
+    check_new_run(project, args.name, args.replace, args.resume)
+    coco, pseudo_run = training_coco(project, args.name, args.coco, args.source)
     backbone, width = args.backbone or "mobilenet_v3", MaskRCNNConfig.small_width
     if args.init is not None:
         backbone, width = args.backbone or "small", classifier_width(project, args.init)
@@ -224,6 +247,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         resume=args.resume,
         callback=training_callback(args, STAGE, "train-maskrcnn"),
         init=args.init,
+        pseudo_masks_run=pseudo_run,
     )
     if setup_distributed().is_main:
         print(f"Mask R-CNN trained on {coco}: {project.root / 'checkpoints' / args.name} ({metrics})")

@@ -26,7 +26,9 @@ from wsseg.methods.ple import IGNORE, PLEConfig, full_losses, weak_losses
 from wsseg.models.normalise import to_tensor
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.stages.common import (
+    check_new_run,
     ended,
+    image_progress,
     init_backbone,
     train_config_from_args,
     training_callback,
@@ -236,6 +238,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     classes = project.classes()
     if not classes:
         raise BadInputError(str(args.project), "has no classes; import tagged images first")
+    check_new_run(project, args.name, args.replace, args.resume)
     background = not args.no_background
     ple_config = PLEConfig(
         background=background,
@@ -266,7 +269,9 @@ def run_from_args(args: argparse.Namespace) -> None:
         return
     print(f"pixel-label estimator trained: {project.root / 'checkpoints' / args.name} ({metrics})")
     if args.predict:
-        result = evaluate_ple(project, args.name, split=None, crf=CRFConfig() if args.crf else None)
+        crf = CRFConfig() if args.crf else None
+        with image_progress(args, "label maps") as progress:
+            result = evaluate_ple(project, args.name, split=None, crf=crf, progress=progress)
         folder = project.artifacts(LABEL_MAPS, result["run_id"])
         shown = (
             f", mIoU {result['miou']:.4f} over all {result['scored_images']} images"

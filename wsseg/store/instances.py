@@ -131,6 +131,51 @@ def evaluate_split(
     return metrics, predictions
 
 
+def tag_agreement(
+    project: Project,
+    predict: Callable[[list[np.ndarray]], list[Instances]],
+    split: str | None = None,
+    score_threshold: float = 0.5,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, Any], dict[int, Instances]]:
+    """What a project without ground truth can still measure: how the classes ``predict`` finds in
+    each image of ``split`` (instances scoring at least ``score_threshold``) agree with its tags.
+
+    Returns (metrics, predictions by image id). Metrics: ``against`` "tags", ``images``,
+    ``tag_precision`` (of the (image, class) pairs predicted, the share that are tagged; None when
+    none are predicted), ``tag_recall`` (of the tagged pairs, the share predicted; None without tags)
+    and ``instances_per_image`` (kept instances). ``progress(done, total)`` follows every batch."""
+    records = project.images(split=split)
+    if not records:
+        raise BadInputError(str(project.root), f"has no images in split {split!r}")
+    classes = project.classes()
+    predictions: dict[int, Instances] = {}
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        images = [read_image(project.image_path(r), r.filename) for r in chunk]
+        predictions.update(zip([r.id for r in chunk], predict(images), strict=True))
+        if progress is not None:
+            progress(len(predictions), len(records))
+    hits = predicted = tagged = kept = 0
+    for record in records:
+        inst = predictions[record.id]
+        keep = np.asarray(inst.scores) >= score_threshold
+        found = {classes[int(label)] for label in np.asarray(inst.labels)[keep]}
+        hits += len(found & set(record.tags))
+        predicted += len(found)
+        tagged += len(record.tags)
+        kept += int(keep.sum())
+    metrics = {
+        "against": "tags",
+        "images": len(records),
+        "tag_precision": hits / predicted if predicted else None,
+        "tag_recall": hits / tagged if tagged else None,
+        "instances_per_image": kept / len(records),
+    }
+    return metrics, predictions
+
+
 def semantic_truth(
     project: Project, records: Sequence[ImageRecord], background: bool
 ) -> list[np.ndarray | None]:
