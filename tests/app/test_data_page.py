@@ -116,7 +116,7 @@ def test_a_bad_project_link_is_named_and_the_default_is_shown_instead(
 
 
 def _png(value: int) -> bytes:
-    return cv2.imencode(".png", np.full((24, 24, 3), value, np.uint8))[1].tobytes()
+    return cv2.imencode(".png", np.full((32, 32, 3), value, np.uint8))[1].tobytes()  # MIN_SIDE
 
 
 def test_an_import_shows_the_new_count_at_once(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from wsseg.bench.reliability_project import png_bytes, seed_project
 from wsseg.errors import WssegError
 from wsseg.store.importer import import_source
 
-GOOD_PNG = png_bytes(np.full((8, 8, 3), 90, np.uint8))
+GOOD_PNG = png_bytes(np.full((32, 32, 3), 90, np.uint8))  # MIN_SIDE: a smaller one is refused
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

@@ -1,6 +1,6 @@
 """``wsseg.stages.per_image``: a per-image stage's run is opened, followed image by image and finished
-done with its counts, or failed/stopped with the counts so far; ``Project.artifacts`` is where stages
-write."""
+done with its counts (an image whose work raises a bad-input error or runs out of memory skipped and
+named), or failed/stopped with the counts so far; ``Project.artifacts`` is where stages write."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from wsseg.errors import BadInputError
 from wsseg.methods.proposals import ProposalConfig
 from wsseg.stages.make_proposals import make_proposals
-from wsseg.stages.per_image import open_run, run_per_image
+from wsseg.stages.per_image import open_run, print_skipped, run_per_image, skipped_images, skipped_lines
 from wsseg.store.project import Project
 
 
@@ -26,6 +26,26 @@ def _refuse_the_second(x: int) -> int:
     if x == 2:
         raise ValueError(f"image {x} is unreadable")
     return x
+
+
+def _unreadable_second(x: int) -> int:
+    if x == 2:
+        raise BadInputError(f"im{x}.png", "corrupt or truncated image (image file is truncated)")
+    return 10 * x
+
+
+def _out_of_memory_at_the_second(x: int) -> int:
+    if x == 2:
+        raise MemoryError()
+    return 10 * x
+
+
+def _unreadable(x: int) -> int:
+    raise BadInputError(f"im{x}.png", "not an image (expected one of: png, jpg)")
+
+
+def _name(x: int) -> str:
+    return f"im{x}.png"
 
 
 def _interrupted_at_the_second(x: int) -> int:
@@ -137,3 +157,77 @@ def test_project_artifacts_is_the_folder_a_stage_writes_into(project: Project) -
     assert calls == [(1, 3), (2, 3), (3, 3)]
     run = project.latest_run("proposals")
     assert run.id == run_id and run.metrics["images"] == 3 and run.metrics["proposals"] >= 3
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_image_with_bad_input_is_skipped_by_name_and_the_run_ends_done(
+    project: Project, workers: int
+) -> None:
+    run_id = project.start_run("toy", {})
+    stored: list[tuple[int, int]] = []
+    calls: list[tuple[int, int]] = []
+
+    def store(task: int, result: int) -> dict[str, int]:
+        stored.append((task, result))
+        return {"items": result}
+
+    metrics = run_per_image(
+        project,
+        run_id,
+        [1, 2, 3],
+        _unreadable_second,
+        store,
+        ("items",),
+        workers=workers,
+        progress=lambda *a: calls.append(a),
+        name=_name,
+    )
+    assert stored == [(1, 10), (3, 30)]  # the others processed, in order
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # the skipped one counts as done
+    skipped = [{"image": "im2.png", "reason": "corrupt or truncated image (image file is truncated)"}]
+    assert metrics == {"images": 3, "items": 40, "skipped": skipped}  # the name once, not in the reason
+    run = project.runs("toy")[0]
+    assert run.status == "done" and run.metrics == metrics
+    assert skipped_lines(run.metrics) == ["im2.png: corrupt or truncated image (image file is truncated)"]
+
+
+def test_an_image_that_runs_out_of_memory_is_skipped_and_the_run_ends_done(project: Project) -> None:
+    run_id = project.start_run("toy", {})
+    metrics = run_per_image(
+        project, run_id, [1, 2, 3], _out_of_memory_at_the_second, lambda t, r: {"items": r}, name=_name
+    )
+    assert metrics == {"images": 3, "items": 40, "skipped": [{"image": "im2.png", "reason": "out of memory"}]}
+    assert project.runs("toy")[0].status == "done"
+
+
+def test_a_run_whose_every_image_fails_is_failed_and_names_them(project: Project) -> None:
+    run_id = project.start_run("toy", {})
+    with pytest.raises(BadInputError, match="none could be processed") as caught:
+        run_per_image(project, run_id, [1, 2], _unreadable, lambda t, r: {"items": r}, name=_name)
+    assert "im1.png: not an image" in str(caught.value) and "im2.png" in str(caught.value)
+    run = project.runs("toy")[0]
+    assert run.status == "failed" and [s["image"] for s in skipped_images(run.metrics)] == [
+        "im1.png",
+        "im2.png",
+    ]
+
+
+def test_a_joined_shard_keeps_the_images_earlier_shards_skipped(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = open_run(project, "toy", {})
+    run_per_image(project, run_id, [1, 2], _unreadable_second, lambda t, r: {"items": r}, name=_name)
+    run_per_image(
+        project, run_id, [3, 4], _out_of_memory_at_the_second, lambda t, r: {"items": r}, name=_name
+    )
+    run_per_image(
+        project, run_id, [2, 5], _out_of_memory_at_the_second, lambda t, r: {"items": r}, name=_name
+    )
+    run = project.runs("toy")[0]
+    assert [s["image"] for s in skipped_images(run.metrics)] == ["im2.png", "im2.png"]
+    print_skipped(project, run_id)
+    assert capsys.readouterr().out.splitlines() == [
+        "2 image(s) skipped (nothing stored for them):",
+        "  im2.png: corrupt or truncated image (image file is truncated)",
+        "  im2.png: out of memory",
+    ]

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from wsseg.data.coco import write_coco
+from wsseg.data.images import MIN_SIDE
 from wsseg.demo.project import create_demo_project
 from wsseg.errors import BadInputError
 from wsseg.store.importer import ground_truth, import_source
@@ -17,7 +18,7 @@ from wsseg.store.project import Project
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def png(value: int, size: int = 8) -> bytes:
+def png(value: int, size: int = 32) -> bytes:  # MIN_SIDE: smaller ones are refused
     buffer = io.BytesIO()
     Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -76,14 +77,14 @@ def test_zip_import(tmp_path: Path) -> None:
 
 def test_coco_import_tags_and_ground_truth(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
-    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "images" / "one.png")
-    Image.fromarray(np.full((10, 12, 3), 9, np.uint8)).save(tmp_path / "images" / "two.png")
-    masks = np.zeros((2, 10, 12), dtype=bool)
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(tmp_path / "images" / "one.png")
+    Image.fromarray(np.full((40, 48, 3), 9, np.uint8)).save(tmp_path / "images" / "two.png")
+    masks = np.zeros((2, 40, 48), dtype=bool)
     masks[0, 1:4, 1:5] = True
     masks[1, 5:9, 6:11] = True
     images = [
-        {"id": 7, "file_name": "one.png", "width": 12, "height": 10},
-        {"id": 8, "file_name": "two.png", "width": 12, "height": 10},
+        {"id": 7, "file_name": "one.png", "width": 48, "height": 40},
+        {"id": 8, "file_name": "two.png", "width": 48, "height": 40},
     ]
     write_coco(
         tmp_path / "gt.json", images, ["cat", "dog"], [(masks, np.array([1, 1])), (masks[:0], np.array([]))]
@@ -153,3 +154,37 @@ def test_demo_checkpoint_is_made_and_installed(tmp_path: Path) -> None:
     model, classes, _ = load_classifier(project)
     assert classes == project.classes() and model.config.small_dilations == (1,)
     assert install_demo_checkpoint(project, out) is None  # never over a classifier already there
+
+
+def test_images_smaller_than_the_pipeline_can_use_are_refused_by_name_and_the_rest_go_in(
+    tmp_path: Path,
+) -> None:
+    project = Project.create(tmp_path / "p")
+    import_source(project, make_folder(tmp_path / "first"))  # a.png and b.png, already stored
+    before = {r.filename: project.image_path(r).read_bytes() for r in project.images()}
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    for name, (height, width) in {
+        "dot.png": (1, 1),
+        "thumb.png": (20, 20),
+        "strip.png": (31, 400),
+        "smallest.png": (32, 32),
+        "wide.png": (40, 300),
+    }.items():
+        pixels = np.random.default_rng(height).integers(0, 255, (height, width, 3), np.uint8)
+        Image.fromarray(pixels).save(src / "images" / name)
+    (src / "tags.csv").write_text(
+        "filename,tags\ndot.png,cat\nthumb.png,cat\nstrip.png,dog\nsmallest.png,cat\nwide.png,dog\n"
+    )
+    report = import_source(project, src)
+    assert sorted(report.imported) == ["smallest.png", "wide.png"]
+    refused = {p.source: p.message for p in report.problems}
+    assert set(refused) == {"images/dot.png", "images/thumb.png", "images/strip.png"}
+    assert refused["images/dot.png"].startswith("1x1 pixels is too small")
+    assert refused["images/thumb.png"].startswith("20x20 pixels is too small")
+    assert refused["images/strip.png"].startswith("400x31 pixels is too small")
+    assert all(f"at least {MIN_SIDE}x{MIN_SIDE}" in m for m in refused.values())
+    after = {r.filename: project.image_path(r).read_bytes() for r in project.images()}
+    assert {k: after[k] for k in before} == before  # nothing stored is lost
+    assert sorted(after) == ["a.png", "b.png", "smallest.png", "wide.png"]
+    assert project.check() == []

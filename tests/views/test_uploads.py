@@ -11,7 +11,7 @@ from wsseg.store.project import Project
 from wsseg.views.uploads import import_uploads
 
 
-def _png(value: int, size: int = 16) -> bytes:
+def _png(value: int, size: int = 32) -> bytes:  # MIN_SIDE: smaller ones are refused
     ok, data = cv2.imencode(".png", np.full((size, size, 3), value, np.uint8))
     assert ok
     return data.tobytes()

@@ -112,7 +112,7 @@ def _write_zip(path: Path, members: dict[str, bytes], symlink: str | None = None
 
 def hostile_sources(folder: Path, rng: random.Random) -> list[tuple[str, Path]]:
     """Write hostile import sources under ``folder``; return (what it is, path) for each."""
-    good = png_bytes(np.full((16, 16, 3), 120, np.uint8))
+    good = png_bytes(np.full((32, 32, 3), 120, np.uint8))  # MIN_SIDE: a smaller one is refused
     garbage = bytes(rng.getrandbits(8) for _ in range(300))
     sources: list[tuple[str, Path]] = []
 

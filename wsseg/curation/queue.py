@@ -40,6 +40,7 @@ from wsseg.data.coco import decode_rle, encode_mask
 from wsseg.errors import BadInputError
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
 from wsseg.stages.make_proposals import load_proposals
+from wsseg.stages.recipes import WORKING_SIDE
 from wsseg.store.project import Project, RunRecord
 
 STAGE = "pseudo_masks"
@@ -287,16 +288,21 @@ def candidates_at(project: Project, run_id: int, image_id: int, point: tuple[int
     if source is None:
         raise BadInputError(f"run {run.id}", "names no proposals run")
     path = project.artifact(PROPOSALS_STAGE, int(source), image_id, ".json")
-    proposals = load_proposals(path)
+    proposals = load_proposals(path, WORKING_SIDE)  # a large image's at its working size (memory)
     h, w = proposals.masks.shape[1:]
+    record = project.image(image_id)
+    height, width = record.height, record.width  # the stored RLEs' size
     y, x = int(point[0]), int(point[1])
-    if not (0 <= y < h and 0 <= x < w):
-        raise BadInputError(f"point {point}", f"lies outside the {w}x{h} image")
+    if not (0 <= y < height and 0 <= x < width):
+        raise BadInputError(f"point {point}", f"lies outside the {width}x{height} image")
     rles = json.loads(path.read_text())["rles"]
-    hits = [k for k in np.flatnonzero(proposals.masks[:, y, x])]
+    hits = [k for k in np.flatnonzero(proposals.masks[:, y * h // height, x * w // width])]
     hits.sort(key=lambda k: -float(proposals.objectness[k]))
+    per_pixel = height * width / (h * w)
     return [
-        Candidate(int(k), float(proposals.objectness[k]), int(proposals.masks[k].sum()), rles[k])
+        Candidate(
+            int(k), float(proposals.objectness[k]), round(int(proposals.masks[k].sum()) * per_pixel), rles[k]
+        )
         for k in hits
     ]
 

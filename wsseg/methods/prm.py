@@ -316,17 +316,35 @@ def _forward(model: PeakClassifier, image: torch.Tensor, excite: bool) -> tuple[
     return crm, lambda seeds: back(seeds).sum(dim=1)
 
 
+#: Seeds per adjoint pass: memory then grows with the number of peaks only by their maps (K x H x W).
+_SEED_CHUNK = 16
+
+
 def _seeded_maps(
     crm: torch.Tensor, adjoint: Back, cells: list[tuple[int, int, int]], upsample: int
 ) -> torch.Tensor:
-    """float32 KxHxW maps of one-hot seeds at K (class, map_y, map_x) cells of the upsampled CRM."""
-    up_size = upsample_crm(crm, upsample).shape
-    seeds = crm.new_zeros((len(cells), *up_size[1:]))
-    seeds[torch.arange(len(cells)), *torch.tensor(cells).T] = 1
-    with torch.enable_grad():  # adjoint of the (small) bilinear upsampling, for K maps at once
-        dummy = crm.new_zeros((len(cells), *crm.shape[1:]), requires_grad=True)
-        (crm_seeds,) = torch.autograd.grad(upsample_crm(dummy, upsample), dummy, seeds)
-    return _finish(adjoint(crm_seeds))
+    """float32 KxHxW maps of one-hot seeds at K (class, map_y, map_x) cells of the upsampled CRM,
+    ``_SEED_CHUNK`` seeds at a time."""
+    out: torch.Tensor | None = None
+    for start in range(0, len(cells), _SEED_CHUNK):
+        chunk = torch.tensor(cells[start : start + _SEED_CHUNK])
+        k = len(chunk)
+        # the bilinear upsampling treats each class map alike: its adjoint on one channel, then put
+        # in the seed's class
+        seeds = crm.new_zeros((k, 1, *upsample_crm(crm[:, :1], upsample).shape[-2:]))
+        seeds[torch.arange(k), 0, chunk[:, 1], chunk[:, 2]] = 1
+        with torch.enable_grad():
+            dummy = crm.new_zeros((k, 1, *crm.shape[2:]), requires_grad=True)
+            (grad,) = torch.autograd.grad(upsample_crm(dummy, upsample), dummy, seeds)
+        crm_seeds = crm.new_zeros((k, *crm.shape[1:]))
+        crm_seeds[torch.arange(k), chunk[:, 0]] = grad[:, 0]
+        maps = _finish(adjoint(crm_seeds))
+        if out is None:
+            out = maps.new_empty((len(cells), *maps.shape[1:]))
+        out[start : start + k] = maps
+    if out is None:
+        raise ValueError("_seeded_maps needs at least one cell")
+    return out
 
 
 def response_maps_at(

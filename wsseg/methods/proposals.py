@@ -307,9 +307,14 @@ def check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 2:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise BadInputError(
             "image", f"expected an HxWx3 (or HxW) uint8 array; got shape {image.shape} dtype {image.dtype}"
+        )
+    if min(image.shape[:2]) < 2:
+        height, width = image.shape[:2]
+        raise BadInputError(
+            f"{width}x{height} image", "too small: selective search needs at least 2x2 pixels"
         )
     return np.ascontiguousarray(image)
 

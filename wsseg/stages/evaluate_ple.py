@@ -169,7 +169,15 @@ def evaluate_ple(
 
     pairs = list(zip(records, truths, strict=True))
     metrics = run_per_image(
-        project, run_id, pairs, work, store, ("scored_images",), progress=progress, summary=summary
+        project,
+        run_id,
+        pairs,
+        work,
+        store,
+        ("scored_images",),
+        progress=progress,
+        summary=summary,
+        name=lambda pair: pair[0].filename,
     )
     return {**metrics, "run_id": run_id}
 

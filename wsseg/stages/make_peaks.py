@@ -5,6 +5,12 @@ For each image, writes ``artifacts/peaks/run-<id>/<image id>.npz`` holding ``crm
 (float32 Kx4: class index, y, x, value; pixels), and the peaks in the database with the path of their
 file. ``--shard i/n`` processes every n-th image starting at the i-th, so several machines can split a
 project; all shards of one call share its run (pass ``--run`` to join one).
+
+The classifier sees the image ``prepare_image`` makes: resized to its training size when it had one,
+enlarged ``--scale`` times, and downscaled to at most ``wsseg.stages.recipes.WORKING_SIDE`` pixels on
+its longer side; the maps and the peaks' pixels are that image's (the pseudo-mask stage and the views
+map them onto the stored image). An image whose work fails (unreadable, out of memory) is skipped and
+named in the run's metrics.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -23,8 +30,8 @@ from wsseg.fileio import write_npz
 from wsseg.methods.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
 from wsseg.models.normalise import to_tensor
 from wsseg.stages.common import image_progress
-from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
-from wsseg.stages.recipes import INFERENCE_PEAKS, InferencePeaks
+from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, run_per_image
+from wsseg.stages.recipes import INFERENCE_PEAKS, WORKING_SIDE, InferencePeaks
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
 
@@ -42,26 +49,36 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def prepared_shape(height: int, width: int, size: int | None, scale: float = 1.0) -> tuple[int, int]:
+def working_shape(height: int, width: int, max_side: int = WORKING_SIDE) -> tuple[int, int]:
+    """(H, W) of a ``height`` x ``width`` image downscaled, aspect kept, so its longer side is at most
+    ``max_side`` (``wsseg.stages.recipes.WORKING_SIDE``); a smaller image keeps its size."""
+    if max(height, width) <= max_side:
+        return height, width
+    factor = max_side / max(height, width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def prepared_shape(
+    height: int, width: int, size: int | None, scale: float = 1.0, max_side: int = WORKING_SIDE
+) -> tuple[int, int]:
     """(H, W) of ``prepare_image``'s image for a stored image of ``height`` x ``width``."""
     if size is not None:
         height = width = size
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    return working_shape(max(1, round(height * scale)), max(1, round(width * scale)), max_side)
 
 
 def prepare_image(
-    project: Project, record: ImageRecord, size: int | None, scale: float = 1.0
+    project: Project, record: ImageRecord, size: int | None, scale: float = 1.0, max_side: int = WORKING_SIDE
 ) -> tuple[np.ndarray, torch.Tensor]:
     """The stored image (HxWx3 uint8, resized to the classifier's training size if it had one, then
-    enlarged ``scale`` times) and its normalised 1x3xHxW tensor."""
-    import cv2
-
+    enlarged ``scale`` times, then downscaled to at most ``max_side`` on its longer side) and its
+    normalised 1x3xHxW tensor."""
     image = read_image(project.image_path(record), record.filename)
     if size is not None and image.shape[:2] != (size, size):
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    if scale != 1.0:
-        height, width = prepared_shape(*image.shape[:2], None, scale)
-        smooth = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+    height, width = prepared_shape(*image.shape[:2], None, scale, max_side)
+    if image.shape[:2] != (height, width):  # enlarged ``scale`` times and/or bounded: one resize
+        smooth = cv2.INTER_LINEAR if height > image.shape[0] else cv2.INTER_AREA
         image = cv2.resize(image, (width, height), interpolation=smooth)
     return image, to_tensor(image)[None]
 
@@ -122,13 +139,19 @@ def make_peaks(
         "shard": list(shard),
         "split": split,
         "scale": scale,
+        "max_side": WORKING_SIDE,
     }
     run_id = open_run(project, STAGE, config, run_id)
     records = project.images(split=split)[shard[0] :: shard[1]]
 
     def work(record: ImageRecord) -> PRMResult:
         _, tensor = prepare_image(project, record, extra.get("size"), scale)
-        return peak_response_maps(model, tensor, prm_config)
+        try:
+            return peak_response_maps(model, tensor, prm_config)
+        except RuntimeError as error:  # torch's allocators report running out of memory so
+            if isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error):
+                raise MemoryError(str(error).splitlines()[0]) from None
+            raise
 
     def store(record: ImageRecord, result: PRMResult) -> dict[str, int]:
         path = project.artifact(STAGE, run_id, record.id, ".npz")
@@ -141,8 +164,12 @@ def make_peaks(
         project.add_peaks(run_id, record.id, rows)
         return {"peaks": len(rows)}
 
-    run_per_image(project, run_id, records, work, store, counts=("peaks",), progress=progress)
+    run_per_image(project, run_id, records, work, store, counts=("peaks",), progress=progress, name=_filename)
     return run_id
+
+
+def _filename(record: ImageRecord) -> str:
+    return record.filename
 
 
 def inference_from_args(args: argparse.Namespace) -> InferencePeaks:
@@ -172,3 +199,4 @@ def run_from_args(args: argparse.Namespace) -> None:
             inference.scale,
         )
     print(f"peaks written: run {run_id}, {project.artifacts(STAGE, run_id)}")
+    print_skipped(project, run_id)

@@ -1,8 +1,11 @@
 """Stage: class-agnostic mask proposals of every image of a project (selective search, step 4).
 
-For each image, writes ``artifacts/proposals/run-<id>/<image id>.json``: ``size`` [H, W], ``rles``
-(K compressed COCO RLE dicts, best objectness first), ``objectness``, ``source``, ``level``,
-``sources`` (see ``wsseg.methods.proposals.Proposals``) and ``seconds`` (time to compute them). The run's
+For each image, writes ``artifacts/proposals/run-<id>/<image id>.json``: ``size`` [H, W] (the stored
+image's), ``rles`` (K compressed COCO RLE dicts at that size, best objectness first), ``objectness``,
+``source``, ``level``, ``sources`` (see ``wsseg.methods.proposals.Proposals``), ``working_size`` [h, w]
+(where selective search ran: the image downscaled to at most ``wsseg.stages.recipes.WORKING_SIDE``
+pixels on its longer side; its masks are upscaled back before they are written) and ``seconds`` (time
+to compute them). An image whose work fails is skipped and named in the run's metrics. The run's
 config is in the database and in ``config.json`` beside the files. Images are processed by a pool of
 worker processes; ``--shard i/n`` takes every n-th image starting at the i-th, and ``--run`` joins the
 shards of several calls (or machines with a copy of the project) into one run.
@@ -13,30 +16,52 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from wsseg.data.coco import decode_masks, encode_masks
+from wsseg.data.coco import decode_masks, decode_rle, encode_mask, encode_masks
 from wsseg.data.images import read_image
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.methods.proposals import ProposalConfig, Proposals, selective_search
 from wsseg.stages.common import image_progress
-from wsseg.stages.make_peaks import parse_shard
-from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
+from wsseg.stages.make_peaks import parse_shard, working_shape
+from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, run_per_image
+from wsseg.stages.recipes import WORKING_SIDE
 from wsseg.store.project import Project
 
 STAGE = "proposals"
 
 
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """HxW bool -> bool at ``shape`` (H', W'): a pixel is in when at least half of what covers it was
+    (bilinear when enlarging, area average when shrinking)."""
+    if mask.shape == tuple(shape):
+        return mask.astype(bool)
+    smooth = cv2.INTER_LINEAR if shape[0] * shape[1] > mask.size else cv2.INTER_AREA
+    scaled = cv2.resize(mask.astype(np.uint8) * 255, (int(shape[1]), int(shape[0])), interpolation=smooth)
+    return scaled >= 128
+
+
 def save_proposals(path: Path, proposals: Proposals, shape: tuple[int, int], seconds: float = 0.0) -> None:
+    """Write ``proposals`` as the stage's JSON with their masks at the stored image's ``shape`` (H, W);
+    masks computed at a smaller working size are upscaled one at a time."""
+    working = proposals.masks.shape[1:]
+    rles = (
+        encode_masks(proposals.masks)
+        if tuple(working) == tuple(shape)
+        else [encode_mask(resize_mask(m, shape)) for m in proposals.masks]
+    )
     write_json(
         path,
         {
             "size": [int(shape[0]), int(shape[1])],
-            "rles": encode_masks(proposals.masks),
+            "working_size": [int(working[0]), int(working[1])],
+            "rles": rles,
             "objectness": [float(v) for v in proposals.objectness],
             "source": [int(v) for v in proposals.source],
             "level": [int(v) for v in proposals.level],
@@ -46,13 +71,23 @@ def save_proposals(path: Path, proposals: Proposals, shape: tuple[int, int], sec
     )
 
 
-def load_proposals(path: Path) -> Proposals:
-    """The proposals written by ``save_proposals`` (masks decoded to KxHxW bool)."""
+def load_proposals(path: Path, max_side: int | None = None) -> Proposals:
+    """The proposals written by ``save_proposals``: masks decoded to KxHxW bool at the stored image's
+    size, or, with ``max_side``, downscaled (one at a time) to at most ``max_side`` pixels on the longer
+    side (``WORKING_SIDE``: where the stage computed them), so a large image's proposals fit in memory."""
     try:
         data = json.loads(Path(path).read_text())
         shape = tuple(data["size"])
+        small = working_shape(*shape, max_side) if max_side is not None else shape
+        masks = (
+            decode_masks(data["rles"], shape)
+            if small == shape
+            else np.stack([resize_mask(decode_rle(r), small) for r in data["rles"]])
+            if data["rles"]
+            else np.zeros((0, *small), bool)
+        )
         return Proposals(
-            masks=decode_masks(data["rles"], shape),
+            masks=masks,
             objectness=np.asarray(data["objectness"], np.float32),
             source=np.asarray(data["source"], np.int16),
             level=np.asarray(data["level"], np.int32),
@@ -64,15 +99,38 @@ def load_proposals(path: Path) -> Proposals:
         raise BadInputError(str(path), f"is not a proposals file ({error})") from None
 
 
+def proposal_masks(path: Path, indices: Sequence[int]) -> np.ndarray | None:
+    """The proposals ``indices`` of a proposals file, decoded alone at the stored image's size (bool
+    KxHxW, in that order); None when an index is not in the file. A few masks of a large image, where
+    ``load_proposals`` without ``max_side`` would decode them all."""
+    try:
+        data = json.loads(Path(path).read_text())
+        rles = data["rles"]
+        if any(not 0 <= int(k) < len(rles) for k in indices):
+            return None
+        return decode_masks([rles[int(k)] for k in indices], tuple(data["size"]))
+    except FileNotFoundError:
+        raise BadInputError(str(path), "no proposals for this image: run `wsseg proposals` first") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadInputError(str(path), f"is not a proposals file ({error})") from None
+
+
 def _one_image(task: tuple[str, str, str, dict[str, Any]]) -> dict[str, float]:
-    """Worker: (image path, image name, output path, config) -> {"proposals": count, "seconds": time}."""
+    """Worker: (image path, image name, output path, config) -> {"proposals": count, "seconds": time}.
+
+    Selective search runs on the image downscaled to at most ``WORKING_SIDE`` pixels on its longer side
+    (its memory and time grow faster than the pixel count: 12 GB at 6000x6000)."""
     image_path, name, out_path, config = task
     image = read_image(image_path, name)
+    shape = image.shape[:2]
+    height, width = working_shape(*shape, WORKING_SIDE)
+    if (height, width) != shape:
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     start = time.perf_counter()
     proposals = selective_search(image, ProposalConfig.from_dict(config))
     seconds = time.perf_counter() - start
-    save_proposals(Path(out_path), proposals, image.shape[:2], seconds)
-    return {"proposals": len(proposals), "seconds": seconds}
+    save_proposals(Path(out_path), proposals, shape, seconds)
+    return {"proposals": len(proposals), "seconds": seconds, "processed": 1}
 
 
 def make_proposals(
@@ -89,7 +147,7 @@ def make_proposals(
     The run's metrics: images, proposals (total) and seconds_per_image (mean compute time per image in
     one worker, reading and writing excluded)."""
     config = config or ProposalConfig()
-    settings = {"proposals": config.to_dict(), "split": split, "shard": list(shard)}
+    settings = {"proposals": config.to_dict(), "split": split, "shard": list(shard), "max_side": WORKING_SIDE}
     run_id = open_run(project, STAGE, settings, run_id)
     records = project.images(split=split)[shard[0] :: shard[1]]
     tasks = [
@@ -103,12 +161,16 @@ def make_proposals(
     ]
 
     def summary(totals: dict[str, float]) -> dict[str, Any]:
-        per_image = totals["seconds"] / max(1, len(tasks))
+        per_image = totals["seconds"] / max(1, totals["processed"])  # skipped images took no time
         return {"images": len(tasks), "proposals": totals["proposals"], "seconds_per_image": per_image}
 
-    counts = ("proposals", "seconds")
-    run_per_image(project, run_id, tasks, _one_image, None, counts, workers, progress, summary)
+    counts = ("proposals", "seconds", "processed")
+    run_per_image(project, run_id, tasks, _one_image, None, counts, workers, progress, summary, _filename)
     return run_id
+
+
+def _filename(task: tuple[str, str, str, dict[str, Any]]) -> str:
+    return task[1]
 
 
 def run_from_args(args: argparse.Namespace) -> None:
@@ -129,3 +191,4 @@ def run_from_args(args: argparse.Namespace) -> None:
     with image_progress(args, "proposals") as progress:
         run_id = make_proposals(project, config, args.split, shard, args.run, args.workers, progress)
     print(f"proposals written: run {run_id}, {project.artifacts(STAGE, run_id)}")
+    print_skipped(project, run_id)

@@ -7,6 +7,12 @@ lineage: the peak, where its PRM is, the WISE point, the peaks merged into it by
 ranked proposals with every term of their score, the config and the runs it came from). By default
 only peaks of the classes an image is tagged with are used: on tagged images the tags are known.
 
+Retrieval runs at the proposals' working size (``load_proposals(..., WORKING_SIDE)``: a large image's
+proposals downscaled as the proposals stage computed them); each chosen mask, and the points of its
+lineage, are then mapped back to the stored image's size, which every stored pseudo mask has. An image
+without a result in the peaks or proposals run (skipped there, or not run on it) is skipped and named
+in the run's metrics, as is one whose work fails.
+
 Images are processed by a pool of worker processes; ``--shard i/n`` takes every n-th image starting
 at the i-th and ``--run`` joins the shards of several calls into one run, so sharded runs store
 exactly what one run stores. ``--export`` writes the run's pseudo masks (all shards so far, rejected
@@ -31,8 +37,9 @@ from wsseg.stages.common import image_progress
 from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result, parse_shard
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
-from wsseg.stages.make_proposals import load_proposals
-from wsseg.stages.per_image import ImageProgress, open_run, run_per_image
+from wsseg.stages.make_proposals import load_proposals, resize_mask
+from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, run_per_image
+from wsseg.stages.recipes import WORKING_SIDE
 from wsseg.store.project import Project, RunRecord
 
 STAGE = "pseudo_masks"
@@ -85,13 +92,29 @@ def _one_image(task: dict[str, Any]) -> list[dict[str, Any]]:
     """Worker: the pseudo masks of one image as store rows (see ``make_pseudo_masks``)."""
     root = Path(task["root"])
     config = RetrievalConfig.from_dict(task["config"])
+    for key, stage, run in (
+        ("peaks_file", PEAKS_STAGE, "peaks_run"),
+        ("proposals_file", PROPOSALS_STAGE, "proposals_run"),
+    ):
+        if not (root / task[key]).is_file():
+            raise BadInputError(
+                task["filename"],
+                f"has no result in {stage} run {task[run]} ({task[key]} is missing: the run skipped it "
+                f"or did not cover it); run `wsseg {stage}` on it first",
+            )
     data = load_result(root / task["peaks_file"])
     if len(data["peaks"]) != len(task["peak_ids"]):
         raise BadInputError(
             task["peaks_file"], f"holds {len(data['peaks'])} peaks, the database {len(task['peak_ids'])}"
         )
-    proposals = load_proposals(root / task["proposals_file"])
+    proposals = load_proposals(root / task["proposals_file"], WORKING_SIDE)
     shape = proposals.masks.shape[1:]
+    stored = (int(task["size"][0]), int(task["size"][1]))  # the image's; ``shape`` may be smaller
+
+    def to_stored(y: int, x: int) -> tuple[int, int]:
+        return min(y * stored[0] // shape[0], stored[0] - 1), min(x * stored[1] // shape[1], stored[1] - 1)
+
+    per_pixel = stored[0] * stored[1] / (shape[0] * shape[1])
     keep = [
         k
         for k in range(len(data["peaks"]))
@@ -102,27 +125,29 @@ def _one_image(task: dict[str, Any]) -> list[dict[str, Any]]:
     for found in retrieve(proposals, peaks, data["crm"], config):
         peak = peaks[found.peak]
         index = keep[found.peak]
+        peak_y, peak_x = to_stored(peak.y, peak.x)
+        ranked = [{**r, "area": round(r["area"] * per_pixel)} if "area" in r else r for r in found.ranked]
         lineage = {
             "strategy": config.strategy,
             "peak": {
                 "id": task["peak_ids"][index],
                 "class_index": peak.class_index,
-                "y": peak.y,
-                "x": peak.x,
+                "y": peak_y,
+                "x": peak_x,
                 "value": peak.value,
             },
             "prm": {"path": task["peaks_file"], "index": index},
-            "point": list(found.point),
+            "point": list(to_stored(*found.point)),
             "merged_peaks": [task["peak_ids"][keep[m]] for m in found.merged],
             "proposal": {"run": task["proposals_run"], "index": found.proposal},
-            "ranked": list(found.ranked),
+            "ranked": ranked,
             "runs": {"peaks": task["peaks_run"], "proposals": task["proposals_run"]},
             "config": task["config"],
         }
         rows.append(
             {
                 "class_index": peak.class_index,
-                "rle": encode_mask(found.mask),
+                "rle": encode_mask(resize_mask(found.mask, stored)),
                 "peak_id": task["peak_ids"][index],
                 "strategy": config.strategy,
                 "score": found.score,
@@ -167,17 +192,12 @@ def make_pseudo_masks(
         stored = project.peaks(record.id, peaks.id)
         peaks_file = project.artifact(PEAKS_STAGE, peaks.id, record.id, ".npz")
         proposals_file = project.artifact(PROPOSALS_STAGE, props.id, record.id, ".json")
-        for path, stage, run in ((peaks_file, PEAKS_STAGE, peaks), (proposals_file, PROPOSALS_STAGE, props)):
-            if not path.is_file():
-                raise BadInputError(
-                    record.filename,
-                    f"has no result in {stage} run {run.id} ({path} is missing): "
-                    f"run `wsseg {stage}` on it first",
-                )
         tasks.append(
             {
                 "root": str(project.root),
                 "image_id": record.id,
+                "filename": record.filename,
+                "size": [record.height, record.width],
                 "peaks_file": peaks_file.relative_to(project.root).as_posix(),
                 "proposals_file": proposals_file.relative_to(project.root).as_posix(),
                 "peak_ids": [p.id for p in stored],
@@ -195,8 +215,12 @@ def make_pseudo_masks(
         project.add_pseudo_masks(run_id, task["image_id"], rows)
         return {"masks": len(rows)}
 
-    run_per_image(project, run_id, tasks, _one_image, store, ("masks",), workers, progress)
+    run_per_image(project, run_id, tasks, _one_image, store, ("masks",), workers, progress, name=_filename)
     return run_id
+
+
+def _filename(task: dict[str, Any]) -> str:
+    return task["filename"]
 
 
 def export_coco(
@@ -249,6 +273,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         )
     count = len(project.pseudo_masks(run_id=run_id))
     print(f"pseudo masks written: run {run_id}, {count} mask(s) in {project.db_path}")
+    print_skipped(project, run_id)
     if args.export is not None:
         doc = export_coco(project, run_id, args.export)
         print(f"exported {len(doc['annotations'])} mask(s) of run {run_id} to {args.export}")

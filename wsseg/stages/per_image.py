@@ -4,6 +4,10 @@ A per-image stage (peaks, proposals, pseudo masks, the estimator's label maps) k
 one image: ``work(task)`` computes (in a worker process when ``workers`` > 1, so it must then be a
 module-level function of picklable tasks) and ``store(task, result)`` writes the database in this
 process. ``run_per_image`` does the rest, the same way for every stage.
+
+An image the work cannot handle (its work raises a ``WssegError``, such as a ``BadInputError`` naming
+what is wrong, or a ``MemoryError``) never ends the run: it is skipped, named with its reason in the
+run's metrics (``metrics["skipped"]``), and the other images go on.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from wsseg.errors import BadInputError
+from wsseg.errors import BadInputError, WssegError
 from wsseg.fileio import write_json
 from wsseg.stages.common import ended
-from wsseg.stages.pool import map_in_order
+from wsseg.stages.pool import Failed, map_in_order
 from wsseg.store.project import Project
 
 T = TypeVar("T")
@@ -22,6 +26,9 @@ R = TypeVar("R")
 
 #: ``progress(done, total)``: called after each image with the images done so far and their total.
 ImageProgress = Callable[[int, int], None]
+
+#: The errors of one image's work that skip that image instead of ending the run.
+SKIPPED_ERRORS: tuple[type[BaseException], ...] = (WssegError, MemoryError)
 
 
 def open_run(project: Project, stage: str, config: dict[str, Any], run_id: int | None = None) -> int:
@@ -36,6 +43,26 @@ def open_run(project: Project, stage: str, config: dict[str, Any], run_id: int |
     return run_id
 
 
+def skipped_images(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The images a run skipped, as ``{"image": file name, "reason": why}`` (none: an empty list)."""
+    found = metrics.get("skipped")
+    return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
+
+
+def skipped_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """One line per skipped image of a run's metrics, ``"<file name>: <reason>"``."""
+    return [f"{s.get('image', '?')}: {s.get('reason', '')}" for s in skipped_images(metrics)]
+
+
+def print_skipped(project: Project, run_id: int) -> None:
+    """Print the images the run ``run_id`` skipped, one line each with its reason (nothing when none)."""
+    lines = skipped_lines(next((r.metrics for r in project.runs() if r.id == run_id), {}))
+    if lines:
+        print(f"{len(lines)} image(s) skipped (nothing stored for them):")
+        for line in lines:
+            print(f"  {line}")
+
+
 def run_per_image(
     project: Project,
     run_id: int | None,
@@ -46,6 +73,7 @@ def run_per_image(
     workers: int = 1,
     progress: ImageProgress | None = None,
     summary: Callable[[dict[str, float]], dict[str, Any]] | None = None,
+    name: Callable[[T], str] = str,
 ) -> dict[str, Any]:
     """Run ``work`` on every task (one per image, in order) and finish the run ``run_id``; return its metrics.
 
@@ -53,25 +81,48 @@ def run_per_image(
     handed, in task order, to ``store(task, result)`` in this process, which returns counts to add up
     (without ``store``, the result itself is those counts). ``progress(k, n)`` follows the k-th of n.
 
+    A task whose work raises one of ``SKIPPED_ERRORS`` is skipped: nothing is stored for it and the
+    metrics list it as ``{"image": name(task), "reason": the error's message}`` under ``"skipped"``
+    (after those of the run's earlier shards, when ``run_id`` is joined).
+
     The metrics: ``{"images": n, <count>: its sum, ...}`` (every name in ``counts`` present, 0 when
-    nothing added to it), or ``summary`` of them. The run is finished ``done`` with them; when anything
-    raises, it is finished ``failed`` (``stopped`` on Ctrl-C or a job's SIGTERM) with the counts so far,
-    and the error re-raised. ``run_id`` None records nothing (a stage asked not to write).
+    nothing added to it), or ``summary`` of them, plus ``"skipped"`` when any image was. The run is
+    finished ``done`` with them, unless every image was skipped: then it is finished ``failed`` and a
+    BadInputError names the images and their reasons. When anything else raises, the run is finished
+    ``failed`` (``stopped`` on Ctrl-C or a job's SIGTERM) with the counts so far, and the error re-raised.
+    ``run_id`` None records nothing (a stage asked not to write).
     """
     totals: dict[str, float] = {"images": len(tasks), **dict.fromkeys(counts, 0)}
+    earlier = next((r.metrics for r in project.runs() if r.id == run_id), {}) if run_id is not None else {}
+    skipped: list[dict[str, str]] = skipped_images(earlier)
+    mine: list[dict[str, str]] = []
+
+    def with_skipped(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {**metrics, "skipped": skipped + mine} if skipped or mine else metrics
+
     try:
-        results = map_in_order(work, tasks, workers)
+        results = map_in_order(work, tasks, workers, catch=SKIPPED_ERRORS)
         for k, (task, result) in enumerate(zip(tasks, results, strict=True)):
-            tally = store(task, result) if store is not None else result
-            for key, value in tally.items():
-                totals[key] = totals.get(key, 0) + value
+            if isinstance(result, Failed):
+                image = name(task)
+                reason = result.reason.removeprefix(f"{image}: ")  # named once, in "image"
+                mine.append({"image": image, "reason": reason})
+            else:
+                tally = store(task, result) if store is not None else result
+                for key, value in tally.items():
+                    totals[key] = totals.get(key, 0) + value
             if progress is not None:
                 progress(k + 1, len(tasks))
     except BaseException as error:
         if run_id is not None:
-            project.finish_run(run_id, ended(error), totals)
+            project.finish_run(run_id, ended(error), with_skipped(totals))
         raise
-    metrics = summary(totals) if summary is not None else totals
+    metrics = with_skipped(summary(totals) if summary is not None else totals)
+    if tasks and len(mine) == len(tasks):
+        if run_id is not None:
+            project.finish_run(run_id, "failed", metrics)
+        shown = "; ".join(skipped_lines({"skipped": mine})[:3]) + ("; ..." if len(mine) > 3 else "")
+        raise BadInputError(f"{len(mine)} image(s)", f"none could be processed, so the run failed: {shown}")
     if run_id is not None:
         project.finish_run(run_id, "done", metrics)
     return metrics

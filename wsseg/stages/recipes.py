@@ -68,6 +68,19 @@ class InferencePeaks:
 
 INFERENCE_PEAKS = InferencePeaks()
 
+# ---------------------------------------------------------------- image sizes
+
+#: The longest side, in pixels, at which the per-image stages work (peaks, proposals, pseudo masks). A
+#: larger image (a 4000x3000 phone photo, an aerial or microscopy scan) is downscaled for the stage's
+#: work; its original is stored untouched and every mask the stages store is at its stored size
+#: (proposals are upscaled back before they are written, pseudo masks chosen among them likewise).
+#: Measured on a 2-core machine under load: selective search takes 0.32 GB and 15 s at 512 px, 0.51 GB
+#: and 54 s at 768, 0.95 GB and 115 s at 1024 (at 6000x6000 it held 12 GB for 3 minutes, then ran out
+#: of memory); PRMs of the demo classifier on a 1024 px image with 141 peaks: 2.0 GB resident in all
+#: (3.2 GB before they were computed 16 seeds at a time). The classifier's training size
+#: (``train-classifier --size``) and ``--scale`` apply first; this bound last.
+WORKING_SIDE = 1024
+
 # ---------------------------------------------------------------- pseudo masks
 
 #: Retrieval variants the benchmark scores (``pseudo_masks.<name>``): name -> changes to the default

@@ -37,7 +37,13 @@ from wsseg.stages.evaluate_ple import LABEL_MAPS, evaluate_ple, load_ple, self_t
 from wsseg.stages.train_classifier import parse_augment
 from wsseg.store.instances import semantic_truth
 from wsseg.store.project import Project
-from wsseg.training.datasets import Augment, augment_image, check_tagged_arrays, load_images, multi_hot
+from wsseg.training.datasets import (
+    Augment,
+    augment_image,
+    check_tagged_arrays,
+    load_readable_images,
+    multi_hot,
+)
 from wsseg.training.engine import (
     CHECKPOINT,
     Progress,
@@ -111,7 +117,7 @@ def project_dataset(
     if not records:
         raise BadInputError(str(project.root), "has no images in split 'train'; import some first")
     classes = project.classes()
-    images = load_images(project, records, size)
+    images, records = load_readable_images(project, records, size)
     labels = None
     if full:
         maps = semantic_truth(project, records, background)

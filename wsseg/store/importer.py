@@ -1,6 +1,7 @@
 """Import a tagged folder, a zip of one, or a COCO instance JSON into a project.
 
-Bad files are reported by name (a ``Problem`` each) and skipped; every good file is imported. Images
+Bad files are reported by name (a ``Problem`` each) and skipped; every good file is imported. So are
+images smaller than the pipeline can use (``wsseg.data.images.MIN_SIDE`` on either side). Images
 already in the project (same content hash) are skipped. Ground-truth instance masks that come with the
 data (a COCO JSON, or the ``annotations.json`` beside a generated ``shapes`` folder) are stored in the
 project's ``ground_truth.json`` (COCO, ids and file names of the project), for evaluation only.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wsseg.data.coco import CocoDataset, read_coco
-from wsseg.data.images import content_hash, read_image
+from wsseg.data.images import check_min_size, content_hash, read_image
 from wsseg.data.tagged_folder import Problem, TaggedImage, read_tagged_folder, read_tagged_zip
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
@@ -85,6 +86,7 @@ def _import_items(
         try:
             data = item.read_bytes()
             image = read_image(data, label)
+            check_min_size(image.shape[1], image.shape[0], label)
         except BadInputError as error:
             report.problems.append(Problem(label, error.problem))
             continue

@@ -1,14 +1,17 @@
 """Torch datasets over tagged images: what the trainable stages consume.
 
 A ``TaggedImages`` holds images (HxWx3 uint8, all one size) and their multi-hot tag vectors in memory;
-it is built from a project (``from_project``) or from arrays (the benchmark's generated data).
+it is built from a project (``from_project``) or from arrays (the benchmark's generated data). An image
+of the project that cannot be read is left out of training with a warning naming it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -90,7 +93,7 @@ class TaggedImages(Dataset):
         if not records:
             raise BadInputError(str(project.root), f"has no images in split {split!r}; import some first")
         classes = project.classes()
-        images = load_images(project, records, size)
+        images, records = load_readable_images(project, records, size)
         return cls(images, multi_hot([r.tags for r in records], classes), classes, augment)
 
 
@@ -104,17 +107,26 @@ def multi_hot(tags: Sequence[Sequence[str]], classes: Sequence[str]) -> np.ndarr
     return out
 
 
-def load_images(project: Project, records: Sequence[ImageRecord], size: int | None) -> np.ndarray:
-    """Read the records' images into one NxHxWx3 uint8 array (resized to ``size`` if given)."""
-    import cv2
-
+def load_readable_images(
+    project: Project, records: Sequence[ImageRecord], size: int | None
+) -> tuple[np.ndarray, list[ImageRecord]]:
+    """Read the records' images into one NxHxWx3 uint8 array (resized to ``size`` if given); return it
+    with the records read, in order. An image that cannot be read (missing, corrupt, out of memory) is
+    left out with a warning naming it; BadInputError when none can be."""
     sizes = {(r.height, r.width) for r in records}
     if size is None and len(sizes) > 1:
         raise BadInputError("size", f"the images have {len(sizes)} different sizes; give a training size")
-    out = []
+    out, kept = [], []
     for record in records:
-        image = read_image(project.image_path(record), record.filename)
+        try:
+            image = read_image(project.image_path(record), record.filename)
+        except (BadInputError, MemoryError) as error:
+            warnings.warn(f"{record.filename} left out of training: {error}", stacklevel=2)
+            continue
         if size is not None and image.shape[:2] != (size, size):
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
         out.append(image)
-    return np.stack(out)
+        kept.append(record)
+    if not out:
+        raise BadInputError(str(project.root), f"none of its {len(records)} training images can be read")
+    return np.stack(out), kept

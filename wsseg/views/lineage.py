@@ -20,7 +20,7 @@ from wsseg.data.images import read_image
 from wsseg.methods.overlap import mask_iou
 from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
-from wsseg.stages.make_proposals import load_proposals
+from wsseg.stages.make_proposals import proposal_masks
 from wsseg.stages.make_pseudo_masks import image_peaks
 from wsseg.store.project import Project
 from wsseg.store.results import PeakRecord
@@ -123,10 +123,8 @@ def _ranked(
     path = project.artifact(PROPOSALS_STAGE, int(run), image_id, ".json") if run is not None else None
     if not order or path is None or not path.is_file():
         return None
-    masks = load_proposals(path).masks
-    if masks.shape[1:] != shape or max(order) >= len(masks):
-        return None
-    return masks[order]
+    masks = proposal_masks(path, order)  # only those: all of a large image's would not fit in memory
+    return masks if masks is not None and masks.shape[1:] == shape else None
 
 
 def _prediction(

@@ -26,6 +26,7 @@ from wsseg.stages.make_peaks import load_result
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
 from wsseg.stages.make_proposals import load_proposals
 from wsseg.stages.make_pseudo_masks import image_peaks
+from wsseg.stages.recipes import WORKING_SIDE
 from wsseg.store.project import ImageRecord, Project, RunRecord
 
 #: The PRM score's terms as they add up: (column name, the raw term it weighs).
@@ -87,7 +88,7 @@ def load_candidates(
     if not peaks_file.is_file() or not proposals_file.is_file():
         return None
     data = load_result(peaks_file)
-    proposals = load_proposals(proposals_file)
+    proposals = load_proposals(proposals_file, WORKING_SIDE)  # a large image's, as the stage chose among them
     shape = proposals.masks.shape[1:]
     image = read_image(project.image_path(record), record.filename)
     if image.shape[:2] != shape:
