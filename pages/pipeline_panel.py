@@ -168,10 +168,11 @@ def live(root: str, settings: dict[str, dict[str, Any]]) -> None:
     all_jobs = list_jobs(project)
     states = pipeline_state(project, all_jobs)
     working = busy(states, all_jobs)
-    if st.session_state.get("pipe_busy") and not working:
-        st.session_state["pipe_busy"] = False
-        st.rerun()  # a job ended: every part of the page shows its result
-    st.session_state["pipe_busy"] = working
+    seen = (working, tuple((s.state, s.run.id if s.run else None) for s in states))
+    if st.session_state.get("pipe_seen", seen) != seen:
+        st.session_state["pipe_seen"] = seen
+        st.rerun()  # a step or job ended: every part of the page shows its result
+    st.session_state["pipe_seen"] = seen
     for state in states:
         _step_row(state)
     todo = remaining(states)
@@ -183,7 +184,9 @@ def live(root: str, settings: dict[str, dict[str, Any]]) -> None:
     left, middle, right = st.columns(3)
     next_title = BY_KIND[todo[0]].title if todo else None
     left.button(
-        "Every step is done" if not todo and not working else f"Run the next step: {next_title or '…'}",
+        "Every step is done"
+        if not todo and not working
+        else "Run the next step" + (f": {next_title}" if todo and not working else ""),
         key="pipe_next",
         type="primary",
         icon=":material/skip_next:",

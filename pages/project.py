@@ -84,7 +84,7 @@ def lineage_view(project: Project) -> None:
     steps.append(("Chosen mask", mask, f"{lin.info['strategy'] or 'mask'} · score {shown_score}"))
     if lin.prediction is not None:
         predicted, score = lin.prediction
-        picture = enlarge(blend(lin.image, predicted.astype("float32"), 0.6, "magma"), scale)
+        picture = enlarge(blend(lin.image, predicted.astype("float32"), 0.6, "inferno"), scale)
         steps.append(("Model prediction", picture, f"newest evaluation · score {score:.2f}"))
     for col, (title, picture, caption) in zip(st.columns(len(steps)), steps, strict=True):
         col.markdown(f"**{title}**")

@@ -240,8 +240,8 @@ def live(root: str) -> None:
         [
             {
                 "job": j.id,
-                "stage": j.kind,
-                "name": j.name,
+                "stage": jobs.TITLES.get(j.kind, j.kind),
+                "name": j.name if j.kind in RESUMABLE else "",
                 "status": j.status,
                 "progress": round(j.progress, 3),
                 "message": j.message,

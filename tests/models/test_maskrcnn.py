@@ -224,7 +224,7 @@ def test_init_through_the_command_line(trained: Path, tmp_path: Path, capsys) ->
     assert run.config["init"] == "classifier" and run.config["model"]["backbone"] == "small"
     assert run.config["model"]["small_width"] == classifier_width(Project(root), "classifier")
     capsys.readouterr()
-    assert main(_cli(Project(root), *args, "--backbone", "mobilenet_v3")) == 2
+    assert main(_cli(Project(root), *args, "--backbone", "mobilenet_v3", "--name", "mnv3")) == 2
     assert "small backbone only" in capsys.readouterr().err
     assert main(_cli(Project(root), "--source", "truth", "--init", "from-tags")) == 2
     assert "is not a classifier checkpoint" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def test_cli_errors_are_one_clear_line(project_root: Path, tmp_path: Path, capsy
     assert main(_args(project_root, "--name", "never", "--resume")) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "nothing to resume" in err
-    assert main(_args(project_root, "--init", "no-such-classifier")) == 2
+    assert main(_args(project_root, "--init", "no-such-classifier", "--name", "fresh")) == 2
     assert "checkpoint not found" in capsys.readouterr().err
 
 
@@ -81,7 +81,7 @@ def test_self_training_rounds_train_on_the_previous_rounds_refined_labels(projec
     _, extra = load_ple(project, "round2")
     assert extra["labels_from"] == "ple"
     capsys.readouterr()
-    assert main(_args(project_root, "--labels-from", "ple", "--full")) == 2
+    assert main(_args(project_root, "--labels-from", "ple", "--full", "--name", "both")) == 2
     assert "cannot go with --full" in capsys.readouterr().err
     assert main(_args(project_root, "--full", "--name", "truth")) == 0
     assert main(_args(project_root, "--labels-from", "truth", "--name", "leak")) == 2

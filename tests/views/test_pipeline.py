@@ -156,3 +156,21 @@ def test_the_plan_names_new_runs_and_chains_the_steps_that_read_them(project: Pr
     set_status(project, busy, "running")
     steps = plan(project, ["classifier", "peaks"], settings, [get_job(project, busy, check=False)])
     assert steps[0]["options"]["name"] == steps[1]["options"]["name"] == "classifier-3"
+
+
+def test_an_evaluation_against_the_tags_is_summed_up_in_words(project: Project) -> None:
+    run_id = project.start_run("evaluate", {"stage": "maskrcnn", "model": "m"})
+    metrics = {
+        "against": "tags",
+        "images": 6,
+        "tag_precision": 0.5,
+        "tag_recall": 0.25,
+        "instances_per_image": 1.0,
+    }
+    project.finish_run(run_id, "done", metrics)
+    run = project.latest_run("evaluate")
+    assert (
+        result_summary(run) == f"run {run_id} · m against the tags: precision 0.50, recall 0.25 on 6 images"
+    )
+    project.finish_run(run_id, "done", {**metrics, "tag_precision": None, "tag_recall": 0.0})
+    assert "no class found" in result_summary(project.latest_run("evaluate"))

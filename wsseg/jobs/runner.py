@@ -142,33 +142,37 @@ def _duration(seconds: float) -> str:
 class ImageReporter:
     """A per-image stage's ``progress(done, total)`` that writes into job ``job_id``'s row: progress
     done/total, a message "<desc>: done/total images · about T left" (T from the mean time per image
-    so far), ``metrics`` {"images_done", "images"} and the run the stage just opened (its newest
-    running ``stage`` run). Written at most every ``interval`` seconds, and always after the last image."""
+    so far), ``images_done`` and ``images`` added to its ``metrics`` (a training's loss curve, before
+    the estimator's label maps, stays) and, when the row has no run yet, the run the stage opened (its
+    kind's newest run since the job began). Written at most every ``interval`` seconds, and always
+    after the last image."""
 
     def __init__(self, project: Project, job_id: int, desc: str, interval: float = 0.5) -> None:
         self.project, self.job_id, self.desc, self.interval = project, job_id, desc, interval
         self.started = time.monotonic()
         self.last_write = 0.0
         self.run_id: int | None = None
+        self.metrics: dict[str, Any] | None = None
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         if done < total and now - self.last_write < self.interval:
             return
         self.last_write = now
-        if self.run_id is None:
+        if self.metrics is None:
             job = get_job(self.project, self.job_id, check=False)
+            self.metrics = dict(job.metrics)
             stages = RUN_STAGES.get(job.kind, ())
             mine = [r for r in self.project.runs() if r.stage in stages and r.started_at >= job.created_at]
-            self.run_id = mine[0].id if mine else None
+            self.run_id = mine[0].id if mine and job.run_id is None else None
         elapsed = now - self.started
         if done >= total:
             timing = f"took {_duration(elapsed)}"
         else:
             timing = f"about {_duration(elapsed / max(done, 1) * (total - done))} left" if done else "…"
         message = f"{self.desc}: {done}/{total} images · {timing}"
-        metrics = {"images_done": done, "images": total}
-        report(self.project, self.job_id, done / max(total, 1), message, metrics, self.run_id)
+        self.metrics.update(images_done=done, images=total)
+        report(self.project, self.job_id, done / max(total, 1), message, self.metrics, self.run_id)
 
 
 @contextmanager

@@ -270,10 +270,11 @@ def result_summary(run: RunRecord | None) -> str:
         return f"run {run.id} · {m.get('masks', '?')} pseudo masks on {m.get('images', '?')} images"
     if run.stage == "evaluate":
         if m.get("against") == "tags":
-            return (
-                f"run {run.id} · {run.config.get('model')} against the tags: precision "
-                f"{_number(m.get('tag_precision'), 2)}, recall {_number(m.get('tag_recall'), 2)} "
-                f"on {m.get('images', '?')} images"
+            found = (
+                f"precision {_number(m.get('tag_precision'), 2)}, recall {_number(m.get('tag_recall'), 2)}"
+                if m.get("tag_precision") is not None
+                else "no class found at its score threshold"
             )
+            return f"run {run.id} · {run.config.get('model')} against the tags: {found} on {m.get('images', '?')} images"
         return f"run {run.id} · {run.config.get('model')}: mask mAP50 {_number(m.get('map50'))} on {m.get('images', '?')} images"
     return f"run {run.id}"
