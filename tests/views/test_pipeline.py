@@ -174,3 +174,10 @@ def test_an_evaluation_against_the_tags_is_summed_up_in_words(project: Project) 
     )
     project.finish_run(run_id, "done", {**metrics, "tag_precision": None, "tag_recall": 0.0})
     assert "no class found" in result_summary(project.latest_run("evaluate"))
+
+
+def test_a_shipped_model_installed_without_training_says_so(project: Project) -> None:
+    run_id = project.start_run("classifier", {"name": "classifier", "source": "demo-classifier.pt"})
+    project.finish_run(run_id, "done", {"installed_from": "demo-classifier.pt"})
+    summary = result_summary(project.latest_run("classifier"))
+    assert summary == f"run {run_id} · classifier · installed from demo-classifier.pt"

@@ -258,6 +258,8 @@ def result_summary(run: RunRecord | None) -> str:
     if run is None:
         return ""
     m, name = run.metrics, run.config.get("name")
+    if run.stage in ("classifier", "maskrcnn", "ple") and "installed_from" in m:  # the shipped demo model
+        return f"run {run.id} · {name} · installed from {m['installed_from']}"
     if run.stage in ("classifier", "maskrcnn", "ple"):
         loss = m.get("final_loss")
         shown = f" · final loss {_number(loss)}" if loss is not None else ""
