@@ -14,7 +14,7 @@ import streamlit as st
 
 from pages.cached import maps as _maps
 from pages.cached import prm as _prm
-from pages.common import current_project, tag_filter
+from pages.common import current_project, skipped_note, tag_filter
 from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
 from pages.hints import missing_step
 from wsseg.methods.prm import METHODS
@@ -218,4 +218,5 @@ st.caption(
     f"**{record.filename}** · tags: {', '.join(record.tags) or 'none'} · maps {maps.source} · "
     f"CRM {maps.crm.shape[1]}x{maps.crm.shape[2]}, stride {maps.stride}"
 )
+skipped_note([project.latest_run("peaks")])
 viewer(root, record.id, stamp, classes, record.tags)

@@ -6,15 +6,17 @@ Pages gather input, call the core and draw; nothing here computes anything the c
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from wsseg.demo.project import build_demo, create_demo_project
 from wsseg.errors import WssegError
-from wsseg.store.project import Project
+from wsseg.stages.per_image import skipped_images
+from wsseg.store.project import Project, RunRecord
 
 DEFAULT_PROJECT = Path(os.environ.get("WSSEG_PROJECT", "projects/demo"))
 
@@ -122,10 +124,16 @@ def current_project() -> Project | None:
 
 @st.cache_data(max_entries=4096, show_spinner=False)
 def thumbnail(path: str, mtime: float, size: int = 160) -> np.ndarray:
-    """A thumbnail (HxWx3 uint8, longest side ``size``); keyed on the file's mtime so edits show."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        img.thumbnail((size, size))
+    """A thumbnail (HxWx3 uint8, longest side ``size``); keyed on the file's mtime so edits show. A file
+    that cannot be read (damaged on disk) gets a grey square saying so, never a traceback."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            img.thumbnail((size, size))
+            return np.asarray(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        img = Image.new("RGB", (size, size), (90, 90, 90))
+        ImageDraw.Draw(img).text((size // 2, size // 2), "unreadable", fill=(255, 255, 255), anchor="mm")
         return np.asarray(img)
 
 
@@ -141,3 +149,23 @@ def tag_filter(project: Project, key: str, column: object = st) -> tuple[str | N
     tag = None if choice in ("(all)", "(untagged)") else choice
     untagged = choice == "(untagged)"
     return tag, untagged, project.count_images(tag=tag, untagged=untagged)
+
+
+def skipped_note(runs: Iterable[RunRecord | None]) -> None:
+    """For each run that skipped images, a small closed expander "N image(s) skipped" naming each
+    image with its reason (nothing for a run that skipped none, or None)."""
+    for run in runs:
+        skipped = skipped_images(run.metrics) if run is not None else []
+        if skipped:
+            label = f"{run.stage.replace('_', ' ')} run {run.id}: {len(skipped)} image(s) skipped"
+            with st.expander(label, icon=":material/warning:"):
+                st.markdown("\n".join(f"- **{s.get('image', '?')}**: {s.get('reason', '')}" for s in skipped))
+
+
+def metrics_text(metrics: dict) -> str:
+    """A run's metrics in one line, ``name=value`` (floats to 3 figures; a list, such as the skipped
+    images, by its length)."""
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={len(v)}" if isinstance(v, list) else f"{k}={v}"
+        for k, v in metrics.items()
+    )

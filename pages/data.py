@@ -9,7 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.common import current_project, tag_filter, thumbnail
+from wsseg.data.images import MIN_SIDE
 from wsseg.errors import WssegError
+from wsseg.stages.recipes import WORKING_SIDE
 from wsseg.store.project import Project
 from wsseg.views.uploads import import_uploads
 
@@ -21,6 +23,10 @@ def upload_form(project: Project) -> None:
         "Upload **images with a tags CSV** (header `filename,tags`, tags separated by `;`, an empty cell "
         "for an image with no class), **zips** of a folder holding `images/` and `tags.csv`, or images "
         "alone (they come in untagged: tag them on the left)."
+    )
+    st.caption(
+        f"Images smaller than {MIN_SIDE}x{MIN_SIDE} px are refused. Images larger than {WORKING_SIDE} px "
+        f"are processed at {WORKING_SIDE} px on their long side; the originals are kept."
     )
     with st.form("upload", clear_on_submit=True):
         files = st.file_uploader("Files", accept_multiple_files=True, key="upload_files")

@@ -9,7 +9,7 @@ import datetime as dt
 
 import streamlit as st
 
-from pages.common import current_project
+from pages.common import current_project, metrics_text, skipped_note
 from pages.pipeline_panel import pipeline_panel
 from wsseg.errors import WssegError
 from wsseg.store.project import Project
@@ -143,9 +143,7 @@ else:
                 "status": r.status,
                 "started": dt.datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M"),
                 "took": f"{r.finished_at - r.started_at:.0f} s" if r.finished_at else "",
-                "metrics": ", ".join(
-                    f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items()
-                ),
+                "metrics": metrics_text(r.metrics),
                 "config": ", ".join(f"{k}={v}" for k, v in _flat(r.config)),
             }
             for r in runs
@@ -153,6 +151,7 @@ else:
         hide_index=True,
         width="stretch",
     )
+    skipped_note(runs)
 
 st.subheader("Where a pseudo mask comes from")
 lineage_view(project)

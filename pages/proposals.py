@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.cached import candidates as _candidates
-from pages.common import current_project, tag_filter
+from pages.common import current_project, skipped_note, tag_filter
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
 from pages.hints import missing_step
 from wsseg.methods.pseudo_masks import RetrievalConfig, background_map
@@ -172,6 +172,7 @@ if peaks_run is None or proposals_run is None:
     )
     st.stop()
 stamp = (peaks_run.id, proposals_run.id)
+skipped_note([peaks_run, proposals_run])
 
 tag, untagged, total = tag_filter(project, key="pm_tag")
 if total == 0:

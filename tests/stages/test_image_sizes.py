@@ -125,7 +125,10 @@ def test_a_large_image_goes_through_every_stage_and_its_masks_have_the_stored_si
     run = project.latest_run("proposals")
     assert run.id == proposals_run and run.metrics["images"] == 5
     assert [s["image"] for s in skipped_images(run.metrics)] == ["old-dot.png"]
-    assert "too small" in skipped_images(run.metrics)[0]["reason"]
+    assert (
+        skipped_images(run.metrics)[0]["reason"]
+        == "1x1 pixels is too small: selective search needs at least 2x2"
+    )
 
     # every peak gets the best-scoring usable proposal (the untrained peaks need not lie in one)
     anywhere = RetrievalConfig(contain_point=False)

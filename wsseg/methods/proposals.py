@@ -314,7 +314,7 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if min(image.shape[:2]) < 2:
         height, width = image.shape[:2]
         raise BadInputError(
-            f"{width}x{height} image", "too small: selective search needs at least 2x2 pixels"
+            "image", f"{width}x{height} pixels is too small: selective search needs at least 2x2"
         )
     return np.ascontiguousarray(image)
 

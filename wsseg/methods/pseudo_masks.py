@@ -159,23 +159,35 @@ def background_map(crm: np.ndarray, shape: tuple[int, int], bg: float) -> np.nda
     return (up < bg * up.mean()).astype(np.float32)
 
 
+#: Proposals whose sums are taken at once: memory then holds 2 x 32 float rows of the image, not 2 x K.
+_PROPOSAL_CHUNK = 32
+
+
 def score_terms(
-    masks: np.ndarray, contour: np.ndarray, prms: np.ndarray, background: np.ndarray
+    masks: np.ndarray,
+    contour: np.ndarray,
+    prms: np.ndarray,
+    background: np.ndarray,
+    background_of: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The three sums of the PRM score for K proposals and N peaks.
 
-    masks, contour: KxHxW bool; prms: NxHxW float; background: NxHxW float (Q of each peak's class).
-    Returns ``inside``, ``contour``, ``background``: KxN float64.
+    masks, contour: KxHxW bool; prms: NxHxW float; background: NxHxW float (Q of each peak's class), or
+    MxHxW with ``background_of`` (int N: the row of ``background`` each peak uses, such as one Q per
+    class instead of one per peak). Returns ``inside``, ``contour``, ``background``: KxN float64.
     """
-    flat = masks.reshape(len(masks), -1).astype(np.float32)
-    edge = contour.reshape(len(contour), -1).astype(np.float32)
-    r = prms.reshape(len(prms), -1).astype(np.float32).T
-    q = background.reshape(len(background), -1).astype(np.float32).T
-    return {
-        "inside": (flat @ r).astype(np.float64),
-        "contour": (edge @ r).astype(np.float64),
-        "background": (flat @ q).astype(np.float64),
-    }
+    r = np.asarray(prms.reshape(len(prms), -1), np.float32).T
+    q = np.asarray(background.reshape(len(background), -1), np.float32).T
+    rows = np.arange(len(prms)) if background_of is None else np.asarray(background_of)
+    out = {name: np.empty((len(masks), len(prms))) for name in ("inside", "contour", "background")}
+    for start in range(0, len(masks), _PROPOSAL_CHUNK):
+        part = slice(start, start + _PROPOSAL_CHUNK)
+        flat = masks[part].reshape(-1, r.shape[0]).astype(np.float32)
+        edge = contour[part].reshape(-1, r.shape[0]).astype(np.float32)
+        out["inside"][part] = flat @ r
+        out["contour"][part] = edge @ r
+        out["background"][part] = (flat @ q)[:, rows]
+    return out
 
 
 def retrieve(
@@ -197,7 +209,7 @@ def retrieve(
     objectness = np.asarray(proposals.objectness[: config.proposal_count], np.float64)
     area = masks.reshape(len(masks), -1).sum(axis=1)
     usable = (area >= config.min_area * h * w) & (area < config.max_area * h * w)
-    prms = np.stack([p.prm for p in peaks]).astype(np.float32)
+    prms = np.stack([p.prm for p in peaks]).astype(np.float32, copy=False)
     points = [
         np.unravel_index(int(p.prm.argmax()), (h, w))
         if config.point == "prm_argmax"
@@ -207,10 +219,9 @@ def retrieve(
     inside = np.stack([masks[:, y, x] for y, x in points], axis=1)  # NxK: proposal n holds point k
     if config.strategy == "prm":
         classes = sorted({p.class_index for p in peaks})
-        q_of = {c: background_map(crm[c], (h, w), config.bg) for c in classes}
-        terms = score_terms(
-            masks, contours(masks, config.contour_width), prms, np.stack([q_of[p.class_index] for p in peaks])
-        )
+        q = np.stack([background_map(crm[c], (h, w), config.bg) for c in classes])  # one Q per class
+        of = [classes.index(p.class_index) for p in peaks]
+        terms = score_terms(masks, contours(masks, config.contour_width), prms, q, np.asarray(of))
         score = config.alpha * terms["inside"] + terms["contour"] - config.beta * terms["background"]
         if config.contain_point:
             score = np.where(inside, score, -np.inf)

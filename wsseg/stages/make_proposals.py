@@ -127,7 +127,10 @@ def _one_image(task: tuple[str, str, str, dict[str, Any]]) -> dict[str, float]:
     if (height, width) != shape:
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     start = time.perf_counter()
-    proposals = selective_search(image, ProposalConfig.from_dict(config))
+    try:
+        proposals = selective_search(image, ProposalConfig.from_dict(config))
+    except BadInputError as error:  # about the array: name the image instead
+        raise BadInputError(name, error.problem) from None
     seconds = time.perf_counter() - start
     save_proposals(Path(out_path), proposals, shape, seconds)
     return {"proposals": len(proposals), "seconds": seconds, "processed": 1}

@@ -99,8 +99,7 @@ def _one_image(task: dict[str, Any]) -> list[dict[str, Any]]:
         if not (root / task[key]).is_file():
             raise BadInputError(
                 task["filename"],
-                f"has no result in {stage} run {task[run]} ({task[key]} is missing: the run skipped it "
-                f"or did not cover it); run `wsseg {stage}` on it first",
+                f"has no result in {stage} run {task[run]}: that run skipped it or did not cover it",
             )
     data = load_result(root / task["peaks_file"])
     if len(data["peaks"]) != len(task["peak_ids"]):
@@ -121,6 +120,7 @@ def _one_image(task: dict[str, Any]) -> list[dict[str, Any]]:
         if task["classes"] is None or int(data["peaks"][k, 0]) in task["classes"]
     ]
     peaks = image_peaks(data, shape, keep)
+    del data["prms"]  # the kept maps live on in ``peaks``; all of them would double the memory
     rows = []
     for found in retrieve(proposals, peaks, data["crm"], config):
         peak = peaks[found.peak]
