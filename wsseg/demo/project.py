@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.resources
 import io
 import shutil
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
