@@ -141,7 +141,9 @@ def edges() -> list[tuple[str, str, bool]]:
 
 def test_every_folder_has_a_layer() -> None:
     names = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
-    assert names - {"__init__", "__main__", "__pycache__"} <= set(LAYERS), "a new folder needs a layer in LAYERS"
+    assert names - {"__init__", "__main__", "__pycache__"} <= set(LAYERS), (
+        "a new folder needs a layer in LAYERS"
+    )
 
 
 def test_imports_only_point_down(edges: list[tuple[str, str, bool]]) -> None:
