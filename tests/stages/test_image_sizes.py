@@ -22,7 +22,7 @@ from wsseg.methods.proposals import ProposalConfig
 from wsseg.methods.pseudo_masks import RetrievalConfig
 from wsseg.models.classifier import ClassifierConfig
 from wsseg.stages.make_peaks import load_result, make_peaks, working_shape
-from wsseg.stages.make_proposals import load_proposals, make_proposals, proposal_masks
+from wsseg.stages.make_proposals import load_proposals, make_proposals, proposal_masks, resize_mask
 from wsseg.stages.make_pseudo_masks import make_pseudo_masks
 from wsseg.stages.per_image import skipped_images
 from wsseg.stages.recipes import INFERENCE_PEAKS, WORKING_SIDE
@@ -117,8 +117,14 @@ def test_a_large_image_goes_through_every_stage_and_its_masks_have_the_stored_si
 
     proposals_run = make_proposals(project, CHEAP)
     path = project.artifact("proposals", proposals_run, big.id, ".json")
-    masks = proposal_masks(path, range(len(load_proposals(path, WORKING_SIDE))))
-    assert masks.shape[1:] == BIG  # stored at the stored image's size
+    computed = load_proposals(
+        path, WORKING_SIDE
+    ).masks  # as the stage computed them (pseudo masks read these)
+    masks = proposal_masks(path, range(len(computed)))
+    assert computed.shape[1:] == working and masks.shape[1:] == BIG  # stored at the stored image's size
+    for stored, small in zip(masks, computed, strict=True):  # the two copies agree
+        back = resize_mask(stored, working)
+        assert (back & small).sum() >= 0.97 * (back | small).sum()
     disc = _disc_mask()
     best = max((m & disc).sum() / (m | disc).sum() for m in masks)
     assert best > 0.9, f"no proposal recovers the drawn disc (best IoU {best:.2f})"
