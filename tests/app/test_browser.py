@@ -139,6 +139,9 @@ def test_data_page_browses_and_reports_bad_uploads_by_name(
     )
     page.get_by_text("fresh.png").first.wait_for(timeout=TIMEOUT)
     page.get_by_role("button", name="Import").click()
+    # The page refreshes on its Browse tab with the new count; the full report stays on Upload.
+    page.get_by_text("Last upload: 1 image(s) imported, now 13 in the project").wait_for(timeout=TIMEOUT)
+    page.get_by_role("tab", name="Upload").click()
     page.get_by_text("Imported 1 image(s).").wait_for(timeout=TIMEOUT)
     # The skipped file is named in the warning (a table of skipped files may name it too).
     page.get_by_test_id("stAlertContentWarning").get_by_text("images/broken.png", exact=True).wait_for(

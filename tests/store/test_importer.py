@@ -15,7 +15,7 @@ from wsseg.errors import BadInputError
 from wsseg.store.importer import ground_truth, import_source
 from wsseg.store.project import Project
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def png(value: int, size: int = 32) -> bytes:  # MIN_SIDE: smaller ones are refused

@@ -13,7 +13,7 @@ import pytest
 from wsseg.errors import BadInputError
 from wsseg.store.project import DB_NAME, SCHEMA_VERSION, Project, safe_filename
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _add(project: Project, name: str, data: bytes = b"x", tags: tuple[str, ...] = ()) -> int:

@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from wsseg.data.images import content_hash
 from wsseg.store.project import Project
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("disc", "square", "triangle", "star")
 
 

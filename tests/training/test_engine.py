@@ -12,7 +12,7 @@ from tests._engine_toy import CONFIG, run
 from wsseg.errors import BadInputError
 from wsseg.training.engine import CHECKPOINT, TrainConfig, load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
