@@ -19,7 +19,7 @@ from wsseg.store.project import Project
 from wsseg.views.cam import PeakSettings, class_peaks, image_maps, open_classifier
 from wsseg.views.evaluate import eval_runs, score_run, worst_images
 
-TIMEOUT = 60_000
+TIMEOUT = 120_000
 
 pytestmark = [
     pytest.mark.browser,

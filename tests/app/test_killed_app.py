@@ -27,7 +27,7 @@ from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
 from tests.curation_project import tiny_project
 from wsseg.store.project import DB_NAME, Project
 
-TIMEOUT = 30_000
+TIMEOUT = 90_000
 COUNTS = re.compile(r"(\d+) (accepted|rejected)")
 
 pytestmark = [

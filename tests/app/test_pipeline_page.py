@@ -22,7 +22,7 @@ from wsseg.store.project import Project
 from wsseg.training.engine import CHECKPOINT
 from wsseg.views.pipeline import STEPS
 
-TIMEOUT = 60_000
+TIMEOUT = 120_000
 PIPELINE_DEADLINE = 420.0  # seconds; it took about 2.5 minutes on a loaded 2-core machine
 IMAGES = 8
 #: Small settings typed into the panel: (field label, value).
