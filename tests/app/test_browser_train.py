@@ -79,7 +79,7 @@ def test_start_watch_stop_and_resume_a_job(
     page.get_by_role("heading", name="Project").wait_for(timeout=TIMEOUT)
     page.goto(url + "/train")
     page.get_by_role("heading", name="Train").first.wait_for(timeout=TIMEOUT)
-    page.get_by_text("No training job yet").wait_for(timeout=TIMEOUT)
+    page.get_by_text("No job yet").wait_for(timeout=TIMEOUT)
     _set(page, "Run name (checkpoints/<name>/)", "browser")
     _set(page, "Epochs", "30")
     _set(page, "Batch size", "4")
