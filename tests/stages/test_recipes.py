@@ -161,5 +161,6 @@ def test_the_benchmark_reads_the_recipe() -> None:
 
 
 def test_the_ple_recipe_runs_self_training_rounds_on_shapes_only() -> None:
-    assert ple_plan("shapes", False, 0).rounds == ple_plan("shapes", True, 0).rounds == ROUNDS > 1
+    assert ple_plan("shapes", False, 0).rounds == ROUNDS > 1
+    assert ple_plan("shapes", True, 0).rounds == 1  # measured: the rounds overran the quick budget
     assert ple_plan("camvid", False, 0).rounds == 1  # measured: rounds lowered CamVid's mIoU

@@ -3,7 +3,9 @@
 The benchmark goes through the product's own path: the data are written as tagged folders (with their
 ground truth as COCO JSON, used only for evaluation), imported into a fresh project, and each stage
 runs through the same functions as the command line. A key appears in the report only when its stage
-ran; nothing is estimated or copied from an earlier run.
+ran; nothing is estimated or copied from an earlier run. The one thing a run may take from outside is
+its classifier: the quick shapes plan starts from the shipped demo classifier instead of training one
+(``BenchPlan.shipped_classifier``), evaluated like a trained one and named in ``classifier.source``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import torch
 
-from wsseg.bench.common import bench_project, render_markdown, train_bench_classifier, versions, write_report
+from wsseg.bench.common import bench_classifier, bench_project, render_markdown, versions, write_report
 from wsseg.bench.curation_run import run_curation_bench
 from wsseg.bench.data import dataset_splits
 from wsseg.bench.maskrcnn import bench_maskrcnn, classifier_start
@@ -71,19 +73,23 @@ def run_bench(
         "augment": asdict(plan.augment),
         "peak_scale": plan.peak_scale,
         "pseudo_variant": plan.pseudo_variant,
+        "shipped_classifier": plan.shipped_classifier,
     }
 
     laps.start()
-    train_bench_classifier(project, plan)
-    laps.lap("classifier_train")
+    source = bench_classifier(project, plan)
+    laps.lap("classifier_install" if plan.shipped_classifier else "classifier_train")
     write_report(out, report, laps, complete=False)
 
     laps.start()
-    model, classes, _ = load_classifier(project, "classifier")
+    model, classes, extra = load_classifier(project, "classifier")
+    if plan.shipped_classifier:  # its own model config; its training is not this run's
+        report["plan"].update(classifier=extra["model"], train=None)
     inference = replace(INFERENCE_PEAKS, scale=plan.peak_scale)
-    report["classifier"] = evaluate_classifier(
-        project, model, classes, split="val", size=plan.size, inference=inference
-    )
+    report["classifier"] = {
+        "source": source,
+        **evaluate_classifier(project, model, classes, split="val", size=plan.size, inference=inference),
+    }
     laps.lap("classifier_eval")
     write_report(out, report, laps, complete=False)
 
@@ -119,7 +125,12 @@ def run_bench(
     if instances:
         laps.start()
         mplan = plan.maskrcnn or maskrcnn_plan(
-            quick, len(train_split.classes), seed, *classifier_start(project), epochs=plan.maskrcnn_epochs
+            quick,
+            len(train_split.classes),
+            seed,
+            *classifier_start(project),
+            epochs=plan.maskrcnn_epochs,
+            max_images=plan.maskrcnn_images,
         )
         pseudo_coco = report.get("pseudo_masks", {}).get("coco")
         report["maskrcnn"] = bench_maskrcnn(project, mplan, Path(pseudo_coco) if pseudo_coco else None)

@@ -1,5 +1,6 @@
 """What the benchmarks share: the bench project written from a dataset's splits, the classifier trained
-on it with the plan's recipe, and the report (the versions it ran with, report.json and report.md)."""
+on it with the plan's recipe (or the shipped one), and the report (the versions it ran with, report.json
+and report.md)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,19 @@ from wsseg.bench.data import BenchSplit
 from wsseg.bench.timing import Laps
 from wsseg.data.coco import write_coco
 from wsseg.data.tagged_folder import write_tagged_folder
+from wsseg.demo.project import DEMO_CHECKPOINT, install_classifier
+from wsseg.errors import BadInputError
 from wsseg.fileio import write_json
 from wsseg.stages.recipes import BenchPlan
 from wsseg.stages.train_classifier import train_classifier
 from wsseg.store.importer import import_source
 from wsseg.store.project import Project
-from wsseg.training.engine import tqdm_callback
+from wsseg.training.engine import load_checkpoint, tqdm_callback
+
+SHIPPED = "shipped demo classifier (assets/demo-classifier.pt)"
+"""``classifier.source`` of a run that starts from ``DEMO_CHECKPOINT`` (``BenchPlan.shipped_classifier``)."""
+TRAINED = "trained from scratch in this run (plan.classifier, plan.train)"
+"""``classifier.source`` of a run that trains its own classifier."""
 
 
 def write_split(folder: Path, split: BenchSplit, limit: int) -> int:
@@ -69,6 +77,23 @@ def bench_project(
     import_source(project, work / "data" / "train", split="train")
     import_source(project, work / "data" / "val", split="val")
     return project, {"train_images": n_train, "val_images": n_val, "classes": list(project.classes())}
+
+
+def bench_classifier(project: Project, plan: BenchPlan, shipped: Path = DEMO_CHECKPOINT) -> str:
+    """The run's classifier ``checkpoints/classifier``: with ``plan.shipped_classifier`` the checkpoint
+    ``shipped`` copied in (its classes must be the project's, in order), else trained by
+    ``train_bench_classifier``. Returns its ``classifier.source`` for the report."""
+    if not plan.shipped_classifier:
+        train_bench_classifier(project, plan)
+        return TRAINED
+    classes = list(load_checkpoint(Path(shipped))["extra"]["classes"])
+    if classes != project.classes():
+        raise BadInputError(
+            str(shipped), f"knows the classes {classes}, the bench data has {project.classes()}"
+        )
+    if install_classifier(project, Path(shipped)) is None:
+        raise BadInputError(str(project.root), "already has a classifier; the bench starts a fresh project")
+    return SHIPPED if Path(shipped) == DEMO_CHECKPOINT else f"shipped classifier ({shipped})"
 
 
 def train_bench_classifier(project: Project, plan: BenchPlan) -> None:
@@ -127,6 +152,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"torch {report['versions']['torch']} on {report['versions']['device']}",
         "",
     ]
+    if "source" in report.get("classifier", {}):
+        lines += [f"Classifier: {report['classifier']['source']}.", ""]
     if not report.get("complete", True):
         lines += [
             f"**Partial report**: the run has not finished (stages done: "
