@@ -14,7 +14,7 @@ import streamlit as st
 
 from pages.cached import maps as _maps
 from pages.cached import prm as _prm
-from pages.common import current_project, skipped_note, tag_filter
+from pages.common import current_project, peak_filter_sliders, skipped_note, tag_filter
 from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
 from pages.hints import missing_step
 from wsseg.methods.prm import METHODS
@@ -89,16 +89,7 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
     peak_filter = row[1].selectbox(
         "Peak filter", FILTERS, index=FILTERS.index(default.peak_filter), key="cam_filter"
     )
-    # A slider at 0 is a filter that is off (None).
-    relative = row[2].slider(
-        "Threshold (fraction of the map's max)",
-        0.0,
-        1.0,
-        default.relative_threshold or 0.0,
-        0.05,
-        key="cam_threshold",
-    )
-    smooth = row[3].slider("Smoothing (cells)", 0.0, 3.0, default.smooth or 0.0, 0.5, key="cam_smooth")
+    relative, smooth = peak_filter_sliders(row[2], row[3], default, "cam")
     positive = row[4].toggle(
         "Positive peaks only", value=default.peak_threshold is not None, key="cam_positive"
     )
@@ -110,9 +101,9 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
     settings = PeakSettings(
         window=window,
         peak_filter=peak_filter,
-        relative_threshold=relative or None,
+        relative_threshold=relative,
         peak_threshold=0.0 if positive else None,
-        smooth=smooth or None,
+        smooth=smooth,
     )
     found = shown_peaks(class_peaks(maps, settings, class_index))
     peaks = found.peaks  # drawn and listed alike: peak k is numbered k + 1 everywhere

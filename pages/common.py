@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -169,3 +170,22 @@ def metrics_text(metrics: dict) -> str:
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={len(v)}" if isinstance(v, list) else f"{k}={v}"
         for k, v in metrics.items()
     )
+
+
+def peak_filter_sliders(
+    threshold_column: Any, smooth_column: Any, default: Any, key: str
+) -> tuple[float | None, float | None]:
+    """The inference peaks' two filters as sliders in the given columns, starting at ``default``'s
+    (a ``PeakSettings``); a slider at 0 is a filter that is off, returned as None."""
+    threshold = threshold_column.slider(
+        "Threshold (fraction of the map's max)",
+        0.0,
+        1.0,
+        default.relative_threshold or 0.0,
+        0.05,
+        key=f"{key}_threshold",
+    )
+    smooth = smooth_column.slider(
+        "Smoothing (cells)", 0.0, 3.0, default.smooth or 0.0, 0.5, key=f"{key}_smooth"
+    )
+    return threshold or None, smooth or None

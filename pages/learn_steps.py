@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import cached
+from pages.common import peak_filter_sliders
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
 from wsseg.methods.crf import CRFConfig
 from wsseg.methods.overlap import mask_iou
@@ -261,17 +262,8 @@ def peaks_step(lesson: Lesson, step: Step) -> None:
     k = _class_choice(lesson, "learn_peaks_class", tagged_only=True, column=row[0])
     default, windows = PeakSettings(), [1, 3, 5, 7, 9, 15]
     window = row[1].selectbox("Peak window", windows, index=windows.index(default.window), key="learn_window")
-    # A slider at 0 is a filter that is off (None).
-    threshold = row[2].slider(
-        "Threshold (fraction of the map's max)",
-        0.0,
-        1.0,
-        default.relative_threshold or 0.0,
-        0.05,
-        key="learn_threshold",
-    )
-    smooth = row[3].slider("Smoothing (cells)", 0.0, 3.0, default.smooth or 0.0, 0.5, key="learn_smooth")
-    settings = PeakSettings(window=window, relative_threshold=threshold or None, smooth=smooth or None)
+    threshold, smooth = peak_filter_sliders(row[2], row[3], default, "learn")
+    settings = PeakSettings(window=window, relative_threshold=threshold, smooth=smooth)
     peaks = class_peaks(lesson.maps, settings, k)
     points = [(p.y, p.x) for p in peaks]
     name = lesson.classes[k]
