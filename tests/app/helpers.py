@@ -90,3 +90,20 @@ def serve(project: Path, lesson: Path | None = None) -> Iterator[str]:
 def first_tagged(classes: list[str], tags: tuple[str, ...]) -> int:
     """The class the CAMs page opens on: the first of the project's classes the image is tagged with."""
     return next(k for k, c in enumerate(classes) if c in tags)
+
+
+#: How long a browser test waits for the app before it fails (ms): a bound on failure, not a speed check.
+WAIT = 120_000
+
+
+def wait_idle(page: object, timeout: float = WAIT) -> None:
+    """Until Streamlit has finished the current run (its status widget gone)."""
+    page.wait_for_timeout(300)
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=timeout)
+
+
+def no_exception(page: object) -> None:
+    """The page shows no exception and no traceback."""
+    shown = [e.inner_text() for e in page.locator("[data-testid='stException']").all()]
+    assert not shown, shown
+    assert page.get_by_text("Traceback").count() == 0

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, first_tagged, serve
+from tests.app.helpers import no_exception as _no_exception
+from tests.app.helpers import wait_idle as _wait_idle
 from wsseg.store.project import Project
 from wsseg.views.cam import PeakSettings, class_peaks, image_maps, open_classifier
 from wsseg.views.evaluate import eval_runs, score_run, worst_images
@@ -73,11 +75,6 @@ def _screenshot(page: object, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(folder / f"screenshot-{name}.png"), full_page=True)
 
 
-def _no_exception(page: object) -> None:
-    assert page.locator("[data-testid='stException']").count() == 0
-    assert page.get_by_text("Traceback").count() == 0
-
-
 def _images_loaded(
     page: object, count: int | None = None, selector: str = "[data-testid='stImage'] img"
 ) -> list[int]:
@@ -90,12 +87,6 @@ def _images_loaded(
         timeout=TIMEOUT,
     )
     return page.locator(selector).evaluate_all("els => els.map(e => e.naturalWidth)")
-
-
-def _wait_idle(page: object) -> None:
-    """Until Streamlit has finished the current run (its status widget gone)."""
-    page.wait_for_timeout(300)
-    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=TIMEOUT)
 
 
 def test_project_page_shows_status_and_lineage(server: str, browser: object, tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ import pytest
 from PIL import Image
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, first_tagged, serve
+from tests.app.helpers import no_exception as _no_exception
+from tests.app.helpers import wait_idle as _idle
 from wsseg.demo.project import create_demo_project
 from wsseg.stages.recipes import INFERENCE_PEAKS
 from wsseg.store.project import Project
@@ -60,17 +62,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 def _page(browser: object) -> object:
     return browser.new_page(viewport={"width": 1400, "height": 1800})
-
-
-def _idle(page: object) -> None:
-    """Until Streamlit has finished the current run (its status widget gone)."""
-    page.wait_for_timeout(300)
-    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=TIMEOUT)
-
-
-def _no_exception(page: object) -> None:
-    assert page.locator("[data-testid='stException']").count() == 0
-    assert page.get_by_text("Traceback").count() == 0
 
 
 def _shot(page: object, name: str, tmp_path: Path) -> None:

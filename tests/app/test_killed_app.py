@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
+from tests.app.helpers import wait_idle as _idle
 from tests.curation_project import tiny_project
 from wsseg.store.project import DB_NAME, Project
 
@@ -55,12 +56,6 @@ def _decided(page: object, timeout: float = TIMEOUT) -> int:
     """How many masks the page says are accepted or rejected (the queue's caption)."""
     text = page.get_by_text("automatic masks, most likely wrong first").inner_text(timeout=timeout)
     return sum(int(n) for n, _ in COUNTS.findall(text))
-
-
-def _idle(page: object) -> None:
-    """Until Streamlit has finished the current run (its status widget gone)."""
-    page.wait_for_timeout(100)
-    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=TIMEOUT)
 
 
 def _current_mask(page: object) -> int:

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, serve
+from tests.app.helpers import no_exception as _no_exception
+from tests.app.helpers import wait_idle as _idle
 from tests.app.photos import tagged_zip
 from wsseg.jobs.table import list_jobs
 from wsseg.store.project import Project
@@ -46,17 +48,6 @@ def _screenshot(page: object, name: str, tmp_path: Path) -> None:
     folder = Path(os.environ.get("WSSEG_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"screenshot-{name}.png"), full_page=True)
-
-
-def _idle(page: object) -> None:
-    page.wait_for_timeout(300)
-    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=TIMEOUT)
-
-
-def _no_exception(page: object) -> None:
-    shown = [e.inner_text() for e in page.locator("[data-testid='stException']").all()]
-    assert not shown, shown
-    assert page.get_by_text("Traceback").count() == 0
 
 
 def test_the_whole_pipeline_runs_from_the_panel_on_uploaded_photos(
