@@ -150,9 +150,7 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
                     caption=f"{origin} · drawn over the image in grey",
                     width="stretch",
                 )
-                half = scale.top * 0.5 ** (1 / scale.gamma)  # the raw value drawn at 0.5
-                ticks = ("0", f"0.5 = {half:.2g}", f"1 = {scale.top:.2g} or more")
-                _bar(colormap, ticks, f"Colour scale of the PRM: {scale.text}.")
+                _bar(colormap, scale.ticks, f"Colour scale of the PRM: {scale.text}.")
 
     with st.expander(
         "Every class, tagged or absent (the same scale shows how weak absent classes are)", expanded=True

@@ -308,7 +308,7 @@ def prm_step(lesson: Lesson, step: Step) -> None:
             base, heat, OverlayStyle(0.7), [(peak.y, peak.x)], 0, target=SIZE, labels=[number]
         )
         _show(
-            with_colour_bar(picture, OverlayStyle().colormap, ("0", "0.5", f"1 = {scale.top:.2g} or more")),
+            with_colour_bar(picture, OverlayStyle().colormap, scale.ticks),
             f"{origin}. Colour scale: {scale.text}.",
         )
         return prm_outcome(prm, (peak.y, peak.x), lesson.truth, k, name)

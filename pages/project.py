@@ -20,9 +20,12 @@ from wsseg.views.overlay import (
     display_scale,
     draw_peaks,
     enlarge,
+    greyed,
     jpeg_bytes,
     normalize,
     outlines,
+    prm_heat,
+    with_colour_bar,
 )
 
 #: The ranked proposals shown in a lineage, best first, and their outline colours.
@@ -69,11 +72,21 @@ def lineage_view(project: Project) -> None:
     steps = [("Image and tags", enlarge(lin.image, scale), ", ".join(lin.tags) or "no tags")]
     if lin.crm is not None:
         crm = enlarge(blend(lin.image, normalize(lin.crm), style.opacity, style.colormap), scale)
-        steps.append((f"CRM of {lin.class_name}", crm, "class response map (linked peaks run)"))
+        top = float(lin.crm.max())
+        ticks = ("0", f"{top / 2:.2g}", f"{top:.2g}") if top > 0 else ("0", "0.5", "1")
+        steps.append(
+            (
+                f"CRM of {lin.class_name}",
+                with_colour_bar(crm, style.colormap, ticks),
+                "class response map (linked peaks run), over its maximum",
+            )
+        )
         steps.append(("Peak", draw_peaks(crm, point, scale=scale), f"at (y, x) = {lin.peak}"))
     if lin.prm is not None:
-        prm = enlarge(blend(lin.image, normalize(lin.prm), style.opacity, style.colormap), scale)
-        steps.append(("PRM", draw_peaks(prm, point, scale=scale), "peak response map of that peak"))
+        heat, prm_scale = prm_heat(lin.prm)
+        prm = enlarge(blend(greyed(lin.image), heat, style.opacity, style.colormap), scale)
+        prm = with_colour_bar(draw_peaks(prm, point, scale=scale), style.colormap, prm_scale.ticks)
+        steps.append(("PRM", prm, f"peak response map of that peak · {prm_scale.text}"))
     if lin.ranked is not None and len(lin.ranked):
         shown = lin.ranked[:RANKED_SHOWN]
         ranked = outlines(lin.image, shown, RANKED_COLOURS[: len(shown)])

@@ -27,9 +27,11 @@ from wsseg.views.overlay import (
     display_scale,
     draw_peaks,
     enlarge,
+    greyed,
     jpeg_bytes,
-    normalize,
     overlay_view,
+    prm_heat,
+    with_colour_bar,
 )
 from wsseg.views.retrieval import (
     WEIGHTED_TERMS,
@@ -102,8 +104,13 @@ def viewer(cands: ImageCandidates, peak_index: int, class_name: str) -> None:
     pictures = st.columns(4)
     with pictures[0]:
         st.markdown(f"**PRM of the peak** ({class_name})")
-        heat = overlay_view(cands.image, normalize(peak.prm), style, [(peak.y, peak.x)], 0, target=320)
-        st.image(jpeg_bytes(heat), caption=f"peak at (y, x) = ({peak.y}, {peak.x})", width="stretch")
+        heat, scale = prm_heat(peak.prm)
+        picture = overlay_view(greyed(cands.image), heat, style, [(peak.y, peak.x)], 0, target=320)
+        st.image(
+            jpeg_bytes(with_colour_bar(picture, style.colormap, scale.ticks)),
+            caption=f"peak at (y, x) = ({peak.y}, {peak.x}) · colour scale: {scale.text}",
+            width="stretch",
+        )
     with pictures[1]:
         st.markdown(f"**Background Q** (bg = {bg:.2f})")
         q = background_map(cands.crm[peak.class_index], cands.image.shape[:2], bg)

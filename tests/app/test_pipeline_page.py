@@ -1,7 +1,10 @@
 """The whole pipeline from the browser, no shell: a new empty project, a zip of tagged photo-like
 pictures uploaded on the Data page, tiny settings typed into the Project page's pipeline panel, "Run
 every remaining step", and the panel showing every step done, which the database confirms (a done
-run of each stage, pseudo masks, a Mask R-CNN checkpoint, stored evaluation metrics).
+run of each stage, pseudo masks, a Mask R-CNN checkpoint, stored evaluation metrics). Then, still in
+the browser: accept, reject and paint masks on the Curate page, retrain Mask R-CNN on the curated masks
+from the Train page, evaluate the retrained model from the panel and see its scores on the Evaluate
+page; the database agrees after every click.
 
 Real Streamlit server, Debian's Chromium, real background jobs. Screenshots (panel idle, running, all
 done; the Train page's jobs) go to $WSSEG_SCREENSHOTS when set, else to the test's temporary folder.
@@ -9,6 +12,7 @@ done; the Train page's jobs) go to $WSSEG_SCREENSHOTS when set, else to the test
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -19,6 +23,8 @@ from tests.app.helpers import CHROMIUM, CHROMIUM_ARGS, serve
 from tests.app.helpers import no_exception as _no_exception
 from tests.app.helpers import wait_idle as _idle
 from tests.app.photos import tagged_zip
+from wsseg.curation.export import is_curated
+from wsseg.data.coco import decode_rle
 from wsseg.jobs.table import list_jobs
 from wsseg.store.project import Project
 from wsseg.training.engine import CHECKPOINT
@@ -144,4 +150,136 @@ def test_the_whole_pipeline_runs_from_the_panel_on_uploaded_photos(
         _idle(page)
         _no_exception(page)
         _screenshot(page, "train", tmp_path)
+
+        curated = _curate(page, url, root, pseudo.id, tmp_path)
+        retrained = _retrain(page, url, root, curated, tmp_path)
+        _evaluate(page, url, root, retrained, tmp_path)
         browser.close()
+
+
+def _changed(page: object, root: Path, before: dict[int, int]) -> list[dict]:
+    """The pseudo masks whose version moved on from ``before`` (mask id -> version), polled until one
+    does (the click's rerun writes the edit) or TIMEOUT passes."""
+    changed: list[dict] = []
+    for _ in range(TIMEOUT // 200):
+        changed = [m for m in Project(root).pseudo_masks() if m["version"] != before[m["id"]]]
+        if changed:
+            break
+        page.wait_for_timeout(200)
+    _idle(page)
+    return changed
+
+
+def _curate(page: object, url: str, root: Path, run_id: int, tmp_path: Path) -> list[int]:
+    """Accept one mask, reject the next and paint on the third with the canvas's brush; returns the
+    ids of the curated (accepted or edited) masks, which the database confirms."""
+    page.goto(url + "/curate")
+    page.get_by_text("automatic masks, most likely wrong first").wait_for(timeout=TIMEOUT)
+    _idle(page)
+    masks = Project(root).pseudo_masks(run_id=run_id)
+    assert len(masks) >= 3, len(masks)  # three decisions to make
+    decided: dict[int, str] = {}
+    for button, status in (("Accept", "accepted"), ("Reject", "rejected")):
+        before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
+        page.get_by_role("button", name=button, exact=True).first.click()
+        changed = _changed(page, root, before)
+        assert len(changed) == 1 and changed[0]["status"] == status, changed
+        decided[changed[0]["id"]] = status
+
+    # Paint: a stroke with the mouse across the canvas (the current mask drawn on the photo), applied.
+    before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
+    areas = {m["id"]: int(decode_rle(m["rle"]).sum()) for m in Project(root).pseudo_masks()}
+    page.get_by_text("Paint or erase").click()
+    canvas = page.locator("iframe[title*='drawable_canvas']").first
+    canvas.wait_for(timeout=TIMEOUT)
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)  # the component draws its background picture
+    frame = page.frame_locator("iframe[title*='drawable_canvas']").first.locator("canvas").last
+    picture = frame.bounding_box()  # the drawing surface inside the frame, above its toolbar
+    assert picture is not None
+    y = picture["y"] + picture["height"] / 2
+    page.mouse.move(picture["x"] + 5, y)
+    page.mouse.down()
+    for k in range(1, 21):
+        page.mouse.move(picture["x"] + 5 + k * (picture["width"] - 10) / 20, y, steps=2)
+    page.mouse.up()
+    page.get_by_text("after the stroke").wait_for(timeout=TIMEOUT)
+    _screenshot(page, "curate-paint", tmp_path)
+    page.get_by_role("button", name="Apply the stroke").click()
+    changed = _changed(page, root, before)
+    assert len(changed) == 1 and changed[0]["status"] == "edited", changed
+    painted = changed[0]
+    assert int(decode_rle(painted["rle"]).sum()) > areas[painted["id"]]  # the stroke added pixels
+    decided[painted["id"]] = "edited"
+    _no_exception(page)
+
+    stored = {m["id"]: m for m in Project(root).pseudo_masks(run_id=run_id)}
+    assert {i: stored[i]["status"] for i in decided} == decided
+    curated = sorted(i for i, m in stored.items() if is_curated(m))
+    assert curated == sorted(i for i, s in decided.items() if s != "rejected")
+    page.reload()
+    caption = page.get_by_text("automatic masks, most likely wrong first")
+    caption.wait_for(timeout=TIMEOUT)
+    _idle(page)
+    words = caption.inner_text()
+    assert "1 accepted" in words and "1 edited" in words and "1 rejected" in words, words
+    return curated
+
+
+def _retrain(page: object, url: str, root: Path, curated: list[int], tmp_path: Path) -> int:
+    """Retrain Mask R-CNN on the curated masks from the Train page; returns its run id."""
+    page.goto(url + "/train")
+    page.get_by_role("heading", name="Train").first.wait_for(timeout=TIMEOUT)
+    _idle(page)
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Stage").click()
+    page.get_by_role("option", name="Mask R-CNN", exact=True).click()
+    _idle(page)
+    page.get_by_text(f"curated masks (accepted or edited): retrain · {len(curated)} in").click()
+    _idle(page)
+    field = page.get_by_label("Epochs", exact=True)
+    field.fill("1")
+    field.press("Enter")
+    _idle(page)
+    before = {j.id for j in list_jobs(Project(root))}
+    page.get_by_role("button", name="Retrain on curated masks").click()
+    job = None
+    for _ in range(PIPELINE_DEADLINE * 5):
+        new = [j for j in list_jobs(Project(root)) if j.id not in before]
+        job = new[0] if new else None
+        if job is not None and not job.active:
+            break
+        page.wait_for_timeout(200)
+    assert job is not None and job.status == "done", job
+    page.get_by_text(re.compile(rf"job {job.id} · .* · done")).first.wait_for(timeout=TIMEOUT)
+    _no_exception(page)
+    _screenshot(page, "train-curated", tmp_path)
+
+    project = Project(root)
+    run = project.latest_run("maskrcnn")
+    assert run.status == "done" and run.config["name"] == job.name == "maskrcnn-curated"
+    assert (root / "checkpoints" / "maskrcnn-curated" / CHECKPOINT).is_file()
+    # It learnt exactly the curated masks: the exported file its config names holds those and no other.
+    exported = json.loads((root / run.config["coco"]).read_text())
+    assert len(exported["annotations"]) == len(curated)
+    return run.id
+
+
+def _evaluate(page: object, url: str, root: Path, model_run: int, tmp_path: Path) -> None:
+    """The panel says the evaluation is out of date; its next step evaluates the retrained model, and
+    the Evaluate page shows the scores."""
+    page.goto(url)
+    page.get_by_text("out of date: mask r-cnn has a newer run").wait_for(timeout=TIMEOUT)
+    _idle(page)
+    page.get_by_role("button", name="Run the next step: Evaluation").click()
+    page.get_by_role("button", name="Every step is done").wait_for(timeout=PIPELINE_DEADLINE * 1000)
+    _idle(page)
+    _no_exception(page)
+    evaluation = Project(root).latest_run("evaluate")
+    assert evaluation.status == "done" and evaluation.config["model_run"] == model_run
+    assert evaluation.config["model"] == "maskrcnn-curated"
+    page.get_by_text(f"run {evaluation.id} · maskrcnn-curated against the tags").wait_for(timeout=TIMEOUT)
+    page.goto(url + "/evaluate")
+    page.get_by_text("Evaluation against the tags").wait_for(timeout=TIMEOUT)
+    _idle(page)
+    _no_exception(page)
+    _screenshot(page, "evaluate-curated", tmp_path)

@@ -182,8 +182,13 @@ def test_prm_heat_scales_by_the_percentile_of_positive_pixels_then_square_root()
     assert heat.flat[24] == pytest.approx(np.sqrt(25 / top), rel=1e-5)  # the value 25
     assert heat.flat[99] == 1.0 and heat.flat[150] == 0.0  # clipped above the top; 0 stays 0
     assert "0 = no evidence" in scale.text and f"{top:.2g}" in scale.text and "square root" in scale.text
+    # The colour bar's middle tick names the raw value drawn at 0.5: top / 4 under the square root.
+    assert scale.ticks == ("0", f"0.5 = {top / 4:.2g}", f"1 = {top:.2g} or more")
+    half = np.full((2, 2), top / 4, np.float32)
+    half[0, 0] = top  # the map's own top, so the percentile stays put
+    assert prm_heat(half, percentile=100.0)[0][1, 1] == pytest.approx(0.5)
     empty, scale = prm_heat(np.zeros((4, 4)))
-    assert not empty.any() and "empty" in scale.text
+    assert not empty.any() and "empty" in scale.text and scale.ticks == ("0", "0.5", "1")
     with pytest.raises(BadInputError, match="gamma"):
         prm_heat(prm, gamma=0)
 

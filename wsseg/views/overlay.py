@@ -91,6 +91,14 @@ class DisplayScale:
     gamma: float
     text: str
 
+    @property
+    def ticks(self) -> tuple[str, str, str]:
+        """A colour bar's three tick labels: 0, the raw value drawn at 0.5, and ``top``."""
+        if self.top <= 0:
+            return ("0", "0.5", "1")
+        half = self.top * 0.5 ** (1 / self.gamma)
+        return ("0", f"0.5 = {half:.2g}", f"1 = {self.top:.2g} or more")
+
 
 def prm_heat(
     prm: np.ndarray, percentile: float = PRM_PERCENTILE, gamma: float = PRM_GAMMA
