@@ -11,12 +11,22 @@ import numpy as np
 class Instances:
     """The instances of one image.
 
-    masks: NxHxW bool; labels: N int class indices (0-based); scores: N float (1.0 for ground truth).
+    masks: NxHxW bool; labels: N int class indices (0-based); scores: N float (1.0 for ground truth);
+    crowd: N bool or None (none is a crowd). A crowd region (COCO's ``iscrowd``) is ground truth that
+    covers a group of objects: evaluation neither rewards nor punishes a prediction inside it.
     """
 
     masks: np.ndarray
     labels: np.ndarray
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    crowd: np.ndarray | None = None
+
+    @property
+    def is_crowd(self) -> np.ndarray:
+        """N bool: which instances are crowd regions."""
+        if self.crowd is None:
+            return np.zeros(len(self.labels), bool)
+        return np.asarray(self.crowd, bool)
 
     @staticmethod
     def empty(height: int, width: int) -> Instances:

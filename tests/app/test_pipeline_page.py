@@ -181,7 +181,7 @@ def _curate(page: object, url: str, root: Path, run_id: int, tmp_path: Path) -> 
     decided: dict[int, str] = {}
     for button, status in (("Accept", "accepted"), ("Reject", "rejected")):
         before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
-        page.get_by_role("button", name=button, exact=True).first.click()
+        page.get_by_role("button", name=button).first.click()
         changed = _changed(page, root, before)
         assert len(changed) == 1 and changed[0]["status"] == status, changed
         decided[changed[0]["id"]] = status

@@ -100,3 +100,57 @@ def test_pointing_misses_and_the_score_threshold_of_counting():
     # Image 1: class 0 kept 2, true 1 -> 1. Image 2: class 1 kept 0, true 1 -> 1. Mean 1.0.
     assert result["count_mae"] == 1.0
     assert pointing_and_counting(truth, {}) == {"pointing_accuracy": 0.0, "count_mae": 1.0}
+
+
+def test_a_crowd_region_is_ignored_as_pycocotools_ignores_it(tmp_path) -> None:
+    """One object and one crowd region of the same class; a prediction on the crowd scores above the
+    prediction on the object. Ignoring the crowd, the object is found at precision 1 (AP 1); counting
+    the crowd as an object halves the recall. pycocotools, run directly on
+    the same truth and results written as COCO files, agrees."""
+    import contextlib
+    import io
+    import json
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from wsseg.data.coco import encode_mask
+
+    thing, crowd = _square(5, 5), _square(30, 30, size=25)
+    truth = {7: Instances(np.stack([thing, crowd]), np.array([0, 0]), np.ones(2), np.array([False, True]))}
+    preds = {7: Instances(np.stack([crowd, thing]), np.array([0, 0]), np.array([0.9, 0.6]))}
+    ours = mask_map(truth, preds, num_classes=1, iou_thresholds=(0.5,)).maps["map50"]
+    assert ours == pytest.approx(1.0)
+    # The crowd counted as an object: the object alone, found perfectly, is half the recall (AP ~0.5).
+    counted = {7: Instances(truth[7].masks, truth[7].labels, truth[7].scores)}
+    alone = {7: Instances(thing[None], np.array([0]), np.array([0.6]))}
+    assert mask_map(counted, alone, num_classes=1, iou_thresholds=(0.5,)).maps["map50"] == pytest.approx(
+        51 / 101
+    )
+    assert mask_map(truth, alone, num_classes=1, iou_thresholds=(0.5,)).maps["map50"] == pytest.approx(1.0)
+
+    def annotation(k: int, mask: np.ndarray, iscrowd: int) -> dict:
+        ys, xs = np.nonzero(mask)
+        box = [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)]
+        rle = encode_mask(mask)
+        return {"id": k, "image_id": 7, "category_id": 1, "segmentation": rle, "area": float(mask.sum()),
+                "bbox": box, "iscrowd": iscrowd}  # fmt: skip
+
+    gt_file, dt_file = tmp_path / "truth.json", tmp_path / "results.json"
+    gt_file.write_text(json.dumps({
+        "images": [{"id": 7, "width": 64, "height": 64, "file_name": "a.png"}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [annotation(1, thing, 0), annotation(2, crowd, 1)],
+    }))  # fmt: skip
+    dt_file.write_text(json.dumps([
+        {"image_id": 7, "category_id": 1, "segmentation": encode_mask(m), "score": s}
+        for m, s in ((crowd, 0.9), (thing, 0.6))
+    ]))  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        ev = COCOeval(gt, gt.loadRes(str(dt_file)), iouType="segm")
+        ev.params.iouThrs = np.array([0.5])
+        ev.params.areaRng, ev.params.areaRngLbl, ev.params.maxDets = [[0, 1e10]], ["all"], [100]
+        ev.evaluate()
+        ev.accumulate()
+    assert float(ev.eval["precision"][0, :, 0, 0, 0].mean()) == pytest.approx(ours)

@@ -2,7 +2,8 @@
 
 Every stage that produces instance masks (pseudo masks, Mask R-CNN) is scored by ``mask_map``, so their
 figures are comparable. COCO's conventions hold: 101-point interpolated precision, at most ``max_dets``
-detections per image, a class without any true instance left out of the mean.
+detections per image, a class without any true instance left out of the mean, crowd regions
+(``Instances.crowd``) ignored: a prediction matched to one counts neither way.
 
 ``pointing_and_counting`` adds the two figures of the peak literature, computed from the instances a
 model keeps (score >= a threshold): pointing accuracy (Zhang et al.'s pointing game, with the most
@@ -78,9 +79,9 @@ def mask_map(
         for mask, label, score in zip(inst.masks, inst.labels, inst.scores, strict=True)
     ]
     keys = [threshold_key(t) for t in iou_thresholds]
-    has_truth = np.zeros(num_classes, bool)
+    has_truth = np.zeros(num_classes, bool)  # a class with only crowd regions is left out, as COCO does
     for inst in truth.values():
-        has_truth[np.asarray(inst.labels, dtype=np.int64)] = True
+        has_truth[np.asarray(inst.labels, dtype=np.int64)[~inst.is_crowd]] = True
     if not detections:
         per_class = {k: [0.0 if has_truth[c] else float("nan") for c in range(num_classes)] for k in keys}
         return MaskMAP({k: (0.0 if has_truth.any() else float("nan")) for k in keys}, per_class)
@@ -127,6 +128,7 @@ def pointing_and_counting(
     errors: list[int] = []
     for image_id, gt in truth.items():
         pred = predictions.get(image_id)
+        gt = Instances(gt.masks[~gt.is_crowd], np.asarray(gt.labels, np.int64)[~gt.is_crowd])
         labels_gt = np.asarray(gt.labels, np.int64)
         labels_pred = np.zeros(0, np.int64) if pred is None else np.asarray(pred.labels, np.int64)
         scores = np.zeros(0) if pred is None else np.asarray(pred.scores, np.float64)
@@ -154,7 +156,7 @@ def _coco_ground_truth(truth: Mapping[int, Instances], num_classes: int) -> COCO
     for image_id, inst in truth.items():
         h, w = inst.masks.shape[1:] if inst.masks.ndim == 3 else (0, 0)
         images.append({"id": int(image_id), "height": int(h), "width": int(w)})
-        for mask, label in zip(inst.masks, inst.labels, strict=True):
+        for mask, label, crowd in zip(inst.masks, inst.labels, inst.is_crowd, strict=True):
             rle = encode_mask(mask)
             annotations.append(
                 {
@@ -164,7 +166,7 @@ def _coco_ground_truth(truth: Mapping[int, Instances], num_classes: int) -> COCO
                     "segmentation": rle,
                     "area": float(mask.sum()),
                     "bbox": _bbox(mask),
-                    "iscrowd": 0,
+                    "iscrowd": int(crowd),
                 }
             )
     gt = COCO()

@@ -47,7 +47,8 @@ def true_instances(project: Project, records: Sequence[ImageRecord]) -> dict[int
         found = gt.instances.get(r.id, []) if gt is not None else []
         masks = np.stack([i.mask for i in found]) if found else np.zeros((0, r.height, r.width), bool)
         labels = np.array([classes.index(i.category) for i in found], np.int64)
-        out[r.id] = Instances(masks, labels, np.ones(len(found)))
+        crowd = np.array([i.iscrowd for i in found], bool)
+        out[r.id] = Instances(masks, labels, np.ones(len(found)), crowd)
     return out
 
 

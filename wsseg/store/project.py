@@ -22,7 +22,7 @@ import re
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ class ImageRecord:
     height: int
     split: str
     tags: tuple[str, ...]
+    source_id: int | None = None
+    source_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,11 +211,23 @@ class Project(ResultsStore):
         conn.execute("INSERT OR IGNORE INTO classes (name) VALUES (?)", (name,))
         return conn.execute("SELECT id FROM classes WHERE name = ?", (name,)).fetchone()[0]
 
-    def add_classes(self, names: Iterable[str]) -> None:
-        """Declare classes (in order), so an untagged dataset still knows its label set."""
+    def add_classes(self, names: Iterable[str], source_ids: Mapping[str, int] | None = None) -> None:
+        """Declare classes (in order), so an untagged dataset still knows its label set. ``source_ids``:
+        a class's id in the source it came from (a COCO category id), kept unless one is stored."""
         with self.transaction() as conn:
             for name in names:
-                self._class_id(conn, name)
+                class_id = self._class_id(conn, name)
+                if source_ids and name in source_ids:
+                    conn.execute(
+                        "UPDATE classes SET source_id = ? WHERE id = ? AND source_id IS NULL",
+                        (int(source_ids[name]), class_id),
+                    )
+
+    def class_source_ids(self) -> dict[str, int]:
+        """Class name -> its id in the source it came from, for the classes that have one."""
+        with self.reading() as conn:
+            rows = conn.execute("SELECT name, source_id FROM classes WHERE source_id IS NOT NULL")
+            return {name: int(source_id) for name, source_id in rows}
 
     def classes(self) -> list[str]:
         """Class names in the order they were first declared."""
@@ -229,8 +243,11 @@ class Project(ResultsStore):
         sha256: str,
         tags: Sequence[str] = (),
         split: str = "train",
+        source_id: int | None = None,
+        source_name: str | None = None,
     ) -> ImageRecord:
-        """Store an encoded image and its tags. The filename is made safe and unique.
+        """Store an encoded image and its tags. The filename is made safe and unique. ``source_id`` and
+        ``source_name``: the image's id and file name in the source it came from (a COCO file), if any.
 
         The caller has already decoded ``data`` (and so knows its size and hash): the store does not
         judge image content. The file lands (atomically) before its row commits.
@@ -251,8 +268,9 @@ class Project(ResultsStore):
             write_bytes(target, data)
             try:
                 cur = conn.execute(
-                    "INSERT INTO images (filename, sha256, width, height, split, added_at) VALUES (?,?,?,?,?,?)",
-                    (unique, sha256, width, height, split, time.time()),
+                    "INSERT INTO images (filename, sha256, width, height, split, added_at, source_id, "
+                    "source_name) VALUES (?,?,?,?,?,?,?,?)",
+                    (unique, sha256, width, height, split, time.time(), source_id, source_name),
                 )
                 image_id = cur.lastrowid
                 for tag in sorted(set(tags)):
@@ -263,7 +281,9 @@ class Project(ResultsStore):
             except BaseException:
                 target.unlink(missing_ok=True)
                 raise
-        return ImageRecord(image_id, unique, sha256, width, height, split, tuple(sorted(set(tags))))
+        return ImageRecord(
+            image_id, unique, sha256, width, height, split, tuple(sorted(set(tags))), source_id, source_name
+        )
 
     def find_by_hash(self, sha256: str) -> ImageRecord | None:
         with self.reading() as conn:
@@ -292,6 +312,8 @@ class Project(ResultsStore):
                 row["height"],
                 row["split"],
                 tuple(sorted(tags[row["id"]])),
+                row["source_id"],
+                row["source_name"],
             )
             for row in rows
         ]

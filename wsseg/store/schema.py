@@ -107,5 +107,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX predictions_image ON predictions (image_id, run_id);
     """,
+    # 3 -> 4: identity in the source an image or class came from (a COCO file's image and category
+    # ids, the image's file name there), so exports can give them back.
+    """
+    ALTER TABLE images ADD COLUMN source_id INTEGER;
+    ALTER TABLE images ADD COLUMN source_name TEXT;
+    ALTER TABLE classes ADD COLUMN source_id INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

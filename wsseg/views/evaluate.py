@@ -144,7 +144,7 @@ def _fit(inst: Instances, shape: tuple[int, ...]) -> Instances:
         if len(inst)
         else np.zeros((0, height, width), bool)
     )
-    return Instances(masks, inst.labels, inst.scores)
+    return Instances(masks, inst.labels, inst.scores, inst.crowd)
 
 
 def run_instances(project: Project, run: RunRecord, truth: Mapping[int, Instances]) -> dict[int, Instances]:
