@@ -71,19 +71,6 @@ def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
     print(f"demo checkpoint written to {args.out} ({metrics})")
 
 
-def _cmd_import(args: argparse.Namespace) -> None:
-    from wsseg.store.importer import import_source
-    from wsseg.store.project import Project
-
-    project = Project.create(args.project)
-    report = import_source(project, args.source, split=args.split, progress=True)
-    print(f"imported {len(report.imported)} image(s) into {project.root}")
-    for problem in report.problems:
-        print(f"refused {problem.source}: {problem.message}")
-    if report.skipped_duplicates:
-        print(f"skipped {len(report.skipped_duplicates)} image(s) already in the project (same content)")
-
-
 def _add_job(p: argparse.ArgumentParser) -> None:
     help = "report progress and status to this row of the project's jobs table (set by the app)"
     p.add_argument("--job", type=int, default=None, help=help)
@@ -341,7 +328,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--name", default=None, help="the model's run name: checkpoints/<name>/ (default: --stage)"
     )
-    p.add_argument("--split", default="val", help="image split (default val; all: every image)")
+    p.add_argument(
+        "--split", default=None, help="image split, or all (default: val when it has truth, else all)"
+    )
     p.add_argument(
         "--score-threshold", type=float, default=0.5, help="instances kept for counting (default 0.5)"
     )
@@ -443,16 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "import",
-        help="import a tagged folder, a zip of one, or a COCO JSON into a project",
+        help="import tagged images (a tagged folder or zip, COCO, PASCAL VOC, a folder per class)",
         description="SOURCE is a folder with images/ and tags.csv (filename,tags; tags separated by ';'), "
-        "a .zip of such a folder, or a COCO instance JSON (its images are looked up beside it or in "
-        "its images/ folder; its masks are kept for evaluation only). The project is created if new. "
-        "Bad files are reported by name and skipped; everything else is imported.",
+        "a .zip of such a folder, a COCO instance JSON (its images are found in the usual places beside "
+        "it, or given with --images), a PASCAL VOC folder (JPEGImages/ with its masks, annotations and "
+        "ImageSets/Segmentation lists) or a folder per class (<class>/<image>, or <split>/<class>/<image>). "
+        "Masks are kept for evaluation only; the source's splits, image ids, file names and category ids "
+        "are kept. The project is created if new. Bad files are reported by name and skipped; an import "
+        "that stores nothing new is an error.",
     )
     p.add_argument("source", type=Path)
     p.add_argument("--project", type=Path, required=True)
-    p.add_argument("--split", default="train", help="split name stored with the images (default train)")
-    p.set_defaults(func=_cmd_import)
+    p.add_argument("--images", type=Path, default=None, help="the image folder of a COCO JSON")
+    p.add_argument("--split", default=None, help="split of every image (default: the source's, else train)")
+    p.set_defaults(func=_stage("wsseg.store.importer"))
 
     p = sub.add_parser(
         "app",

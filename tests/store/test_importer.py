@@ -127,9 +127,10 @@ def test_cli_import_reports_and_errors(tmp_path: Path) -> None:
     done = _cli("import", str(make_folder(tmp_path / "src")), "--project", str(tmp_path / "p"))
     assert done.returncode == 0, done.stderr
     assert "imported 2 image(s)" in done.stdout
-    assert done.stdout.count("refused") == 3
-    bad = _cli("import", str(tmp_path / "nope"), "--project", str(tmp_path / "p"))
+    assert done.stderr.count("refused") == 3 and "refused" not in done.stdout  # refusals are errors
+    bad = _cli("import", str(tmp_path / "nope"), "--project", str(tmp_path / "q"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope" in bad.stderr
+    assert not (tmp_path / "q").exists()  # no project made for a source that is not there
 
 
 def test_cli_help_for_every_command() -> None:

@@ -111,8 +111,7 @@ def _flag(label: str, value: Any, project: Project) -> bool:
 
 def _split(label: str, value: Any, project: Project) -> str:
     """A split the project's images have, or "all" (every image)."""
-    with project.reading() as conn:
-        splits = [row[0] for row in conn.execute("SELECT DISTINCT split FROM images ORDER BY split")]
+    splits = list(project.split_counts())
     if value != "all" and value not in splits:
         raise BadInputError(
             label, f"expected all or a split of the project ({', '.join(splits)}), got {value!r}"

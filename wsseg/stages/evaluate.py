@@ -27,7 +27,7 @@ from wsseg.stages.common import image_progress
 from wsseg.stages.evaluate_ple import evaluate_ple
 from wsseg.stages.train_maskrcnn import load_maskrcnn
 from wsseg.store.importer import ground_truth
-from wsseg.store.instances import evaluate_split, tag_agreement
+from wsseg.store.instances import evaluate_split, evaluation_split, tag_agreement
 from wsseg.store.project import Project
 from wsseg.structures import Instances
 
@@ -153,7 +153,8 @@ def run_from_args(args: argparse.Namespace) -> None:
     if args.stage not in EVALUATORS:
         raise BadInputError("--stage", f"expected one of {', '.join(EVALUATORS)}, got {args.stage!r}")
     project = Project(args.project)
-    split = None if args.split == "all" else args.split
+    split = evaluation_split(project, args.split)
+    print(f"evaluating on {f'split {split}' if split else 'every image'}")
     evaluator = partial(EVALUATORS[args.stage], project, args.name or args.stage, split, args.score_threshold)
     if getattr(args, "make_image_progress", None) is not None:  # a background job: its row
         with image_progress(args, f"evaluate {args.stage}") as progress:

@@ -62,8 +62,32 @@ def truth_instances(project: Project, split: str | None = "val") -> tuple[dict[i
         )
     truth = true_instances(project, [r for r in project.images(split=split) if r.id in gt.instances])
     if not truth:
-        raise BadInputError(str(project.root), f"has no ground truth for split {split!r}")
+        having = _truth_splits(project)
+        listed = ", ".join(f"{name} ({n} images)" for name, n in having.items()) or "none"
+        raise BadInputError(
+            f"split {split!r}", f"has no image with ground truth; the splits that have: {listed} (or all)"
+        )
     return truth, project.classes()
+
+
+def _truth_splits(project: Project) -> dict[str, int]:
+    """Split name -> its number of images with ground truth (splits without any left out)."""
+    gt = ground_truth(project)
+    counts: dict[str, int] = {}
+    for record in project.images() if gt is not None else []:
+        if record.id in gt.instances:
+            counts[record.split] = counts.get(record.split, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def evaluation_split(project: Project, asked: str | None) -> str | None:
+    """The split to evaluate on: ``asked`` ("all": None, every image); when nothing is asked, ``val``
+    if it has images (with truth, when the project has truth), else every image."""
+    if asked is not None:
+        return None if asked == "all" else asked
+    if ground_truth(project) is not None:
+        return "val" if "val" in _truth_splits(project) else None
+    return "val" if "val" in project.split_counts() else None
 
 
 def _by_image(rows: Iterable[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:

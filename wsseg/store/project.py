@@ -362,6 +362,12 @@ class Project(ResultsStore):
             args.append(split)
         return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
 
+    def split_counts(self) -> dict[str, int]:
+        """Split name -> number of images, in name order."""
+        with self.reading() as conn:
+            rows = conn.execute("SELECT split, COUNT(*) FROM images GROUP BY split ORDER BY split")
+            return {split: int(n) for split, n in rows}
+
     def image_path(self, record: ImageRecord) -> Path:
         return self.root / "images" / record.filename
 
