@@ -302,8 +302,8 @@ if st.button("Prepare the export", key="curate_export"):
     else:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for png in sorted((folder / "voc").rglob("*.png")):
-                archive.write(png, png.relative_to(folder / "voc"))
+            for part in sorted(p for p in (folder / "voc").rglob("*") if p.is_file()):
+                archive.write(part, part.relative_to(folder / "voc"))
         st.session_state["curate_download"] = (
             str(folder),
             len(doc["annotations"]),
@@ -312,7 +312,11 @@ if st.button("Prepare the export", key="curate_export"):
         )
 if download := st.session_state.get("curate_download"):
     folder, n_masks, n_images, voc_zip = download
-    st.caption(f"{n_masks} mask(s) and {n_images} VOC image(s) written to `{folder}`")
+    st.caption(
+        f"{n_masks} mask(s) on {n_images} image(s) written to `{folder}`: a COCO file in the project's ids, "
+        "and a complete VOC folder (images, annotations, masks, splits, labelmap.txt) that imports back "
+        "into wsseg"
+    )
     d1, d2 = st.columns(2)
     d1.download_button(
         "COCO JSON",
@@ -320,4 +324,4 @@ if download := st.session_state.get("curate_download"):
         "curated_coco.json",
         "application/json",
     )
-    d2.download_button("VOC PNGs (zip)", voc_zip, "curated_voc.zip", "application/zip")
+    d2.download_button("VOC folder (zip)", voc_zip, "curated_voc.zip", "application/zip")

@@ -19,56 +19,14 @@ from wsseg.errors import WssegError
 DEFAULT_DEMO = Path("projects/demo")
 
 
-def _stage(module: str) -> Callable[[argparse.Namespace], None]:
-    """A command whose work is ``run_from_args`` of a stage module, imported only when it runs."""
+def _stage(module: str, function: str = "run_from_args") -> Callable[[argparse.Namespace], None]:
+    """A command whose work is ``function`` of a module (a stage's ``run_from_args``), imported only when
+    it runs."""
 
     def run(args: argparse.Namespace) -> None:
-        importlib.import_module(module).run_from_args(args)
+        getattr(importlib.import_module(module), function)(args)
 
     return run
-
-
-def _cmd_demo(args: argparse.Namespace) -> None:
-    from wsseg.demo.project import create_demo_project
-
-    project = create_demo_project(args.project, n_images=args.images, seed=args.seed)
-    print(f"demo project ready: {project.root.resolve()} ({project.count_images()} images)")
-    if args.no_checkpoint and not args.train:
-        return
-    from wsseg.demo.project import DEMO_CHECKPOINT, build_demo, train_demo_classifier
-    from wsseg.progress import image_bar
-    from wsseg.training.engine import tqdm_callback
-
-    if args.train:
-        run_id = train_demo_classifier(project, args.epochs, tqdm_callback("demo classifier"))
-        print(f"demo classifier trained and peaks computed (run {run_id}): see the CAMs and peaks page")
-    made = build_demo(project, bar=image_bar)
-    if "peaks" in made:
-        print(
-            f"shipped demo classifier installed ({DEMO_CHECKPOINT.name}), peaks computed (run {made['peaks']})"
-        )
-    elif project.latest_run("peaks") is None:
-        print(f"no shipped demo classifier at {DEMO_CHECKPOINT}; train one with --train")
-    if made.keys() & {"proposals", "pseudo_masks"}:
-        print("proposals and pseudo masks made: every page of the app has content")
-
-
-def _cmd_demo_checkpoint(args: argparse.Namespace) -> None:
-    import tempfile
-
-    from wsseg.demo.project import make_demo_checkpoint
-
-    if args.models:
-        from wsseg.demo.models import DemoModelsPlan, make_demo_models
-
-        plan = DemoModelsPlan(images=args.images or DemoModelsPlan.images)
-        with tempfile.TemporaryDirectory() as work:
-            report = make_demo_models(Path(work), plan, args.out.parent)
-        print(f"demo Mask R-CNN and pixel-label estimator written to {args.out.parent}: {report}")
-        return
-    with tempfile.TemporaryDirectory() as work:
-        metrics = make_demo_checkpoint(args.out, Path(work) / "project", args.images, args.epochs, args.seed)
-    print(f"demo checkpoint written to {args.out} ({metrics})")
 
 
 def _add_job(p: argparse.ArgumentParser) -> None:
@@ -405,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also train a small classifier (about a minute; weak maps, for exploring the app) and compute peaks",
     )
     p.add_argument("--epochs", type=int, default=10, help="epochs of --train (default 10)")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_stage("wsseg.demo.command", "run_demo"))
 
     p = sub.add_parser(
         "demo-checkpoint",
@@ -428,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=None, help="default: the full shapes benchmark's")
     p.add_argument("--seed", type=int, default=1, help="generator seed of the training images (demo: 0)")
-    p.set_defaults(func=_cmd_demo_checkpoint)
+    p.set_defaults(func=_stage("wsseg.demo.command", "run_demo_checkpoint"))
 
     p = sub.add_parser(
         "import",
@@ -446,6 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, default=None, help="the image folder of a COCO JSON")
     p.add_argument("--split", default=None, help="split of every image (default: the source's, else train)")
     p.set_defaults(func=_stage("wsseg.store.importer"))
+
+    p = sub.add_parser(
+        "export",
+        help="export pseudo masks, curated masks, predictions or label maps as COCO or VOC",
+        description="Write what the project made: --what pseudo (a pseudo-masks run, all but rejected), "
+        "curated (accepted or edited), predictions (an evaluate run's, as a COCO results list) or labels "
+        "(the estimator's label maps). COCO keeps imported images' ids and file names and the source's "
+        "category ids; VOC is a complete folder that imports back into wsseg.",
+    )
+    p.add_argument("--project", type=Path, required=True)
+    p.add_argument("--what", required=True, help="pseudo, curated, predictions or labels")
+    p.add_argument("--format", default="coco", help="coco (a .json file) or voc (a folder); default coco")
+    p.add_argument("--out", type=Path, required=True, help="the .json file (coco) or the folder (voc)")
+    p.add_argument("--run", type=int, default=None, help="the run to export (default: the newest finished)")
+    p.add_argument("--include-proposed", action="store_true", help="curated: also the masks still proposed")
+    p.set_defaults(func=_stage("wsseg.curation.export"))
 
     p = sub.add_parser(
         "app",
