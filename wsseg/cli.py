@@ -293,6 +293,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--score-threshold", type=float, default=0.5, help="instances kept for counting (default 0.5)"
     )
     p.add_argument("--out", type=Path, default=None, help="also write the metrics JSON here")
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        default=None,
+        help="score this COCO results file (from any tool; image and category ids as wsseg export gives "
+        "them) instead of a trained model",
+    )
     _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.evaluate"))
 

@@ -161,10 +161,7 @@ def _write_coco(
     path: Path,
     results: bool,
 ) -> None:
-    classes, source = project.classes(), project.class_source_ids()
-    category = {name: source.get(name, k + 1) for k, name in enumerate(classes)}
-    if len(set(category.values())) < len(category):  # a project id collides with a source id
-        category = {name: k + 1 for k, name in enumerate(classes)}
+    classes, category = project.classes(), project.category_ids()
     annotations = []
     for image_id, record in records.items():
         for region in regions[image_id]:

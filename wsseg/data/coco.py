@@ -166,6 +166,36 @@ def read_coco(json_path: str | os.PathLike, image_dir: str | os.PathLike | None 
     return CocoDataset(images, categories, instances, problems)
 
 
+def read_coco_results(
+    json_path: str | os.PathLike, sizes: Mapping[int, tuple[int, int]], categories: Mapping[int, str]
+) -> tuple[dict[int, list[CocoInstance]], list[Problem]]:
+    """A COCO results file (a list of ``image_id``, ``category_id``, ``segmentation``, ``score``) read
+    against known images (id -> (height, width)) and categories (id -> name): the detections by image
+    id, and a Problem for each one dropped (unknown image or category, bad mask, no score)."""
+    json_path = Path(json_path)
+    try:
+        doc = json.loads(json_path.read_bytes())
+    except FileNotFoundError:
+        raise BadInputError(str(json_path), "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(str(json_path), f"not valid JSON ({exc})") from None
+    if not isinstance(doc, list):
+        raise BadInputError(str(json_path), "expected a COCO results list ([{image_id, category_id, ...}])")
+    images = {k: CocoImage(k, str(k), w, h) for k, (h, w) in sizes.items()}
+    found: dict[int, list[CocoInstance]] = {}
+    problems: list[Problem] = []
+    for k, entry in enumerate(doc):
+        try:
+            if not isinstance(entry, dict) or not isinstance(entry.get("score"), int | float):
+                raise ValueError("expected an object with a numeric 'score'")
+            inst = _read_annotation(entry, images, categories, k)
+        except (ValueError, TypeError) as exc:
+            problems.append(Problem(json_path.name, f"result #{k}: {exc}; dropped"))
+            continue
+        found.setdefault(inst.image_id, []).append(inst)
+    return found, problems
+
+
 def _read_categories(entries: Any, name: str, problems: list[Problem]) -> dict[int, str]:
     categories: dict[int, str] = {}
     if not isinstance(entries, list):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -27,7 +28,7 @@ from wsseg.stages.common import image_progress
 from wsseg.stages.evaluate_ple import evaluate_ple
 from wsseg.stages.train_maskrcnn import load_maskrcnn
 from wsseg.store.importer import ground_truth
-from wsseg.store.instances import evaluate_split, evaluation_split, tag_agreement
+from wsseg.store.instances import evaluate_split, evaluation_split, score_results, tag_agreement
 from wsseg.store.project import Project
 from wsseg.structures import Instances
 
@@ -155,6 +156,18 @@ def run_from_args(args: argparse.Namespace) -> None:
     project = Project(args.project)
     split = evaluation_split(project, args.split)
     print(f"evaluating on {f'split {split}' if split else 'every image'}")
+    if args.predictions is not None:
+        metrics, problems = score_results(project, args.predictions, split, args.score_threshold)
+        for problem in problems[:20]:
+            print(f"refused {problem.source}: {problem.message}", file=sys.stderr)
+        if len(problems) > 20:
+            print(f"... and {len(problems) - 20} more refused", file=sys.stderr)
+        print(f"{metrics['results']} result(s) of {args.predictions} scored on {metrics['images']} image(s)")
+        print(format_table(metrics))
+        if args.out:
+            write_json(args.out, metrics)
+            print(f"metrics written to {args.out}")
+        return
     evaluator = partial(EVALUATORS[args.stage], project, args.name or args.stage, split, args.score_threshold)
     if getattr(args, "make_image_progress", None) is not None:  # a background job: its row
         with image_progress(args, f"evaluate {args.stage}") as progress:

@@ -5,12 +5,14 @@ scored against the truth of a split."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wsseg.data.coco import decode_rle
+from wsseg.data.coco import decode_rle, read_coco_results
 from wsseg.data.images import read_image
+from wsseg.data.tagged_folder import Problem
 from wsseg.errors import BadInputError
 from wsseg.methods.mask_map import mask_map, pointing_and_counting
 from wsseg.methods.ple import IGNORE
@@ -124,6 +126,37 @@ def predicted_instances(
     """An evaluate run's stored predictions as Instances for the images of ``truth``."""
     classes, grouped = project.classes(), _by_image(project.predictions(run_id))
     return {k: rows_instances(grouped.get(k, []), classes, t.masks.shape[1:]) for k, t in truth.items()}
+
+
+def score_results(
+    project: Project, path: str | Path, split: str | None = None, score_threshold: float = 0.5
+) -> tuple[dict[str, Any], list[Problem]]:
+    """Score a COCO results file from any tool (image and category ids as the project's exports give
+    them: the source's where there is one) against the truth of ``split``; returns the metrics (as
+    ``evaluate_split``'s, plus ``results`` read and ``refused``) and a Problem per result dropped."""
+    truth, classes = truth_instances(project, split)
+    records = {r.id: r for r in project.images()}
+    source = {r.id: r.source_id if r.source_id is not None else r.id for r in records.values()}
+    sizes = {source[k]: (r.height, r.width) for k, r in records.items()}
+    categories = {cid: name for name, cid in project.category_ids().items()}
+    found, problems = read_coco_results(path, sizes, categories)
+    predictions: dict[int, Instances] = {}
+    for image_id, inst in truth.items():
+        detections = found.get(source[image_id], [])
+        shape = inst.masks.shape[1:]
+        predictions[image_id] = (
+            Instances(
+                np.stack([d.mask for d in detections]),
+                np.array([classes.index(d.category) for d in detections], np.int64),
+                np.array([d.score for d in detections], np.float64),
+            )
+            if detections
+            else Instances.empty(*shape)
+        )
+    metrics: dict[str, Any] = mask_map(truth, predictions, len(classes)).as_dict(classes)
+    metrics.update(pointing_and_counting(truth, predictions, score_threshold))
+    metrics.update(images=len(truth), results=sum(len(v) for v in found.values()), refused=len(problems))
+    return metrics, problems
 
 
 def evaluate_split(

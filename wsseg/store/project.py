@@ -229,6 +229,14 @@ class Project(ResultsStore):
             rows = conn.execute("SELECT name, source_id FROM classes WHERE source_id IS NOT NULL")
             return {name: int(source_id) for name, source_id in rows}
 
+    def category_ids(self) -> dict[str, int]:
+        """Class name -> the category id files written for the outside use: the source's id where the
+        class came with one (a COCO category id), else its position + 1; positions for every class
+        when the two would collide."""
+        classes, source = self.classes(), self.class_source_ids()
+        ids = {name: source.get(name, k + 1) for k, name in enumerate(classes)}
+        return ids if len(set(ids.values())) == len(ids) else {name: k + 1 for k, name in enumerate(classes)}
+
     def classes(self) -> list[str]:
         """Class names in the order they were first declared."""
         with self.reading() as conn:
