@@ -70,8 +70,7 @@ FIELDS: dict[str, list[tuple]] = {
 
 
 def _splits(project: Project) -> list[str]:
-    with project.reading() as conn:
-        return ["all", *(row[0] for row in conn.execute("SELECT DISTINCT split FROM images ORDER BY split"))]
+    return ["all", *project.split_counts()]
 
 
 def settings_form(project: Project) -> dict[str, dict[str, Any]]:

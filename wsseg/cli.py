@@ -17,6 +17,10 @@ from pathlib import Path
 from wsseg.errors import WssegError
 
 DEFAULT_DEMO = Path("projects/demo")
+WEIGHTS_HELP = (
+    "a weights file, or a torchvision weight name (imagenet = DEFAULT, IMAGENET1K_V1, ...) whose file is "
+    "already in torch's cache (wsseg never downloads)"
+)
 
 
 def _stage(module: str, function: str = "run_from_args") -> Callable[[argparse.Namespace], None]:
@@ -54,11 +58,11 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--project", type=Path, required=True, help="project folder")
     p.add_argument(
-        "--backbone", default="small", help="small | resnet18 | resnet50 | mobilenet_v3 (default small)"
+        "--backbone",
+        default="small",
+        help="small | resnet18 | resnet50 | mobilenet_v3 | mobilenet_v2 (default small)",
     )
-    p.add_argument(
-        "--weights", default=None, help="'imagenet' (torchvision weights API) or a weights file path"
-    )
+    p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument(
         "--dilations",
         default="1",
@@ -152,8 +156,10 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--project", type=Path, required=True, help="project folder")
     p.add_argument("--full", action="store_true", help="train on ground-truth pixel labels (baseline)")
     p.add_argument("--no-background", action="store_true", help="the data has no background label")
-    p.add_argument("--backbone", default="small", help="small | resnet18 | resnet50 | mobilenet_v3")
-    p.add_argument("--weights", default=None, help="'imagenet' or a weights file path")
+    p.add_argument(
+        "--backbone", default="small", help="small | resnet18 | resnet50 | mobilenet_v3 | mobilenet_v2"
+    )
+    p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument("--init", default=None, help="start the backbone from this trained classifier (run name)")
     p.add_argument(
         "--labels-from",
@@ -248,12 +254,10 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backbone",
         default=None,
-        choices=["mobilenet_v3", "resnet50", "small"],
+        choices=["mobilenet_v3", "mobilenet_v2", "resnet50", "small"],
         help="default mobilenet_v3; small with --init",
     )
-    p.add_argument(
-        "--weights", default=None, help="'imagenet' (torchvision weights API) or a weights file path"
-    )
+    p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument(
         "--init",
         default=None,

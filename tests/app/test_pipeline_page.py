@@ -2,7 +2,7 @@
 pictures uploaded on the Data page, tiny settings typed into the Project page's pipeline panel, "Run
 every remaining step", and the panel showing every step done, which the database confirms (a done
 run of each stage, pseudo masks, a Mask R-CNN checkpoint, stored evaluation metrics). Then, still in
-the browser: accept, reject and paint masks on the Curate page, retrain Mask R-CNN on the curated masks
+the browser: reject, undo, accept and paint a mask on the Curate page, retrain Mask R-CNN on the curated masks
 from the Train page, evaluate the retrained model from the panel and see its scores on the Evaluate
 page; the database agrees after every click.
 
@@ -170,32 +170,61 @@ def _changed(page: object, root: Path, before: dict[int, int]) -> list[dict]:
     return changed
 
 
+def _caption_mask(page: object) -> int:
+    """The id of the mask the Curate page shows (its picture's caption: "mask N · class · file")."""
+    caption = page.get_by_text(re.compile(r"^mask \d+ · ")).first
+    caption.wait_for(timeout=TIMEOUT)
+    return int(caption.inner_text().split()[1])
+
+
+def _decide(page: object, root: Path, button: str, mask_id: int) -> dict:
+    """Click ``button`` on ``mask_id``; the mask's row once the database has the decision and the page
+    shows that mask again at its new version (a decision may move on to the next mask: Previous steps
+    back; a click made while the page reruns can be lost, so none is made before it has drawn)."""
+    before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
+    page.get_by_role("button", name=button).first.click()
+    changed = _changed(page, root, before)
+    assert [m["id"] for m in changed] == [mask_id], (button, changed)
+    shown = f"status {changed[0]['status']} · version {changed[0]['version']}"
+    settled = (  # the page shows the new version of the mask, or another mask
+        "() => { const t = document.body.innerText;"
+        f" return t.includes({shown!r}) || !/(^|\\n)mask {mask_id} · /m.test(t); }}"
+    )
+    for _ in range(50):
+        page.wait_for_function(settled, timeout=TIMEOUT)
+        _idle(page)
+        if _caption_mask(page) == mask_id and shown in page.locator("body").inner_text():
+            return changed[0]
+        page.get_by_role("button", name="Previous").first.click()
+        _idle(page)
+    raise AssertionError(f"the page did not come back to mask {mask_id} at {shown}")
+
+
 def _curate(page: object, url: str, root: Path, run_id: int, tmp_path: Path) -> list[int]:
-    """Accept one mask, reject the next and paint on the third with the canvas's brush; returns the
-    ids of the curated (accepted or edited) masks, which the database confirms."""
+    """On the first mask of the queue: reject it, undo that, accept it, then paint on it with the
+    canvas's brush (a mouse stroke), the database checked after each click; returns the curated ids.
+    One mask is enough (a tiny classifier may find few), so the test does not depend on how many."""
     page.goto(url + "/curate")
     page.get_by_text("automatic masks, most likely wrong first").wait_for(timeout=TIMEOUT)
     _idle(page)
-    masks = Project(root).pseudo_masks(run_id=run_id)
-    assert len(masks) >= 3, len(masks)  # three decisions to make
-    decided: dict[int, str] = {}
-    for button, status in (("Accept", "accepted"), ("Reject", "rejected")):
-        before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
-        page.get_by_role("button", name=button).first.click()
-        changed = _changed(page, root, before)
-        assert len(changed) == 1 and changed[0]["status"] == status, changed
-        decided[changed[0]["id"]] = status
+    assert Project(root).pseudo_masks(run_id=run_id)  # something to curate
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Show").click()
+    page.get_by_role("option", name="all", exact=True).click()  # decided masks stay in view
+    _idle(page)
+    mask_id = _caption_mask(page)
+    assert _decide(page, root, "Reject", mask_id)["status"] == "rejected"
+    assert _decide(page, root, "Undo", mask_id)["status"] == "proposed"
+    assert _decide(page, root, "Accept", mask_id)["status"] == "accepted"
 
     # Paint: a stroke with the mouse across the canvas (the current mask drawn on the photo), applied.
-    before = {m["id"]: m["version"] for m in Project(root).pseudo_masks()}
-    areas = {m["id"]: int(decode_rle(m["rle"]).sum()) for m in Project(root).pseudo_masks()}
+    area = int(decode_rle(next(m for m in Project(root).pseudo_masks() if m["id"] == mask_id)["rle"]).sum())
     page.get_by_text("Paint or erase").click()
     canvas = page.locator("iframe[title*='drawable_canvas']").first
     canvas.wait_for(timeout=TIMEOUT)
     canvas.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # the component draws its background picture
-    frame = page.frame_locator("iframe[title*='drawable_canvas']").first.locator("canvas").last
-    picture = frame.bounding_box()  # the drawing surface inside the frame, above its toolbar
+    surface = page.frame_locator("iframe[title*='drawable_canvas']").first.locator("canvas").last
+    picture = surface.bounding_box()  # the drawing surface inside the frame, above its toolbar
     assert picture is not None
     y = picture["y"] + picture["height"] / 2
     page.mouse.move(picture["x"] + 5, y)
@@ -205,24 +234,19 @@ def _curate(page: object, url: str, root: Path, run_id: int, tmp_path: Path) -> 
     page.mouse.up()
     page.get_by_text("after the stroke").wait_for(timeout=TIMEOUT)
     _screenshot(page, "curate-paint", tmp_path)
-    page.get_by_role("button", name="Apply the stroke").click()
-    changed = _changed(page, root, before)
-    assert len(changed) == 1 and changed[0]["status"] == "edited", changed
-    painted = changed[0]
-    assert int(decode_rle(painted["rle"]).sum()) > areas[painted["id"]]  # the stroke added pixels
-    decided[painted["id"]] = "edited"
+    painted = _decide(page, root, "Apply the stroke", mask_id)
+    assert painted["status"] == "edited" and int(decode_rle(painted["rle"]).sum()) > area  # pixels added
     _no_exception(page)
 
-    stored = {m["id"]: m for m in Project(root).pseudo_masks(run_id=run_id)}
-    assert {i: stored[i]["status"] for i in decided} == decided
-    curated = sorted(i for i, m in stored.items() if is_curated(m))
-    assert curated == sorted(i for i, s in decided.items() if s != "rejected")
+    history = [e["action"] for e in Project(root).edit_history(mask_id)]
+    assert history[-3:] == ["undo", "accept", "paint"] and "reject" in history, history
+    curated = sorted(m["id"] for m in Project(root).pseudo_masks(run_id=run_id) if is_curated(m))
+    assert curated == [mask_id]
     page.reload()
     caption = page.get_by_text("automatic masks, most likely wrong first")
     caption.wait_for(timeout=TIMEOUT)
     _idle(page)
-    words = caption.inner_text()
-    assert "1 accepted" in words and "1 edited" in words and "1 rejected" in words, words
+    assert "1 edited" in caption.inner_text(), caption.inner_text()
     return curated
 
 

@@ -16,7 +16,7 @@ from wsseg.models.backbones import BACKBONES, SmallCNN, build_backbone
 @pytest.mark.parametrize("size", [(64, 64), (70, 53)])
 def test_output_shape_and_stride(name: str, size: tuple[int, int]) -> None:
     backbone = build_backbone(name, weights=None).eval()
-    assert backbone.stride == (16 if name == "mobilenet_v3" else 8)
+    assert backbone.stride == (16 if name.startswith("mobilenet") else 8)
     with torch.no_grad():
         out = backbone(torch.randn(1, 3, *size))
     expected = (1, backbone.out_channels, *(math.ceil(s / backbone.stride) for s in size))
@@ -100,3 +100,35 @@ def test_small_receptive_field_follows_its_dilations(dilations, receptive_field)
     out[0, :, 16, 16].sum().backward()
     cols = torch.nonzero(x.grad[0].abs().sum(0).sum(0))
     assert int(cols.max() - cols.min() + 1) == receptive_field
+
+
+def test_mobilenet_v2_takes_a_features_only_file_as_the_shared_weights_are(tmp_path) -> None:
+    reference = torchvision.models.mobilenet_v2(weights=None)
+    path = tmp_path / "mobilenet_v2_features.pth"  # the shared file's format: features.* keys only
+    torch.save({k: v for k, v in reference.state_dict().items() if k.startswith("features.")}, path)
+    backbone = build_backbone("mobilenet_v2", weights=str(path)).eval()
+    assert torch.equal(backbone.body.features[17].conv[1][0].weight, reference.features[17].conv[1][0].weight)
+    assert backbone.body.features[14].conv[1][0].stride == (1, 1)  # the last stage dilated: stride 16
+    assert backbone.body.features[14].conv[1][0].dilation == (2, 2)
+
+
+def test_weight_names_use_only_torchs_cache_and_say_so(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsseg.models.backbones import weights_cache_path
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(BadInputError, match=r"ResNet50_Weights\.IMAGENET1K_V2 is not in torch's cache"):
+        build_backbone("resnet50", weights="imagenet")  # imagenet: torchvision's DEFAULT, V2 for ResNet-50
+    with pytest.raises(BadInputError, match=r"IMAGENET1K_V1 is not in torch's cache .*never downloads"):
+        build_backbone("resnet18", weights="IMAGENET1K_V1")
+    with pytest.raises(BadInputError, match="neither a file nor one of torchvision's names .*IMAGENET1K_V2"):
+        build_backbone("mobilenet_v2", weights="IMAGENET1K_V9")
+    # The file in the cache is what the name loads (here one made by the test, in torchvision's format).
+    cached = weights_cache_path(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1)
+    cached.parent.mkdir(parents=True)
+    reference = torchvision.models.mobilenet_v2()
+    torch.save(reference.state_dict(), cached)
+    backbone = build_backbone("mobilenet_v2", weights="IMAGENET1K_V1")
+    assert torch.equal(backbone.body.features[3].conv[0][0].weight, reference.features[3].conv[0][0].weight)
+    cached.write_bytes(b"not a state dict")
+    with pytest.raises(BadInputError, match="could not load torchvision's weights for mobilenet_v2"):
+        build_backbone("mobilenet_v2", weights="IMAGENET1K_V1")

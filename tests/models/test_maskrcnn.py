@@ -174,6 +174,30 @@ def test_weights_file_of_the_classification_model_is_loaded(tmp_path: Path) -> N
     assert torch.equal(model.backbone.body["0"][0].weight, net.features[0][0].weight)
 
 
+def test_batchnorm_is_frozen_when_a_detection_backbone_starts_pretrained(tmp_path: Path) -> None:
+    import torchvision
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    reference = torchvision.models.mobilenet_v2()
+    path = tmp_path / "mnv2.pt"
+    torch.save({k: v for k, v in reference.state_dict().items() if k.startswith("features.")}, path)
+
+    def norms(config: MaskRCNNConfig) -> set[type]:
+        return {type(m) for m in build_maskrcnn(config).backbone.body.modules()} & {
+            torch.nn.BatchNorm2d,
+            FrozenBatchNorm2d,
+        }
+
+    config = MaskRCNNConfig(num_classes=2, backbone="mobilenet_v2", weights=str(path))
+    assert norms(config) == {FrozenBatchNorm2d}
+    frozen = build_maskrcnn(config).backbone.body
+    assert torch.equal(frozen["0"][1].running_var, reference.features[0][1].running_var)  # the file's
+    assert norms(MaskRCNNConfig(num_classes=2, backbone="mobilenet_v2")) == {torch.nn.BatchNorm2d}
+    assert norms(
+        MaskRCNNConfig(num_classes=2, backbone="mobilenet_v2", weights=str(path), frozen_bn=False)
+    ) == {torch.nn.BatchNorm2d}
+
+
 def test_stored_pseudo_masks_are_exported_without_rejected_ones(tmp_path: Path) -> None:
     from wsseg.data.coco import encode_mask, read_coco
     from wsseg.stages.train_maskrcnn import export_pseudo_masks

@@ -146,7 +146,7 @@ WORKERS = _Int(1, 16)
 OPTIONS: dict[str, dict[str, Any]] = {
     "classifier": {
         **COMMON,
-        "backbone": _Choice("small", "resnet18", "resnet50", "mobilenet_v3"),
+        "backbone": _Choice("small", "resnet18", "resnet50", "mobilenet_v3", "mobilenet_v2"),
         "pooling": _Choice("average", "peaks"),
         "size": _Int(16, 2048),
     },
@@ -155,7 +155,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pseudo_masks": {"strategy": _Choice("prm", "wise"), "workers": WORKERS},
     "maskrcnn": {
         **COMMON,
-        "backbone": _Choice("mobilenet_v3", "resnet50", "small"),
+        "backbone": _Choice("mobilenet_v3", "mobilenet_v2", "resnet50", "small"),
         "init": _name,
         "image_size": _Int(32, 2048),
         "source": _Choice("pseudo", "truth"),
@@ -163,7 +163,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     },
     "ple": {
         **COMMON,
-        "backbone": _Choice("small", "resnet18", "resnet50", "mobilenet_v3"),
+        "backbone": _Choice("small", "resnet18", "resnet50", "mobilenet_v3", "mobilenet_v2"),
         "size": _Int(16, 2048),
         "init": _name,
         "full": _flag,

@@ -12,16 +12,23 @@ returns ``float32 B x out_channels x ceil(H/stride) x ceil(W/stride)``.
 
 Weights (argument ``weights`` of every factory):
 
-- ``None``: random initialisation (what everything in this project uses: no downloads here);
-- ``"imagenet"``: torchvision's weights API (for example ``ResNet18_Weights.IMAGENET1K_V1``). This
-  downloads the file into torchvision's cache on first use and fails offline;
+- ``None``: random initialisation;
+- a torchvision weight name through its weights API: ``"imagenet"`` (the model's ``DEFAULT``: for
+  ResNet-50 ``IMAGENET1K_V2``, 80.9 top-1 against V1's 76.1), ``"DEFAULT"``, ``"IMAGENET1K_V1"``... Only
+  a file already in torch's cache is used (``weights_cache_path``): wsseg never downloads at run time,
+  so a missing one is a clear error that names the file and the way out (a local file);
 - a path to a local file: a state dict saved with ``torch.save`` (of the full torchvision model,
   for example ``torchvision.models.resnet18().state_dict()``; its classifier keys are ignored, or
   of the ``small`` backbone itself), loaded with ``torch.load(path, weights_only=True)``.
+
+``norm_layer``: a pretrained torchvision start may freeze its BatchNorm (torchvision's
+``FrozenBatchNorm2d``, as its detection models do: batch statistics of a few images per step would
+overwrite ImageNet's).
 """
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -143,26 +150,54 @@ def _load_weights_file(model: nn.Module, path: Path, ignore_prefixes: tuple[str,
     model.load_state_dict({k: state[k] for k in needed}, strict=False)
 
 
+def weights_cache_path(tv_weights: torchvision.models.WeightsEnum) -> Path:
+    """Where torch's hub cache keeps the file of a torchvision weights entry."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(tv_weights.url).name
+
+
 def _resolve(weights: WeightsArg, enum_cls: type) -> tuple[object | None, Path | None]:
-    """Return (torchvision weights enum or None, local path or None)."""
+    """(torchvision weights entry or None, local path or None) for a ``weights`` argument."""
     if weights is None:
         return None, None
-    if isinstance(weights, str) and weights == "imagenet":
-        return enum_cls.IMAGENET1K_V1, None  # type: ignore[attr-defined]
-    return None, Path(weights)
+    text = str(weights)
+    names = [n for n in enum_cls.__members__ if n != "DEFAULT"]  # type: ignore[attr-defined]
+    if isinstance(weights, str) and (text in ("imagenet", "DEFAULT") or text in names):
+        entry = enum_cls["DEFAULT" if text == "imagenet" else text]  # type: ignore[index]
+        cached = weights_cache_path(entry)
+        if not cached.is_file():
+            raise BadInputError(
+                f"weights={text!r}",
+                f"torchvision's {enum_cls.__name__}.{entry.name} is not in torch's cache ({cached}); wsseg "
+                "never downloads weights: put that file there, or pass a local weights file",
+            )
+        return entry, None
+    path = Path(weights)
+    if isinstance(weights, str) and not path.exists() and path.suffix == "" and "/" not in text:
+        raise BadInputError(
+            f"weights={text!r}",
+            f"neither a file nor one of torchvision's names for it (imagenet, DEFAULT, {', '.join(names)})",
+        )
+    return None, path
 
 
 def _build_tv(
-    name: str, builder: Callable[..., nn.Module], enum_cls: type, weights: WeightsArg, **kw
+    name: str,
+    builder: Callable[..., nn.Module],
+    enum_cls: type,
+    weights: WeightsArg,
+    frozen_bn: bool = False,
+    **kw,
 ) -> nn.Module:
+    """A torchvision model with ``weights`` (see the module docstring); ``frozen_bn``: its BatchNorm
+    layers are ``FrozenBatchNorm2d`` (statistics and affine terms fixed)."""
     tv_weights, path = _resolve(weights, enum_cls)
+    if frozen_bn:
+        kw["norm_layer"] = torchvision.ops.misc.FrozenBatchNorm2d
     try:
         model = builder(weights=tv_weights, **kw)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # a cached file unread
         raise BadInputError(
-            f"weights={weights!r}",
-            f"could not get torchvision's ImageNet weights for {name} ({exc}); they are downloaded on "
-            "first use, so offline pass a local weights file path instead",
+            f"weights={weights!r}", f"could not load torchvision's weights for {name} ({exc})"
         ) from exc
     if path is not None:
         _load_weights_file(model, path, ignore_prefixes=("fc.", "classifier."))
@@ -225,6 +260,26 @@ def mobilenet_v3(weights: WeightsArg = None) -> TorchvisionBackbone:
     return TorchvisionBackbone(body, out_channels=960, stride=16)
 
 
+def dilate_mobilenet_v2(features: nn.Sequential, first: int = 14) -> None:
+    """MobileNetV2's last stride-2 stage at stride 1 (``features[first]`` on), its 3x3 depthwise convs
+    dilated by 2 instead, so the ImageNet weights still apply: output stride 16, not 32."""
+    for block in features[first:]:
+        for conv in block.modules():
+            if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.groups > 1:
+                conv.stride, conv.dilation, conv.padding = (1, 1), (2, 2), (2, 2)
+
+
+def mobilenet_v2(weights: WeightsArg = None) -> TorchvisionBackbone:
+    """torchvision MobileNetV2 features, output stride 16 (last stage dilated), 1280 channels; takes the
+    shared ImageNet-derived file (``features.*`` keys) as a weights file."""
+    model = _build_tv(
+        "mobilenet_v2", torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights, weights
+    )
+    dilate_mobilenet_v2(model.features)
+    body = nn.Sequential(OrderedDict([("features", model.features)]))
+    return TorchvisionBackbone(body, out_channels=1280, stride=16)
+
+
 def small(weights: WeightsArg = None, width: int = 32, dilations: tuple[int, ...] = (1,)) -> SmallCNN:
     """The from-scratch ``SmallCNN``; ``weights`` may be None or a path to its own state dict."""
     model = SmallCNN(width=width, dilations=tuple(dilations))
@@ -242,6 +297,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet50": resnet50,
     "mobilenet_v3": mobilenet_v3,
+    "mobilenet_v2": mobilenet_v2,
 }
 
 

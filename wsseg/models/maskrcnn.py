@@ -37,7 +37,7 @@ from wsseg.errors import BadInputError
 from wsseg.models.backbones import SmallCNN, _build_tv, _conv_bn_relu
 from wsseg.structures import Instances
 
-BACKBONES = ("mobilenet_v3", "resnet50", "small")
+BACKBONES = ("mobilenet_v3", "mobilenet_v2", "resnet50", "small")
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,11 @@ class MaskRCNNConfig:
 
     num_classes: object classes, background excluded. backbone: ``mobilenet_v3``, ``resnet50`` or
         ``small`` (a from-scratch CNN of ``small_width`` base channels; it has no ImageNet weights).
-    weights: None (from scratch), ``"imagenet"`` (torchvision's weights API: downloads on first use) or
-        a path to a state dict of the full torchvision classification model.
+    weights: None (from scratch), a torchvision weight name (``imagenet``, ``DEFAULT``, ``IMAGENET1K_V1``
+        ...: the file must be in torch's cache, see ``wsseg.models.backbones``) or a path to a state dict
+        of the full torchvision classification model (``mobilenet_v2``: the shared ``features.*`` file).
+    frozen_bn: BatchNorm of a torchvision backbone frozen (``FrozenBatchNorm2d``); None: frozen when it
+        starts from weights, as torchvision's detection models do, trainable from scratch.
     image_size: the shorter side images are resized to (torchvision's ``min_size``); the longer side
         is capped at twice that. Predictions come back at the input image's own size.
     anchor_sizes: one tuple per FPN level (strides 8, 16, 32, 64), in pixels of the resized image.
@@ -64,6 +67,7 @@ class MaskRCNNConfig:
     num_classes: int
     backbone: str = "mobilenet_v3"
     weights: str | None = None
+    frozen_bn: bool | None = None
     small_width: int = 32
     fpn_channels: int = 128
     image_size: int = 160
@@ -111,6 +115,13 @@ class MaskRCNNConfig:
         return MaskRCNNConfig(**data)
 
 
+#: The MobileNet backbones: torchvision builder and weights enum.
+MOBILENETS = {
+    "mobilenet_v3": (torchvision.models.mobilenet_v3_large, torchvision.models.MobileNet_V3_Large_Weights),
+    "mobilenet_v2": (torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights),
+}
+
+
 def _stride_outputs(features: nn.Sequential, strides: Sequence[int]) -> tuple[dict[str, str], list[int]]:
     """For a sequential feature extractor: the last layer at each output stride, and its channels."""
     x = torch.zeros(1, 3, 64, 64)
@@ -125,6 +136,7 @@ def _stride_outputs(features: nn.Sequential, strides: Sequence[int]) -> tuple[di
 def build_backbone(config: MaskRCNNConfig) -> BackboneWithFPN:
     """The backbone's stride 8/16/32 maps through an FPN of ``fpn_channels`` (levels '0'..'2', 'pool')."""
     strides = (8, 16, 32)
+    frozen = config.frozen_bn if config.frozen_bn is not None else config.weights is not None
     body: nn.Module
     if config.backbone == "small":
         w = config.small_width
@@ -134,18 +146,18 @@ def build_backbone(config: MaskRCNNConfig) -> BackboneWithFPN:
             *_conv_bn_relu(4 * w, 4 * w, stride=2),
         )
         return_layers, channels = _stride_outputs(body, strides)
-    elif config.backbone == "mobilenet_v3":
-        net = _build_tv(
-            "mobilenet_v3",
-            torchvision.models.mobilenet_v3_large,
-            torchvision.models.MobileNet_V3_Large_Weights,
-            config.weights,
-        )
+    elif config.backbone in MOBILENETS:
+        builder, enum_cls = MOBILENETS[config.backbone]
+        net = _build_tv(config.backbone, builder, enum_cls, config.weights, frozen)
         body = net.features
         return_layers, channels = _stride_outputs(net.features, strides)
     else:
         net = _build_tv(
-            "resnet50", torchvision.models.resnet50, torchvision.models.ResNet50_Weights, config.weights
+            "resnet50",
+            torchvision.models.resnet50,
+            torchvision.models.ResNet50_Weights,
+            config.weights,
+            frozen,
         )
         body = net
         return_layers = {"layer2": "0", "layer3": "1", "layer4": "2"}
