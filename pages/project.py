@@ -6,11 +6,14 @@ are browsed on the Data page."""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import zipfile
 
 import streamlit as st
 
-from pages.common import current_project, metrics_text, skipped_note
+from pages.common import current_project, metrics_text, show_error, skipped_note
 from pages.pipeline_panel import pipeline_panel
+from wsseg.curation.export import FORMATS, RUN_STAGES, WHATS, export
 from wsseg.errors import WssegError
 from wsseg.store.project import Project
 from wsseg.views.lineage import images_with_masks, mask_lineage
@@ -110,6 +113,51 @@ def lineage_view(project: Project) -> None:
     )
 
 
+EXPORT_WORDS = {
+    "pseudo": "pseudo masks (all but rejected)",
+    "curated": "curated masks (accepted or edited)",
+    "predictions": "Mask R-CNN predictions (COCO results)",
+    "labels": "estimator label maps (semantic)",
+}
+
+
+def export_section(project: Project) -> None:
+    """``wsseg export`` behind buttons: what, which run, which format; then a download."""
+    left, middle, right = st.columns(3)
+    what = left.selectbox("What", WHATS, format_func=EXPORT_WORDS.get, key="export_what")
+    runs = [r for r in project.runs(RUN_STAGES[what]) if r.status == "done"]
+    if not runs:
+        st.caption(f"No finished run to export {EXPORT_WORDS[what]} from yet.")
+        return
+    run = middle.selectbox("Run", [r.id for r in runs], format_func=lambda r: f"run {r}", key="export_run")
+    fmt = right.selectbox("Format", FORMATS, format_func=str.upper, key="export_format")
+    st.caption(
+        "COCO keeps the source's image ids, file names and category ids; VOC is a complete folder (images, "
+        "annotations, masks, splits, labelmap.txt) that imports back into wsseg."
+    )
+    if st.button("Prepare the export", key="export_prepare"):
+        folder = project.root / "artifacts" / "exports"
+        target = folder / (f"{what}-run-{run}.json" if fmt == "coco" else f"{what}-run-{run}-voc")
+        try:
+            report = export(project, what, fmt, target, run)
+        except WssegError as error:
+            show_error(error)
+            return
+        if fmt == "coco":
+            data, name, mime = target.read_bytes(), target.name, "application/json"
+        else:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for part in sorted(p for p in target.rglob("*") if p.is_file()):
+                    archive.write(part, part.relative_to(target))
+            data, name, mime = buffer.getvalue(), f"{target.name}.zip", "application/zip"
+        st.session_state["export_ready"] = (data, name, mime, report.instances, report.images, str(target))
+    if ready := st.session_state.get("export_ready"):
+        data, name, mime, instances, images, where = ready
+        st.caption(f"{instances} mask(s) over {images} image(s), written to `{where}`")
+        st.download_button(f"Download {name}", data, name, mime, key="export_download")
+
+
 st.title("Project")
 
 with st.expander("Open or create a project", expanded=False), st.form("open_project"):
@@ -168,3 +216,6 @@ else:
 
 st.subheader("Where a pseudo mask comes from")
 lineage_view(project)
+
+st.subheader("Export")
+export_section(project)

@@ -19,8 +19,10 @@ from pages.common import current_project, show_error
 from wsseg.curation.export import is_curated
 from wsseg.errors import WssegError
 from wsseg.jobs import launch as jobs
+from wsseg.jobs.launch import WEIGHT_SUFFIXES
 from wsseg.jobs.runner import RESUMABLE
 from wsseg.jobs.table import JobRecord, list_jobs
+from wsseg.models.backbones import cached_weight_names
 from wsseg.stages.classifier_summary import never_predicted_warning, summary_rows
 from wsseg.stages.common import next_run_name, run_exists
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
@@ -32,6 +34,12 @@ POLL_SECONDS = 1.5
 PICTURE = 400  # pixels: the width of each compared picture
 # The command line's defaults: (epochs, batch size, learning rate).
 DEFAULTS = {"classifier": (30, 32, 3e-3), "maskrcnn": (12, 8, 2e-3), "ple": (10, 16, 3e-3)}
+WEIGHTS_DIR = "weights"
+BACKBONE_CHOICES = {
+    "classifier": ["small", "mobilenet_v2", "mobilenet_v3", "resnet18", "resnet50"],
+    "ple": ["small", "mobilenet_v2", "mobilenet_v3", "resnet18", "resnet50"],
+    "maskrcnn": ["mobilenet_v3", "mobilenet_v2", "resnet50", "small"],
+}
 SOURCES = {
     "curated": "curated masks (accepted or edited): retrain",
     "pseudo": "the newest pseudo-masks run's masks not rejected",
@@ -55,6 +63,35 @@ def _estimator_runs(project: Project) -> list[str]:
         if run.status == "done" and not run.config.get("full") and name and name not in names:
             names.append(name)
     return names
+
+
+def backbone_form(project: Project, stage: str, from_classifier: bool) -> dict[str, str]:
+    """The backbone and its pretrained start (torchvision weights in torch's cache, or a file in the
+    project's ``weights/`` folder); returns the options to add (none: the command's defaults)."""
+    if from_classifier:
+        return {}  # the classifier's own layers are the start: its backbone, no other weights
+    with st.expander("Backbone and pretrained start"):
+        choices = BACKBONE_CHOICES[stage]
+        backbone = st.selectbox("Backbone", choices, key=f"train_backbone_{stage}")
+        files = sorted(
+            p.relative_to(project.root).as_posix()
+            for p in (project.root / WEIGHTS_DIR).glob("*")
+            if p.suffix in WEIGHT_SUFFIXES
+        )
+        starts = (
+            ["none (from scratch)", *cached_weight_names(backbone), *files] if backbone != "small" else []
+        )
+        weights = st.selectbox("Start from", starts, key=f"train_weights_{stage}") if starts else None
+        st.caption(
+            "Pretrained weights: torchvision's (only those already in torch's cache: nothing is downloaded) "
+            f"or a torchvision-format weights file put in the project's `{WEIGHTS_DIR}/` folder. The small "
+            "backbone trains from scratch."
+            + (" A pretrained Mask R-CNN backbone keeps its BatchNorm frozen." if stage == "maskrcnn" else "")
+        )
+    options = {"backbone": backbone}
+    if weights and not weights.startswith("none"):
+        options["weights"] = weights
+    return options
 
 
 def start_form(project: Project) -> None:
@@ -104,6 +141,7 @@ def start_form(project: Project) -> None:
             key=f"train_{stage}_init",
         ):
             extra["init"] = classifier.config.get("name", "classifier")
+    extra.update(backbone_form(project, stage, "init" in extra))
     base = "maskrcnn-curated" if source == "curated" else stage
     key = f"train_name_{base}"
     if st.session_state.pop("train_name_reset", False):

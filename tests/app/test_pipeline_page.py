@@ -219,12 +219,14 @@ def _curate(page: object, url: str, root: Path, run_id: int, tmp_path: Path) -> 
     # Paint: a stroke with the mouse across the canvas (the current mask drawn on the photo), applied.
     area = int(decode_rle(next(m for m in Project(root).pseudo_masks() if m["id"] == mask_id)["rle"]).sum())
     page.get_by_text("Paint or erase").click()
-    canvas = page.locator("iframe[title*='drawable_canvas']").first
-    canvas.wait_for(timeout=TIMEOUT)
-    canvas.scroll_into_view_if_needed()
+    # The canvas component draws inline (Streamlit's components v2): its topmost <canvas> takes the mouse.
+    surface = (
+        page.locator("[data-testid='stExpander']").filter(has_text="Paint or erase").locator("canvas").last
+    )
+    surface.wait_for(timeout=TIMEOUT)
+    surface.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # the component draws its background picture
-    surface = page.frame_locator("iframe[title*='drawable_canvas']").first.locator("canvas").last
-    picture = surface.bounding_box()  # the drawing surface inside the frame, above its toolbar
+    picture = surface.bounding_box()
     assert picture is not None
     y = picture["y"] + picture["height"] / 2
     page.mouse.move(picture["x"] + 5, y)
@@ -255,7 +257,7 @@ def _retrain(page: object, url: str, root: Path, curated: list[int], tmp_path: P
     page.goto(url + "/train")
     page.get_by_role("heading", name="Train").first.wait_for(timeout=TIMEOUT)
     _idle(page)
-    page.locator("[data-testid='stSelectbox']").filter(has_text="Stage").click()
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Stage").first.click()
     page.get_by_role("option", name="Mask R-CNN", exact=True).click()
     _idle(page)
     page.get_by_text(f"curated masks (accepted or edited): retrain · {len(curated)} in").click()

@@ -47,3 +47,35 @@ def test_opening_a_missing_project_shows_an_error(demo: Path, tmp_path: Path) ->
     at.button[0].click().run()
     assert not at.exception
     assert any("not a wsseg project" in e.value for e in at.error)
+
+
+def test_export_from_the_page_writes_what_the_command_writes(masked: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from wsseg.data.coco import decode_rle
+    from wsseg.store.project import Project
+
+    root = tmp_path / "project"
+    shutil.copytree(masked, root)
+    at = open_page(root)
+    at.selectbox(key="export_what").select("pseudo").run()
+    at.selectbox(key="export_format").select("coco").run()
+    at.button(key="export_prepare").click().run()
+    assert not at.exception
+    run = at.selectbox(key="export_run").value
+    written = root / "artifacts" / "exports" / f"pseudo-run-{run}.json"
+    doc = json.loads(written.read_text())
+    kept = [
+        m
+        for m in Project(root).pseudo_masks(run_id=run)
+        if m["status"] != "rejected" and decode_rle(m["rle"]).any()
+    ]
+    assert len(doc["annotations"]) == len(kept) > 0
+    assert f"{len(kept)} mask(s) over" in captions(at)
+    assert at.get("download_button")  # the file, one click away
+
+    at.selectbox(key="export_format").select("voc").run()
+    at.button(key="export_prepare").click().run()
+    folder = root / "artifacts" / "exports" / f"pseudo-run-{run}-voc"
+    assert (folder / "labelmap.txt").is_file() and (folder / "JPEGImages").is_dir()

@@ -164,3 +164,15 @@ def test_a_finished_classifier_job_says_what_it_learnt_per_class(trained: Path, 
     never = [c for c, r in summary["per_class"].items() if r["predicted"] == 0 and r["images"] > 0]
     assert never  # the 1-epoch test classifier never predicts some tagged classes: the page says which
     assert any(w.value.startswith("The classifier never predicts: " + ", ".join(never)) for w in at.warning)
+
+
+def test_the_backbone_and_a_weights_file_of_the_project_are_offered(project: Path) -> None:
+    (project / "weights").mkdir(exist_ok=True)
+    (project / "weights" / "mobilenet_v2_imagenet.pth").write_bytes(b"\0")
+    at = open_page(project, PAGE)
+    at.selectbox(key="train_backbone_classifier").select("mobilenet_v2").run()
+    starts = at.selectbox(key="train_weights_classifier").options
+    assert starts[0] == "none (from scratch)" and "weights/mobilenet_v2_imagenet.pth" in starts
+    at.selectbox(key="train_backbone_classifier").select("small").run()
+    assert not [s for s in at.selectbox if s.key == "train_weights_classifier"]  # small: from scratch only
+    assert not at.exception

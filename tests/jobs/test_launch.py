@@ -52,6 +52,10 @@ def empty(tmp_path: Path) -> Project:
         ("maskrcnn", {}, "exactly one of source"),
         ("maskrcnn", {"source": "truth", "coco": "x.json"}, "option coco"),
         ("ple", {"init": "../classifier"}, "option init"),
+        ("classifier", {"weights": "/etc/passwd"}, "option weights"),
+        ("classifier", {"weights": "../../w.pth"}, "leaves the project"),
+        ("classifier", {"weights": "weights/missing.pth"}, "option weights"),
+        ("classifier", {"weights": "https://example.org/w.pth"}, "option weights"),
     ],
 )
 def test_hostile_or_out_of_range_options_are_refused_by_name(
@@ -284,3 +288,16 @@ def test_the_log_tail_keeps_the_last_lines_and_a_progress_bar_s_last_state(empty
     path.write_text("".join(f"line {k}\n" for k in range(100)) + "bar 10%\rbar 50%\rbar 100%\n")
     assert jobs.log_tail(empty, 3, lines=3) == "line 98\nline 99\nbar 100%"
     assert jobs.log_tail(empty, 4) == ""  # no log yet
+
+
+def test_weights_are_a_torchvision_name_or_a_file_inside_the_project(empty: Project) -> None:
+    (empty.root / "weights").mkdir()
+    (empty.root / "weights" / "mnv2.pth").write_bytes(b"\0")
+    for name in ("imagenet", "DEFAULT", "IMAGENET1K_V2"):
+        assert jobs.validate(empty, "classifier", {"weights": name})["weights"] == name
+    clean = jobs.validate(empty, "ple", {"backbone": "mobilenet_v2", "weights": "weights/mnv2.pth"})
+    argv = jobs.command(empty, "ple", clean, job_id=3)
+    assert argv[argv.index("--weights") + 1] == str((empty.root / "weights" / "mnv2.pth").resolve())
+    assert argv[argv.index("--backbone") + 1] == "mobilenet_v2"
+    named = jobs.command(empty, "classifier", jobs.validate(empty, "classifier", {"weights": "DEFAULT"}), 4)
+    assert named[named.index("--weights") + 1] == "DEFAULT"

@@ -132,6 +132,24 @@ def _project_json(label: str, value: Any, project: Project) -> str:
     return value
 
 
+WEIGHT_SUFFIXES = (".pt", ".pth")
+
+
+def _weights(label: str, value: Any, project: Project) -> str:
+    """A torchvision weight name (the stage checks torch's cache), or a weights file inside the project."""
+    if isinstance(value, str) and (value in ("imagenet", "DEFAULT") or value.startswith("IMAGENET1K_")):
+        return value
+    if not isinstance(value, str) or not value or "\0" in value or Path(value).is_absolute():
+        raise BadInputError(label, f"expected a weight name or a file inside the project, got {value!r}")
+    try:
+        path = project.path(value)
+    except BadInputError:
+        raise BadInputError(label, f"{value!r} leaves the project folder") from None
+    if path.suffix not in WEIGHT_SUFFIXES or not path.is_file():
+        raise BadInputError(label, f"expected an existing .pt or .pth file inside the project, got {value!r}")
+    return value
+
+
 COMMON = {
     "epochs": _Int(1, 1000),
     "batch_size": _Int(1, 1024),
@@ -147,6 +165,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "classifier": {
         **COMMON,
         "backbone": _Choice("small", "resnet18", "resnet50", "mobilenet_v3", "mobilenet_v2"),
+        "weights": _weights,
         "pooling": _Choice("average", "peaks"),
         "size": _Int(16, 2048),
     },
@@ -156,6 +175,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "maskrcnn": {
         **COMMON,
         "backbone": _Choice("mobilenet_v3", "mobilenet_v2", "resnet50", "small"),
+        "weights": _weights,
         "init": _name,
         "image_size": _Int(32, 2048),
         "source": _Choice("pseudo", "truth"),
@@ -164,6 +184,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "ple": {
         **COMMON,
         "backbone": _Choice("small", "resnet18", "resnet50", "mobilenet_v3", "mobilenet_v2"),
+        "weights": _weights,
         "size": _Int(16, 2048),
         "init": _name,
         "full": _flag,
@@ -244,7 +265,7 @@ def command(project: Project, kind: str, options: dict[str, Any], job_id: int) -
         if key == "steps":
             continue  # the pipeline's steps stay in its row, where its driver reads them
         flag = "--" + key.replace("_", "-")
-        if key == "coco":
+        if key == "coco" or key == "weights" and Path(value).suffix in WEIGHT_SUFFIXES:
             argv += [flag, str(project.path(value))]
         elif isinstance(value, bool):
             argv += [flag] if value else []

@@ -301,6 +301,23 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+#: The torchvision weights enum of each backbone that has one.
+WEIGHTS_ENUMS: dict[str, type] = {
+    "resnet18": torchvision.models.ResNet18_Weights,
+    "resnet50": torchvision.models.ResNet50_Weights,
+    "mobilenet_v3": torchvision.models.MobileNet_V3_Large_Weights,
+    "mobilenet_v2": torchvision.models.MobileNet_V2_Weights,
+}
+
+
+def cached_weight_names(backbone: str) -> list[str]:
+    """The torchvision weight names of ``backbone`` whose file is in torch's cache (usable offline)."""
+    enum_cls = WEIGHTS_ENUMS.get(backbone)
+    if enum_cls is None:
+        return []
+    return [n for n, w in enum_cls.__members__.items() if n != "DEFAULT" and weights_cache_path(w).is_file()]
+
+
 def build_backbone(name: str, weights: WeightsArg = None, **kwargs: object) -> nn.Module:
     """Build ``BACKBONES[name](weights, **kwargs)``; unknown names raise ``BadInputError``."""
     if name not in BACKBONES:
