@@ -269,14 +269,15 @@ def _retrain(page: object, url: str, root: Path, curated: list[int], tmp_path: P
     before = {j.id for j in list_jobs(Project(root))}
     page.get_by_role("button", name="Retrain on curated masks").click()
     job = None
-    for _ in range(PIPELINE_DEADLINE * 5):
+    for _ in range(int(PIPELINE_DEADLINE * 5)):
         new = [j for j in list_jobs(Project(root)) if j.id not in before]
         job = new[0] if new else None
         if job is not None and not job.active:
             break
         page.wait_for_timeout(200)
     assert job is not None and job.status == "done", job
-    page.get_by_text(re.compile(rf"job {job.id} · .* · done")).first.wait_for(timeout=TIMEOUT)
+    page.get_by_text(f"Log of job {job.id}").wait_for(timeout=TIMEOUT)  # the page follows the new job
+    page.get_by_text(re.compile(r"done · 100%")).first.wait_for(timeout=TIMEOUT)
     _no_exception(page)
     _screenshot(page, "train-curated", tmp_path)
 

@@ -60,7 +60,13 @@ def test_start_and_stop_a_real_job_from_the_page(project: Path, monkeypatch: pyt
     at.button(key="train_start").click().run()
     assert not at.exception and not at.error
     job = list_jobs(Project(project))[0]
-    assert job.active and job.args == {"name": "apptest", "epochs": 500, "batch_size": 4, "lr": 0.003}
+    assert job.active and job.args == {
+        "name": "apptest",
+        "epochs": 500,
+        "batch_size": 4,
+        "lr": 0.003,
+        "backbone": "small",  # the page names the backbone it shows
+    }
     assert at.selectbox(key="train_view").value == job.id
     at.button(key="train_stop").click().run()
     assert not at.exception
