@@ -307,6 +307,7 @@ def _evaluate(page: object, url: str, root: Path, model_run: int, tmp_path: Path
     page.get_by_text(f"run {evaluation.id} · maskrcnn-curated against the tags").wait_for(timeout=TIMEOUT)
     page.goto(url + "/evaluate")
     page.get_by_text("Evaluation against the tags").wait_for(timeout=TIMEOUT)
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=TIMEOUT)  # the runs' scores
     _idle(page)
     _no_exception(page)
     _screenshot(page, "evaluate-curated", tmp_path)
