@@ -51,6 +51,8 @@ def upload_form(project: Project) -> None:
         return
     report = kept[1]
     st.success(f"Imported {len(report.imported)} image(s).")
+    for note in report.notes:
+        st.info(note)
     if report.skipped_duplicates:
         st.info(
             f"Skipped {len(report.skipped_duplicates)} image(s) already in the project (same content): "

@@ -75,6 +75,7 @@ def _merge(into: ImportReport, part: ImportReport, zip_names: tuple[str, str] | 
     name the uploaded zip."""
     into.imported.extend(part.imported)
     into.skipped_duplicates.extend(part.skipped_duplicates)
+    into.notes.extend(part.notes)
     for problem in part.problems:
         source = problem.source
         if zip_names is not None:
