@@ -96,10 +96,17 @@ def first_tagged(classes: list[str], tags: tuple[str, ...]) -> int:
 WAIT = 120_000
 
 
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
 def wait_idle(page: object, timeout: float = WAIT) -> None:
-    """Until Streamlit has finished the current run (its status widget gone)."""
-    page.wait_for_timeout(300)
-    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=timeout)
+    """Until Streamlit has finished the current run and stays idle: its status widget gone and the app
+    not running, twice 300 ms apart (``st.rerun`` starts a second run right after the first; a click
+    made between the two can be lost)."""
+    for _ in range(2):
+        page.wait_for_timeout(300)
+        page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=timeout)
+        page.locator(IDLE).wait_for(timeout=timeout)
 
 
 def no_exception(page: object) -> None:
