@@ -38,7 +38,7 @@ def test_maps_are_distributions_at_input_resolution(method: str) -> None:
     assert result.class_scores.shape == (3,) and result.crm.shape == (3, 6, 7)
 
 
-@pytest.mark.parametrize("backbone", ["small", "resnet18", "mobilenet_v3"])
+@pytest.mark.parametrize("backbone", ["small", "resnet18", "mobilenet_v3", "mobilenet_v2"])
 @pytest.mark.parametrize("method", ["excitation", "gradient"])
 def test_batched_maps_equal_one_by_one(backbone: str, method: str) -> None:
     model = random_model(backbone)

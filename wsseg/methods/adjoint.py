@@ -15,11 +15,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.mobilenetv3 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import SqueezeExcitation
 
-from wsseg.models.receptive_field import _ELEMENTWISE
+from wsseg.models.receptive_field import _ELEMENTWISE, inverted_residual
 
 Back = Callable[[torch.Tensor], torch.Tensor]
 
@@ -148,11 +147,14 @@ def _walk_block(m: BasicBlock | Bottleneck, x: torch.Tensor, excite: bool) -> tu
     return y, back
 
 
-def _walk_inverted_residual(m: InvertedResidual, x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Back]:
-    if not m.use_res_connect:
-        return walk_sequence(list(m.block), x, excite)
-    out, inner_back = walk_sequence(list(m.block)[:-1], x, excite)
-    project = m.block[-1]
+def _walk_inverted_residual(
+    parts: tuple[list[nn.Module], bool], x: torch.Tensor, excite: bool
+) -> tuple[torch.Tensor, Back]:
+    branch, residual = parts
+    if not residual:
+        return walk_sequence(branch, x, excite)
+    out, inner_back = walk_sequence(branch[:-1], x, excite)
+    project = branch[-1]
     y, node_back = _sum_node(
         [_conv_term(project[0], project[1], out, excite), _identity_term(x, excite)], excite
     )
@@ -190,8 +192,8 @@ def _walk(m: nn.Module, x: torch.Tensor, excite: bool) -> tuple[torch.Tensor, Ba
         return walk_sequence(list(m), x, excite)
     if isinstance(m, BasicBlock | Bottleneck):
         return _walk_block(m, x, excite)
-    if isinstance(m, InvertedResidual):
-        return _walk_inverted_residual(m, x, excite)
+    if (parts := inverted_residual(m)) is not None:
+        return _walk_inverted_residual(parts, x, excite)
     if isinstance(m, SqueezeExcitation):
         return _walk_squeeze_excitation(m, x, excite)
     if isinstance(m, _ELEMENTWISE):

@@ -59,7 +59,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.mobilenetv3 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import SqueezeExcitation
 
@@ -68,7 +67,7 @@ from wsseg.methods.adjoint import Back, fold_batchnorm, folded_weight, shifted, 
 from wsseg.methods.windowed_adjoint import is_plain, walk, windowed_adjoint
 from wsseg.models.classifier import PeakClassifier
 from wsseg.models.peaks import Peak, PeakConfig, find_peaks, peak_stimulation, upsample_crm
-from wsseg.models.receptive_field import _ELEMENTWISE
+from wsseg.models.receptive_field import _ELEMENTWISE, inverted_residual
 
 _EPS = 1e-9
 
@@ -181,11 +180,12 @@ def _excite(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
         )
         summed = _residual(value, h, shortcut)
         return _through(F.relu(summed), summed)
-    if isinstance(m, InvertedResidual):
-        if not m.use_res_connect:
-            return _excite_sequence(list(m.block), x)
-        out = _excite_sequence(list(m.block)[:-1], x)
-        project = m.block[-1]
+    if (parts := inverted_residual(m)) is not None:
+        branch, residual = parts
+        if not residual:
+            return _excite_sequence(branch, x)
+        out = _excite_sequence(branch[:-1], x)
+        project = branch[-1]
         value, h = _conv_terms(project[0], project[1], out)
         return _residual(value, h, (x.detach(), _relay(x)))
     if isinstance(m, (SqueezeExcitation, *_ELEMENTWISE)):

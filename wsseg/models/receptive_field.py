@@ -5,11 +5,24 @@ from __future__ import annotations
 import math
 
 from torch import nn
+from torchvision.models.mobilenetv2 import InvertedResidual as InvertedResidualV2
 from torchvision.models.mobilenetv3 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 #: Layers that act element-wise (shared with ``wsseg.methods.prm``).
 _ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid, nn.GELU, nn.LeakyReLU)
+
+
+def inverted_residual(m: nn.Module) -> tuple[list[nn.Module], bool] | None:
+    """A MobileNet inverted residual block as (its branch's layers, the last one a Sequential of the
+    projecting conv and its BatchNorm; whether the input is added back), for MobileNetV3's and V2's
+    blocks alike; None for any other layer."""
+    if isinstance(m, InvertedResidual):
+        return list(m.block), bool(m.use_res_connect)
+    if isinstance(m, InvertedResidualV2):
+        layers = list(m.conv)
+        return [*layers[:-2], nn.Sequential(layers[-2], layers[-1])], bool(m.use_res_connect)
+    return None
 
 
 def receptive_radius(module: nn.Module) -> float:
@@ -41,8 +54,8 @@ def _field(m: nn.Module, radius: float, jump: int) -> tuple[float, int]:
         r_branch, j_branch = _field(nn.Sequential(*branch), radius, jump)
         r_short = _field(m.downsample, radius, jump)[0] if m.downsample is not None else radius
         return max(r_branch, r_short), j_branch
-    if isinstance(m, InvertedResidual):
-        return _field(m.block, radius, jump)
+    if (parts := inverted_residual(m)) is not None:
+        return _field(nn.Sequential(*parts[0]), radius, jump)
     if isinstance(m, (*_ELEMENTWISE, nn.BatchNorm2d, nn.Dropout, nn.Identity)):
         return radius, jump
     return math.inf, jump  # squeeze-excitation, global pooling, anything unknown: the whole image
