@@ -227,6 +227,12 @@ def test_colour_bar_runs_through_the_colormap_with_its_ticks_below() -> None:
     assert not shown[:50].any() and shown[50:56].min() == 255  # the picture, then a white gap
     with pytest.raises(BadInputError, match="colour bar"):
         colour_bar("jet", width=10)
+    # Labels too long for the width: only the two ends are written, so none overlaps another.
+    ticks = ("0", "0.5 = 0.0003", "1 = 0.0012 or more")
+    narrow, wide = colour_bar("jet", 160, 10, ticks), colour_bar("jet", 480, 10, ticks)
+    # The middle tick's dark line across the bar's lower edge is drawn only with its label.
+    middle = lambda bar: bar[6:10, bar.shape[1] // 2 - 1 : bar.shape[1] // 2 + 2].min()  # noqa: E731
+    assert middle(wide) <= 60 < middle(narrow)
 
 
 def test_contrasting_colour_avoids_the_objects_own_colour() -> None:

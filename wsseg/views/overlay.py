@@ -152,6 +152,8 @@ def colour_bar(
     draw = ImageDraw.Draw(canvas)
     draw.rectangle((0, 0, width - 1, height - 1), outline=(90, 90, 90))
     font = _font(size)
+    if len(ticks) > 2 and sum(draw.textlength(t, font=font) for t in ticks) + 8 * len(ticks) > width:
+        ticks = (ticks[0], ticks[-1])  # too narrow for every label: the ends only, never overlapping
     for k, label in enumerate(ticks):
         x = round(k * (width - 1) / max(1, len(ticks) - 1))
         anchor = "la" if k == 0 else "ra" if k == len(ticks) - 1 else "ma"
