@@ -126,6 +126,16 @@ def _compressed(rle: Mapping[str, Any]) -> dict:
 # --------------------------------------------------------------------------- reading
 
 
+def _load_json(json_path: Path) -> Any:
+    """The parsed JSON of ``json_path``; BadInputError naming it when it is missing or not JSON."""
+    try:
+        return json.loads(json_path.read_bytes())
+    except FileNotFoundError:
+        raise BadInputError(str(json_path), "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(str(json_path), f"not valid JSON ({exc})") from None
+
+
 def read_coco(json_path: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> CocoDataset:
     """Read a COCO instance JSON; every bad entry is dropped with a Problem naming it.
 
@@ -136,12 +146,7 @@ def read_coco(json_path: str | os.PathLike, image_dir: str | os.PathLike | None 
     """
     json_path = Path(json_path)
     name = json_path.name
-    try:
-        doc = json.loads(json_path.read_bytes())
-    except FileNotFoundError:
-        raise BadInputError(str(json_path), "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInputError(str(json_path), f"not valid JSON ({exc})") from None
+    doc = _load_json(json_path)
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise BadInputError(str(json_path), "expected a COCO object with an 'images' list")
     problems: list[Problem] = []
@@ -173,12 +178,7 @@ def read_coco_results(
     against known images (id -> (height, width)) and categories (id -> name): the detections by image
     id, and a Problem for each one dropped (unknown image or category, bad mask, no score)."""
     json_path = Path(json_path)
-    try:
-        doc = json.loads(json_path.read_bytes())
-    except FileNotFoundError:
-        raise BadInputError(str(json_path), "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInputError(str(json_path), f"not valid JSON ({exc})") from None
+    doc = _load_json(json_path)
     if not isinstance(doc, list):
         raise BadInputError(str(json_path), "expected a COCO results list ([{image_id, category_id, ...}])")
     images = {k: CocoImage(k, str(k), w, h) for k, (h, w) in sizes.items()}

@@ -119,17 +119,24 @@ def _split(label: str, value: Any, project: Project) -> str:
     return str(value)
 
 
-def _project_json(label: str, value: Any, project: Project) -> str:
-    """A .json file given relative to the project folder, which must exist inside it."""
+def _project_file(label: str, value: Any, project: Project, suffixes: tuple[str, ...], expected: str) -> str:
+    """``value``: an existing file with one of ``suffixes``, given relative to the project folder and
+    inside it; ``expected`` says what was wanted when it is not even a relative path."""
     if not isinstance(value, str) or not value or "\0" in value or Path(value).is_absolute():
-        raise BadInputError(label, f"expected a file path relative to the project folder, got {value!r}")
+        raise BadInputError(label, f"expected {expected}, got {value!r}")
     try:
         path = project.path(value)
     except BadInputError:
         raise BadInputError(label, f"{value!r} leaves the project folder") from None
-    if path.suffix != ".json" or not path.is_file():
-        raise BadInputError(label, f"expected an existing .json file inside the project, got {value!r}")
+    if path.suffix not in suffixes or not path.is_file():
+        kinds = " or ".join(suffixes)
+        raise BadInputError(label, f"expected an existing {kinds} file inside the project, got {value!r}")
     return value
+
+
+def _project_json(label: str, value: Any, project: Project) -> str:
+    """A .json file given relative to the project folder, which must exist inside it."""
+    return _project_file(label, value, project, (".json",), "a file path relative to the project folder")
 
 
 WEIGHT_SUFFIXES = (".pt", ".pth")
@@ -139,15 +146,7 @@ def _weights(label: str, value: Any, project: Project) -> str:
     """A torchvision weight name (the stage checks torch's cache), or a weights file inside the project."""
     if isinstance(value, str) and (value in ("imagenet", "DEFAULT") or value.startswith("IMAGENET1K_")):
         return value
-    if not isinstance(value, str) or not value or "\0" in value or Path(value).is_absolute():
-        raise BadInputError(label, f"expected a weight name or a file inside the project, got {value!r}")
-    try:
-        path = project.path(value)
-    except BadInputError:
-        raise BadInputError(label, f"{value!r} leaves the project folder") from None
-    if path.suffix not in WEIGHT_SUFFIXES or not path.is_file():
-        raise BadInputError(label, f"expected an existing .pt or .pth file inside the project, got {value!r}")
-    return value
+    return _project_file(label, value, project, WEIGHT_SUFFIXES, "a weight name or a file inside the project")
 
 
 COMMON = {
