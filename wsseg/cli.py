@@ -321,7 +321,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         description="Benchmark: trains and measures each stage built so far. --quick finishes in minutes and "
         "still trains for real; the full run is what the targets refer to.",
     )
-    p.add_argument("--dataset", default="shapes", choices=["shapes", "nuclei", "camvid"])
+    p.add_argument("--dataset", default="shapes", choices=["shapes", "nuclei", "camvid", "coco"])
     p.add_argument("--quick", action="store_true", help="small data and short training (a few minutes)")
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for report.json / report.md")
     p.add_argument("--seed", type=int, default=0)
@@ -341,6 +341,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--project", type=Path, default=None, help="with --curation: start from this project (never written)"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="pretrained start of the classifier and both Mask R-CNNs: " + WEIGHTS_HELP + "; recorded in "
+        "the report (default: from scratch)",
+    )
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help="with --weights: mobilenet_v2 (default, the network of ../shared/weights/), mobilenet_v3 or resnet50",
     )
     p.set_defaults(func=_stage("wsseg.bench.command"))
 

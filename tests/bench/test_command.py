@@ -1,17 +1,27 @@
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
 from tests._maskrcnn_data import TINY
-from wsseg.bench.command import run_bench
+from wsseg.bench.command import check_start, run_bench
 from wsseg.bench.common import SHIPPED, TRAINED, bench_classifier
 from wsseg.demo.project import DEMO_CHECKPOINT
 from wsseg.errors import BadInputError, DataNotFoundError
 from wsseg.models.classifier import ClassifierConfig
-from wsseg.stages.recipes import BenchPlan, MaskRCNNPlan, classifier_config, curation_plan, plan_for
+from wsseg.stages.recipes import (
+    BenchPlan,
+    MaskRCNNPlan,
+    Start,
+    classifier_config,
+    curation_plan,
+    maskrcnn_plan,
+    plan_for,
+)
 from wsseg.store.project import Project
 from wsseg.training.engine import CHECKPOINT, TrainConfig, load_checkpoint
 
@@ -146,3 +156,69 @@ def test_the_shipped_classifier_must_know_the_bench_classes(tmp_path: Path) -> N
     plan = BenchPlan(1, 1, classifier_config(2), TrainConfig(epochs=1), shipped_classifier=True)
     with pytest.raises(BadInputError, match="disc"):
         bench_classifier(project, plan)
+
+
+def test_a_pretrained_start_reaches_the_classifier_and_both_mask_rcnns(tmp_path: Path) -> None:
+    """``--weights``: the classifier and both Mask R-CNNs load the file (a torchvision MobileNetV2 state
+    dict, as ../shared/weights/ holds); the Mask R-CNNs keep its BatchNorm statistics frozen; the report
+    names the file by its SHA-256."""
+    weights = tmp_path / "mobilenet_v2.pth"
+    torch.manual_seed(3)
+    reference = torchvision.models.mobilenet_v2(weights=None).state_dict()
+    for key in reference:  # statistics no initialisation would give, to recognise them downstream
+        if key.endswith("running_mean"):
+            reference[key].uniform_(-1, 1)
+    torch.save({k: v for k, v in reference.items() if k.startswith("features.")}, weights)
+    start = check_start(None, str(weights))
+    assert start == Start("mobilenet_v2", str(weights.resolve()))
+    plan = dataclasses.replace(
+        plan_for("shapes", True, 4, 0, start),
+        train_images=8,
+        val_images=4,
+        train=TrainConfig(epochs=1, batch_size=4, lr=1e-9),  # the weights barely move: recognisable
+        ple=False,
+        pseudo_every=2,
+        maskrcnn_epochs=1,
+        maskrcnn_images=4,
+    )
+    report = run_bench("shapes", quick=True, out=tmp_path / "out", plan=plan)
+    assert report["start"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert "mobilenet_v2" in report["classifier"]["source"]
+    project = Project(tmp_path / "out" / "work" / "project")
+    classifier = load_checkpoint(project.root / "checkpoints" / "classifier" / CHECKPOINT)["model"]
+    first = reference["features.0.0.weight"]
+    assert torch.allclose(classifier["backbone.body.features.0.0.weight"], first, atol=1e-6)
+    for arm in ("maskrcnn-full", "maskrcnn-weak"):
+        state = load_checkpoint(project.root / "checkpoints" / arm / CHECKPOINT)["model"]
+        frozen = state["backbone.body.3.conv.0.1.running_mean"]
+        assert torch.equal(frozen, reference["features.3.conv.0.1.running_mean"]), arm
+    assert report["maskrcnn"]["plan"]["model"]["backbone"] == "mobilenet_v2"
+
+
+def test_bench_weights_are_checked_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="weights file not found"):
+        check_start(None, str(tmp_path / "missing.pth"))
+    with pytest.raises(BadInputError, match="--backbone small"):
+        check_start("small", str(tmp_path / "missing.pth"))
+    with pytest.raises(BadInputError, match="only used with --weights"):
+        check_start("mobilenet_v2", None)
+    assert check_start(None, None) is None
+
+
+def test_pretrained_plans_change_only_the_start_and_its_schedule() -> None:
+    start = Start("mobilenet_v2", "/w.pth")
+    for dataset, classes in (("nuclei", 1), ("camvid", 11), ("coco", 69), ("shapes", 4)):
+        scratch, pretrained = (
+            plan_for(dataset, False, classes, 0),
+            plan_for(dataset, False, classes, 0, start),
+        )
+        assert pretrained.classifier.backbone == "mobilenet_v2" and pretrained.classifier.weights == "/w.pth"
+        assert pretrained.train.lr < scratch.train.lr
+        same = ("train_images", "val_images", "size", "augment", "ple", "peak_scale", "pseudo_variant")
+        assert [getattr(pretrained, k) for k in same] == [getattr(scratch, k) for k in same], dataset
+        assert pretrained.maskrcnn_epochs == scratch.maskrcnn_epochs
+    assert plan_for("coco", False, 69, 0).size == 320
+    quick = plan_for("shapes", True, 4, 0, start)
+    assert not quick.shipped_classifier  # the shipped classifier has the small backbone: not this start
+    mplan = maskrcnn_plan(False, 1, 0, init="classifier", start=start)
+    assert mplan.init is None and mplan.model.weights == "/w.pth" and mplan.model.backbone == "mobilenet_v2"

@@ -6,10 +6,12 @@ from pathlib import Path
 from wsseg.bench.ple import ple_bench
 from wsseg.data.shapes import ShapesConfig, write_shapes_dataset
 from wsseg.methods.crf import CRFConfig
+from wsseg.models.classifier import ClassifierConfig
 from wsseg.stages.recipes import PLEBenchPlan
+from wsseg.stages.train_classifier import train_classifier
 from wsseg.store.importer import import_source
 from wsseg.store.project import Project
-from wsseg.training.engine import TrainConfig
+from wsseg.training.engine import CHECKPOINT, TrainConfig, load_checkpoint
 
 
 def test_tiny_ple_bench_reports_every_key(tmp_path: Path) -> None:
@@ -41,3 +43,24 @@ def test_tiny_ple_bench_reports_every_key(tmp_path: Path) -> None:
     runs = {run.config["name"]: run.config for run in project.runs("ple")}
     assert set(runs) == {"ple", "ple-round2", "ple-round3", "ple-no-neighbourhood", "ple-full"}
     assert runs["ple-round2"]["labels_from"] == "ple" and runs["ple-round3"]["labels_from"] == "ple-round2"
+
+
+def test_the_estimators_take_the_classifiers_backbone(tmp_path: Path) -> None:
+    """A pretrained start's classifier (MobileNetV2 here) starts the estimator's networks with its own
+    backbone: the segmenter finds MobileNetV2's stride-4 layer inside its one ``features`` sequence."""
+    project = Project.create(tmp_path / "p")
+    write_shapes_dataset(tmp_path / "train", 4, ShapesConfig(seed=1))
+    write_shapes_dataset(tmp_path / "val", 1, ShapesConfig(seed=2))
+    import_source(project, tmp_path / "train", split="train")
+    import_source(project, tmp_path / "val", split="val")
+    config = ClassifierConfig(num_classes=4, backbone="mobilenet_v2", peak_stimulation=False)
+    train_classifier(project, config, TrainConfig(epochs=1, batch_size=4), name="classifier")
+    plan = PLEBenchPlan(TrainConfig(epochs=1, batch_size=4, seed=0), augment=None, rounds=1)
+    report = ple_bench(project, "shapes", quick=True, plan=plan)
+    assert report["backbone"] == "mobilenet_v2" and report["backbone_init"] == "classifier"
+    classifier = load_checkpoint(project.root / "checkpoints" / "classifier" / CHECKPOINT)["model"]
+    full = load_checkpoint(project.root / "checkpoints" / "ple-full" / CHECKPOINT)["model"]
+    key = "backbone.body.features.0.0.weight"  # the first conv: one step at lr 1e-3 moves it little
+    assert full[key].shape == classifier[key].shape
+    assert (full[key] - classifier[key]).abs().max() < 0.01
+    assert 0.0 <= report["full_miou"] <= 1.0

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -117,3 +119,80 @@ def test_camvid_tags_ignore_unlabelled():
     assert camvid_tags(labels) == ()
     labels[0, 0] = 5
     assert camvid_tags(labels) == (CAMVID_CLASSES[5],)  # 100% of the labelled pixels
+
+
+@pytest.fixture
+def fake_coco(tmp_path):
+    """coco-train100 in small: 6 photos of 40x64 (ids 11..16), categories 3 "cat" (two photos),
+    5 "dining table" (one photo, a 2x2 patch) and 7 "kite" (none)."""
+    from wsseg.data.coco import write_coco
+
+    base = tmp_path / "coco-train100"
+    images, instances = [], []
+    for k in range(6):
+        name = f"{k:012d}.jpg"
+        save(base / "images" / name, np.full((40, 64, 3), 30 * k, np.uint8))
+        images.append({"id": 11 + k, "file_name": name, "width": 64, "height": 40})
+        masks = np.zeros((0, 40, 64), bool)
+        labels: list[int] = []
+        if k < 2:
+            masks = np.zeros((1, 40, 64), bool)
+            masks[0, 10:30, 5 + 20 * k : 25 + 20 * k] = True
+            labels = [0]
+        if k == 2:
+            masks = np.zeros((1, 40, 64), bool)
+            masks[0, 0:2, 0:2] = True
+            labels = [1]
+        instances.append((masks, labels))
+    doc = write_coco(base / "instances.json", images, ["cat", "dining table", "kite"], instances)
+    ids = {1: 3, 2: 5, 3: 7}  # COCO's own ids are not 1..K
+    for entry in doc["categories"] + doc["annotations"]:
+        key = "id" if "name" in entry else "category_id"
+        entry[key] = ids[entry[key]]
+    (base / "instances.json").write_text(json.dumps(doc))
+    return tmp_path
+
+
+def test_coco_photos_keep_ids_names_tags_and_masks(fake_coco):
+    from wsseg.data.real import coco_classes, coco_photos
+
+    assert coco_classes(fake_coco) == ("cat", "dining table")  # "kite" has no instance
+    photos = list(coco_photos(fake_coco))
+    assert [p.id for p in photos] == [11, 12, 13, 14, 15, 16]
+    assert photos[0].file_name == "000000000000.jpg"
+    assert photos[0].tags == ("cat",) and photos[2].tags == ("dining table",) and photos[3].tags == ()
+    assert photos[1].masks.shape == (1, 40, 64) and photos[1].masks[0, 10:30, 25:45].all()
+    assert photos[1].masks.sum() == 20 * 20
+    assert photos[2].labels.tolist() == [1]
+
+
+def test_coco_photos_downscale_with_their_masks(fake_coco):
+    from wsseg.data.real import coco_photos
+
+    photos = list(coco_photos(fake_coco, ids={12, 13}, max_side=32))
+    assert [p.id for p in photos] == [12, 13]
+    assert photos[0].image.shape == (20, 32, 3)
+    assert photos[0].masks.shape == (1, 20, 32)
+    assert photos[0].masks.sum() == pytest.approx(100, abs=12)  # 20x20 at half size
+    # the 2x2 patch survives the halving as one pixel, or is dropped with its label, never empty
+    assert len(photos[1].masks) == len(photos[1].labels)
+    assert all(m.any() for m in photos[1].masks)
+    assert photos[1].tags == ("dining table",)  # the tag stays: the photo shows the class
+
+
+def test_coco_split_is_seeded_and_disjoint(fake_coco):
+    from wsseg.data.real import coco_photo_split
+
+    a, b = coco_photo_split(fake_coco, seed=0), coco_photo_split(fake_coco, seed=0)
+    assert a == b
+    assert a["train"] | a["val"] == set(range(11, 17)) and not a["train"] & a["val"]
+    assert len(a["val"]) == 2
+    others = [coco_photo_split(fake_coco, seed=s)["val"] for s in range(1, 8)]
+    assert any(v != a["val"] for v in others)
+
+
+def test_missing_coco_names_the_folder(tmp_path):
+    from wsseg.data.real import coco_photos
+
+    with pytest.raises(DataNotFoundError, match="coco-train100"):
+        next(coco_photos(tmp_path))

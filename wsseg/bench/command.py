@@ -3,14 +3,16 @@
 The benchmark goes through the product's own path: the data are written as tagged folders (with their
 ground truth as COCO JSON, used only for evaluation), imported into a fresh project, and each stage
 runs through the same functions as the command line. A key appears in the report only when its stage
-ran; nothing is estimated or copied from an earlier run. The one thing a run may take from outside is
-its classifier: the quick shapes plan starts from the shipped demo classifier instead of training one
-(``BenchPlan.shipped_classifier``), evaluated like a trained one and named in ``classifier.source``.
+ran; nothing is estimated or copied from an earlier run. What a run may take from outside is named in
+its report: the quick shapes plan starts from the shipped demo classifier instead of training one
+(``BenchPlan.shipped_classifier``, named in ``classifier.source``), and ``--weights`` starts the
+classifier and both Mask R-CNNs from pretrained weights (``start``, with the file's SHA-256).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,7 +34,14 @@ from wsseg.methods.prm import peak_response_maps
 from wsseg.models.normalise import to_tensor
 from wsseg.stages.evaluate_classifier import evaluate_classifier
 from wsseg.stages.make_peaks import prepare_image
-from wsseg.stages.recipes import INFERENCE_PEAKS, BenchPlan, maskrcnn_plan, plan_for, retrieval_variant
+from wsseg.stages.recipes import (
+    INFERENCE_PEAKS,
+    BenchPlan,
+    Start,
+    maskrcnn_plan,
+    plan_for,
+    retrieval_variant,
+)
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.importer import ground_truth
 from wsseg.store.project import Project
@@ -45,10 +54,12 @@ def run_bench(
     seed: int = 0,
     data_root: Path | None = None,
     plan: BenchPlan | None = None,
+    start: Start | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; write ``out/report.json`` and ``out/report.md``; return the report.
 
-    ``plan`` replaces the recipe of ``wsseg.stages.recipes.plan_for`` (the tests use a tiny one)."""
+    ``plan`` replaces the recipe of ``wsseg.stages.recipes.plan_for`` (the tests use a tiny one);
+    ``start``: the pretrained start ``plan_for`` builds its plan with (a given plan carries its own)."""
     out = Path(out)
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -62,7 +73,8 @@ def run_bench(
 
     laps.start()
     train_split, val_split = dataset_splits(dataset, seed, data_root)
-    plan = plan or plan_for(dataset, quick, len(train_split.classes), seed)
+    plan = plan or plan_for(dataset, quick, len(train_split.classes), seed, start)
+    report["start"] = start_record(plan.start)
     project, report["sizes"] = bench_project(work, dataset, train_split, val_split, plan)
     laps.lap("data")
     write_report(out, report, laps, complete=False)
@@ -74,6 +86,7 @@ def run_bench(
         "peak_scale": plan.peak_scale,
         "pseudo_variant": plan.pseudo_variant,
         "shipped_classifier": plan.shipped_classifier,
+        "maskrcnn_epochs": plan.maskrcnn_epochs,
     }
 
     laps.start()
@@ -131,6 +144,7 @@ def run_bench(
             *classifier_start(project),
             epochs=plan.maskrcnn_epochs,
             max_images=plan.maskrcnn_images,
+            start=plan.start,
         )
         pseudo_coco = report.get("pseudo_masks", {}).get("coco")
         report["maskrcnn"] = bench_maskrcnn(project, mplan, Path(pseudo_coco) if pseudo_coco else None)
@@ -139,6 +153,44 @@ def run_bench(
 
     write_report(out, report, laps, complete=True)
     return report
+
+
+def start_record(start: Start | None) -> dict[str, Any]:
+    """The report's ``start``: where the networks' weights began (a weights file with its SHA-256)."""
+    if start is None:
+        return {"weights": None, "what": "from scratch (random initialisation)"}
+    record: dict[str, Any] = {"backbone": start.backbone, "weights": start.weights}
+    path = Path(start.weights)
+    if path.is_file():
+        record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    record["what"] = (
+        f"classifier and both Mask R-CNNs from {start.backbone} weights {path.name}; "
+        "the estimator's networks from the classifier"
+    )
+    return record
+
+
+def check_start(backbone: str | None, weights: str | None) -> Start | None:
+    """``--backbone`` / ``--weights`` as a ``Start`` (None without weights); the backbone defaults to
+    ``mobilenet_v2``, the shared weights file's network. A file that is not there is refused here, before
+    any data is written."""
+    if weights is None:
+        if backbone is not None:
+            raise BadInputError(f"--backbone {backbone}", "is only used with --weights")
+        return None
+    backbone = backbone or "mobilenet_v2"
+    if backbone not in PRETRAINED_BACKBONES:
+        raise BadInputError(
+            f"--backbone {backbone}", f"expected one of {', '.join(PRETRAINED_BACKBONES)} with --weights"
+        )
+    path = Path(weights)
+    if ("/" in weights or path.suffix) and not path.is_file():
+        raise BadInputError(weights, "weights file not found (expected a torchvision-format state dict)")
+    return Start(backbone, str(path.resolve()) if path.is_file() else weights)
+
+
+#: Backbones the classifier and Mask R-CNN both take from pretrained weights.
+PRETRAINED_BACKBONES = ("mobilenet_v2", "mobilenet_v3", "resnet50")
 
 
 def _speed(project: Project, model: torch.nn.Module, size: int | None) -> dict[str, float]:
@@ -167,6 +219,10 @@ def run_from_args(args: argparse.Namespace) -> None:
         return
     if getattr(args, "project", None) is not None and not getattr(args, "curation", False):
         raise BadInputError("--project", "is only used with --curation")
+    if getattr(args, "weights", None) is not None and (args.curation or args.reliability):
+        raise BadInputError(
+            "--weights", "is used by the stage benchmark only (not --curation or --reliability)"
+        )
     if getattr(args, "curation", False):
         report = run_curation_bench(
             args.dataset, args.quick, args.out, args.seed, args.data_root, args.project
@@ -174,6 +230,7 @@ def run_from_args(args: argparse.Namespace) -> None:
         print(render_markdown(report))
         print(f"report written to {Path(args.out) / 'report.json'} and report.md")
         return
-    report = run_bench(args.dataset, args.quick, args.out, args.seed, args.data_root)
+    start = check_start(getattr(args, "backbone", None), getattr(args, "weights", None))
+    report = run_bench(args.dataset, args.quick, args.out, args.seed, args.data_root, start=start)
     print(render_markdown(report))
     print(f"report written to {Path(args.out) / 'report.json'} and report.md")

@@ -85,6 +85,8 @@ def bench_classifier(project: Project, plan: BenchPlan, shipped: Path = DEMO_CHE
     ``train_bench_classifier``. Returns its ``classifier.source`` for the report."""
     if not plan.shipped_classifier:
         train_bench_classifier(project, plan)
+        if plan.start is not None:
+            return f"trained in this run from the {plan.start.backbone} weights {plan.start.weights}"
         return TRAINED
     classes = list(load_checkpoint(Path(shipped))["extra"]["classes"])
     if classes != project.classes():

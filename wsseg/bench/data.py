@@ -8,9 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
-from wsseg.data.real import CAMVID_CLASSES, NUCLEI_CLASS, camvid, nuclei_tiles
+from wsseg.data.real import (
+    CAMVID_CLASSES,
+    NUCLEI_CLASS,
+    camvid,
+    coco_classes,
+    coco_photo_split,
+    coco_photos,
+    nuclei_tiles,
+)
 from wsseg.data.shapes import ShapesConfig, iter_samples
 from wsseg.errors import BadInputError
+from wsseg.stages.recipes import COCO_SIDE
 
 
 @dataclass(frozen=True)
@@ -48,9 +57,19 @@ def _camvid(root: Path | None, split: str, seed: int) -> Iterator[BenchSample]:
         )
 
 
+def _coco(root: Path | None, ids: set[int]) -> Iterator[BenchSample]:
+    for photo in coco_photos(root, ids, max_side=COCO_SIDE):
+        yield BenchSample(photo.image, photo.tags, photo.masks, photo.labels)
+
+
+DATASETS = ("shapes", "nuclei", "camvid", "coco")
+
+
 def dataset_splits(dataset: str, seed: int, data_root: Path | None) -> tuple[BenchSplit, BenchSplit]:
     """(train, val) splits of ``dataset``: 'shapes' (generated; validation from another seed),
-    'nuclei' (128 px tiles, split by image) or 'camvid' (160 px crops of its train and val sets)."""
+    'nuclei' (128 px tiles, split by image), 'camvid' (160 px crops of its train and val sets) or 'coco'
+    (the 98 photos of coco-train100 at ``COCO_SIDE`` px, a third of them for validation, drawn with
+    ``seed``)."""
     if dataset == "shapes":
         return (
             BenchSplit("train", ShapesConfig().classes, _shapes(ShapesConfig(seed=seed))),
@@ -64,4 +83,9 @@ def dataset_splits(dataset: str, seed: int, data_root: Path | None) -> tuple[Ben
         return BenchSplit("train", CAMVID_CLASSES, _camvid(data_root, "train", seed)), BenchSplit(
             "val", CAMVID_CLASSES, _camvid(data_root, "val", seed)
         )
-    raise BadInputError("--dataset", f"expected shapes, nuclei or camvid, got {dataset!r}")
+    if dataset == "coco":
+        classes, ids = coco_classes(data_root), coco_photo_split(data_root, seed)
+        return BenchSplit("train", classes, _coco(data_root, ids["train"])), BenchSplit(
+            "val", classes, _coco(data_root, ids["val"])
+        )
+    raise BadInputError("--dataset", f"expected one of {', '.join(DATASETS)}, got {dataset!r}")

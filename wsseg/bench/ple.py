@@ -27,6 +27,7 @@ from wsseg.data.images import read_image
 from wsseg.data.real import CAMVID_CLASSES, camvid
 from wsseg.methods.ple import IGNORE, PLEConfig
 from wsseg.models.segmenter import SegmenterConfig
+from wsseg.stages.common import checkpoint_state
 from wsseg.stages.evaluate_ple import load_ple, score
 from wsseg.stages.recipes import PLEBenchPlan, ple_plan
 from wsseg.stages.train_ple import SegmentationImages, label_names, project_dataset, train_ple
@@ -86,6 +87,13 @@ def ple_bench(
     labels = label_names(classes, background)
     init = "classifier" if (project.root / "checkpoints" / "classifier" / CHECKPOINT).exists() else None
     model_config = SegmenterConfig(num_labels=len(labels), backbone="small")
+    if init is not None:  # the classifier's backbone, whatever it is (small, or a pretrained start's)
+        classifier = checkpoint_state(project, init)[1]["extra"]["model"]
+        model_config = SegmenterConfig(
+            num_labels=len(labels),
+            backbone=classifier["backbone"],
+            small_width=classifier.get("small_width", SegmenterConfig.small_width),
+        )
     weak = PLEConfig(background=background)
     data = (
         _camvid_data(data_root, seed, plan.augment)
@@ -149,6 +157,7 @@ def ple_bench(
         "full_iou": dict(zip(labels, results["ple-full"]["plain"]["iou"], strict=True)),
         "val_pixels": results["ple"]["plain"]["pixels"],
         "backbone_init": init or "random",
+        "backbone": model_config.backbone,
         "plan": {
             "train": dataclasses.asdict(plan.train),
             "crf": dataclasses.asdict(plan.crf),

@@ -1,8 +1,8 @@
 """Loaders for the real benchmark datasets, read in place (never copied) and one image at a time.
 
 The data root is, in order: the ``root`` argument, the ``WSSEG_DATA`` environment variable, or
-``../shared/data`` next to the repository. It holds ``nuclei-dsb2018/`` and ``camvid/`` (see
-``shared/data/README.md``). Their masks and label maps are ground truth for evaluation only; the
+``../shared/data`` next to the repository. It holds ``nuclei-dsb2018/``, ``camvid/`` and
+``coco-train100/`` (see ``shared/data/README.md``). Their masks and label maps are ground truth for evaluation only; the
 weak labels a model may train on are the ``tags``.
 """
 
@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
+from wsseg.data.coco import read_coco
 from wsseg.data.images import read_image
 from wsseg.errors import BadInputError, DataNotFoundError
 
@@ -27,6 +29,7 @@ CAMVID_CLASSES: tuple[str, ...] = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
 )  # fmt: skip
 """CamVid class names; label value c is CAMVID_CLASSES[c]."""
+COCO_DIR = "coco-train100"
 CAMVID_IGNORE = 11
 """Label value of unlabelled CamVid pixels (ignored in tags and metrics)."""
 
@@ -237,3 +240,83 @@ def camvid(
                 camvid_tags(part, min_fraction),
                 (x, y, x + crop, y + crop),
             )
+
+
+# --------------------------------------------------------------------------- COCO photos
+
+
+@dataclass(frozen=True)
+class CocoPhoto:
+    """A COCO photo: ``image`` HxWx3 uint8 RGB, ``masks`` NxHxW bool instances of ``labels`` (N indices
+    into the set's ``classes``), ``tags`` its class names (sorted), ``file_name`` and ``id`` as in COCO."""
+
+    id: int
+    file_name: str
+    image: np.ndarray
+    tags: tuple[str, ...]
+    masks: np.ndarray
+    labels: np.ndarray
+
+
+def coco_classes(root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The category names of ``coco-train100/instances.json`` that have an instance, by category id."""
+    data = read_coco(_dataset_dir(root, COCO_DIR, _COCO_EXPECTED) / "instances.json")
+    used = {inst.category_id for found in data.instances.values() for inst in found}
+    return tuple(data.categories[c] for c in sorted(used))
+
+
+_COCO_EXPECTED = "instances.json (COCO instances with RLE masks) and images/*.jpg"
+
+
+def coco_photos(
+    root: str | os.PathLike | None = None, ids: set[int] | None = None, max_side: int | None = None
+) -> Iterator[CocoPhoto]:
+    """The photos of ``coco-train100`` (those of ``ids`` when given) in image-id order, each downscaled
+    to at most ``max_side`` pixels on its longer side when given (its masks with it, nearest)."""
+    base = _dataset_dir(root, COCO_DIR, _COCO_EXPECTED)
+    data = read_coco(base / "instances.json", base / "images")
+    if not data.images:
+        raise DataNotFoundError(f"no readable images in {base / 'images'} for {base / 'instances.json'}")
+    index = {name: k for k, name in enumerate(coco_classes(root))}
+    for entry in sorted(data.images, key=lambda e: e.id):
+        if ids is not None and entry.id not in ids:
+            continue
+        image = read_image(base / "images" / entry.file_name)
+        found = data.instances.get(entry.id, [])
+        masks = np.stack([i.mask for i in found]) if found else np.zeros((0, *image.shape[:2]), bool)
+        h, w = image.shape[:2]
+        if max_side is not None and max(h, w) > max_side:
+            factor = max_side / max(h, w)
+            size = (max(1, round(w * factor)), max(1, round(h * factor)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            masks = (
+                np.stack(
+                    [cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0 for m in masks]
+                )
+                if len(masks)
+                else np.zeros((0, size[1], size[0]), bool)
+            )
+        keep = masks.any(axis=(1, 2))  # a sliver may vanish at the smaller size
+        yield CocoPhoto(
+            entry.id,
+            entry.file_name,
+            image,
+            data.tags(entry.id),
+            masks[keep],
+            np.array([index[i.category] for i in found], dtype=np.int64)[keep],
+        )
+
+
+def coco_photo_split(
+    root: str | os.PathLike | None = None, seed: int = 0, val_fraction: float = 1 / 3
+) -> dict[str, set[int]]:
+    """``{"train": ids, "val": ids}``: the image ids of ``coco-train100`` split at random (``seed``),
+    ``val_fraction`` of them (rounded) for validation."""
+    data = read_coco(_dataset_dir(root, COCO_DIR, _COCO_EXPECTED) / "instances.json")
+    ids = sorted(e.id for e in data.images)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_val = round(len(ids) * val_fraction)
+    return {
+        "val": {ids[k] for k in order[:n_val]},
+        "train": {ids[k] for k in order[n_val:]},
+    }

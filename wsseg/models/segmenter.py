@@ -85,7 +85,7 @@ class Segmenter(nn.Module):
         """(stride-4 features, stride-8 features) of the backbone."""
         quarter = (-(-images.shape[2] // 4), -(-images.shape[3] // 4))
         low, x = None, images
-        for layer in self.backbone.body:
+        for layer in _layers(self.backbone.body):
             x = layer(x)
             if tuple(x.shape[2:]) == quarter:
                 low = x
@@ -102,3 +102,11 @@ class Segmenter(nn.Module):
         logits = self.head(self.fuse(torch.cat([high, self.low(low)], dim=1)))
         size = (math.ceil(images.shape[2] * scale), math.ceil(images.shape[3] * scale))
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def _layers(body: nn.Module) -> list[nn.Module]:
+    """The layers of a backbone's body in order, plain ``nn.Sequential`` containers opened (a
+    torchvision MobileNet's body is one ``features`` sequence whose stride-4 output lies inside)."""
+    if type(body) is not nn.Sequential:
+        return [body]
+    return [leaf for layer in body for leaf in _layers(layer)]

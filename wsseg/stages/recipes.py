@@ -121,12 +121,33 @@ def classifier_schedule(epochs: int, seed: int = 0) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
 
 
-def maskrcnn_schedule(epochs: int, seed: int = 0) -> TrainConfig:
-    """Mask R-CNN's optimisation: AdamW one-cycle to 2e-3, batch 8."""
-    return TrainConfig(epochs=epochs, batch_size=8, lr=2e-3, seed=seed)
+def maskrcnn_schedule(epochs: int, seed: int = 0, lr: float = 2e-3) -> TrainConfig:
+    """Mask R-CNN's optimisation: AdamW one-cycle to ``lr`` (2e-3 from scratch), batch 8."""
+    return TrainConfig(epochs=epochs, batch_size=8, lr=lr, seed=seed)
+
+
+PRETRAINED_LR = 5e-4
+"""Peak learning rate of every network that starts from pretrained weights: the from-scratch 2e-3 and
+3e-3 would wash out what the weights know in the first hundred steps."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """A pretrained start of the benchmark's networks: ``backbone`` (a torchvision backbone of
+    ``wsseg.models.backbones.BACKBONES`` that Mask R-CNN also takes: ``mobilenet_v2``, ``mobilenet_v3``,
+    ``resnet50``) and ``weights``, a weights file or a torchvision weight name
+    (``wsseg.models.backbones``). The classifier starts from it; the estimator's networks from the
+    classifier (as from scratch); both Mask R-CNNs from the weights themselves, their BatchNorm frozen."""
+
+    backbone: str
+    weights: str
 
 
 # ---------------------------------------------------------------- the benchmark's plans
+
+COCO_SIDE = 320
+"""The longer side, in pixels, of the COCO bench's photos (``wsseg.bench.data``) and the classifier's
+square input there: selective search on the 640 px originals costs ~15 CPU s a photo."""
 
 
 @dataclass(frozen=True)
@@ -142,10 +163,17 @@ class MaskRCNNPlan:
     init: str | None = None
 
 
-def start_config(num_classes: int, init: str | None, width: int) -> MaskRCNNConfig:
-    """The benchmark's Mask R-CNN: with ``init``, the small backbone at the classifier's width with
-    RoIAlign at one sample per bin (RoIAlign's backward was the largest share of a CPU step;
-    docs/benchmark.md, "Where a step goes"); without, the default MobileNetV3-FPN from scratch."""
+def start_config(
+    num_classes: int, init: str | None, width: int, start: Start | None = None
+) -> MaskRCNNConfig:
+    """The benchmark's Mask R-CNN: with ``start``, its backbone and weights (BatchNorm frozen, as
+    torchvision's pretrained detectors); else with ``init``, the small backbone at the classifier's width
+    with RoIAlign at one sample per bin (RoIAlign's backward was the largest share of a CPU step;
+    docs/benchmark.md, "Where a step goes"); without either, the default MobileNetV3-FPN from scratch."""
+    if start is not None:
+        return MaskRCNNConfig(
+            num_classes=num_classes, backbone=start.backbone, weights=start.weights, roi_sampling_ratio=1
+        )
     if init is None:
         return MaskRCNNConfig(num_classes=num_classes)
     return MaskRCNNConfig(num_classes=num_classes, backbone="small", small_width=width, roi_sampling_ratio=1)
@@ -159,19 +187,23 @@ def maskrcnn_plan(
     width: int = MaskRCNNConfig.small_width,
     epochs: int | None = None,
     max_images: int | None = None,
+    start: Start | None = None,
 ) -> MaskRCNNPlan:
-    """The benchmark's Mask R-CNN recipe (docs/benchmark.md). With ``init`` (the benchmark's classifier,
-    of ``small_width`` ``width``): the small backbone started from it, 1,500 images x 3 epochs. Without:
-    MobileNetV3 from scratch, 6 epochs. ``quick``: 64 images x 2 epochs, a few minutes. ``epochs`` and
-    ``max_images`` replace the recipe's (``BenchPlan.maskrcnn_epochs`` and ``maskrcnn_images``)."""
-    model = start_config(num_classes, init, width)
+    """The benchmark's Mask R-CNN recipe (docs/benchmark.md). With ``start``: its pretrained backbone at
+    ``PRETRAINED_LR`` (``init`` unused). Else with ``init`` (the benchmark's classifier, of ``small_width``
+    ``width``): the small backbone started from it, 1,500 images x 3 epochs. Without: MobileNetV3 from
+    scratch, 6 epochs. ``quick``: 64 images x 2 epochs, a few minutes. ``epochs`` and ``max_images``
+    replace the recipe's (``BenchPlan.maskrcnn_epochs`` and ``maskrcnn_images``)."""
+    init = None if start is not None else init
+    model = start_config(num_classes, init, width, start)
     if quick:
         default_epochs, default_images = 2, 64
     else:
-        default_epochs, default_images = (3 if init is not None else 6), 1500
+        default_epochs, default_images = (6 if init is None and start is None else 3), 1500
+    lr = PRETRAINED_LR if start is not None else maskrcnn_schedule(1).lr
     return MaskRCNNPlan(
         model,
-        maskrcnn_schedule(default_epochs if epochs is None else epochs, seed),
+        maskrcnn_schedule(default_epochs if epochs is None else epochs, seed, lr),
         max_images=default_images if max_images is None else max_images,
         init=init,
     )
@@ -201,20 +233,61 @@ class BenchPlan:
     """Both Mask R-CNNs' epochs (None: ``maskrcnn_plan``'s)."""
     maskrcnn_images: int | None = None
     """Both Mask R-CNNs' training images (None: ``maskrcnn_plan``'s)."""
+    start: Start | None = None
+    """The pretrained start of the classifier and both Mask R-CNNs (None: from scratch)."""
     shipped_classifier: bool = False
     """Start from the shipped demo classifier (``wsseg.demo.project.DEMO_CHECKPOINT``: this module's
     shapes classifier recipe at 30 epochs, on other shapes images) instead of training one;
     ``classifier`` and ``train`` are then unused. Shapes only: it knows the four shapes and nothing else."""
 
 
-def plan_for(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
-    """The benchmark's recipe for ``dataset`` (docs/benchmark.md says what was tried and why this)."""
+def pretrained_schedule(epochs: int, seed: int = 0) -> TrainConfig:
+    """A classifier's optimisation from a pretrained start: AdamW one-cycle to ``PRETRAINED_LR``, batch 16
+    (the small sets this start is for, COCO's 65 training photos, give 4 steps an epoch at batch 16)."""
+    return TrainConfig(epochs=epochs, batch_size=16, lr=PRETRAINED_LR, seed=seed)
+
+
+def plan_for(dataset: str, quick: bool, num_classes: int, seed: int, start: Start | None = None) -> BenchPlan:
+    """The benchmark's recipe for ``dataset`` (docs/benchmark.md says what was tried and why this).
+
+    With ``start`` the same data, sizes and Mask R-CNN epochs; the classifier is ``start``'s backbone
+    from its weights (global average pooling, as from scratch), trained ``pretrained_schedule``: 40
+    epochs on COCO's few photos, 15 elsewhere, 3 quick (a pretrained network needs a fraction of the
+    from-scratch steps)."""
+    plan = _scratch_plan(dataset, quick, num_classes, seed)
+    if start is None:
+        return plan
+    classifier = dataclasses.replace(plan.classifier, backbone=start.backbone, weights=start.weights)
+    epochs = 3 if quick else (40 if dataset == "coco" else 15)
+    return dataclasses.replace(
+        plan,
+        classifier=classifier,
+        train=pretrained_schedule(epochs, seed),
+        start=start,
+        shipped_classifier=False,
+    )
+
+
+def _scratch_plan(dataset: str, quick: bool, num_classes: int, seed: int) -> BenchPlan:
     classifier = classifier_config(num_classes)
     ple = dataset in ("shapes", "camvid")
     # Nuclei: peaks on tiles enlarged twice (twice the nuclei found, same precision) and WISE's choice
     # (the most object-like proposal holding the PRM's argmax), which beat PRM retrieval there
     # (docs/benchmark.md, "Nuclei").
     nuclei = {"peak_scale": 2.0, "pseudo_variant": "wise"} if dataset == "nuclei" else {}
+    if dataset == "coco":
+        # 98 photos, split inside the bench (``wsseg.bench.data``), stored at 320 px on their longer
+        # side and squared to 320 for the classifier; street and room photos only flip horizontally.
+        # Mask R-CNN 20 epochs: its ~65 training photos make 9 steps an epoch.
+        return BenchPlan(
+            100_000,
+            100_000,
+            classifier,
+            classifier_schedule(15 if quick else 40, seed),
+            size=COCO_SIDE,
+            augment=HFLIP_ONLY,
+            maskrcnn_epochs=4 if quick else 20,
+        )
     if quick and dataset == "shapes":
         # Under 5 minutes on 2 CPU cores with every downstream stage measured for real: the shipped
         # demo classifier (this recipe's at 30 epochs, on other shapes images) replaces the 375 steps a
