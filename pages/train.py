@@ -38,7 +38,7 @@ WEIGHTS_DIR = "weights"
 BACKBONE_CHOICES = {
     "classifier": ["small", "mobilenet_v2", "mobilenet_v3", "resnet18", "resnet50"],
     "ple": ["small", "mobilenet_v2", "mobilenet_v3", "resnet18", "resnet50"],
-    "maskrcnn": ["mobilenet_v3", "mobilenet_v2", "resnet50", "small"],
+    "maskrcnn": ["mobilenet_v3", "mobilenet_v2", "resnet50", "small", "maskrcnn_resnet50_fpn_v2"],
 }
 SOURCES = {
     "curated": "curated masks (accepted or edited): retrain",

@@ -254,8 +254,9 @@ def _add_train_maskrcnn(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backbone",
         default=None,
-        choices=["mobilenet_v3", "mobilenet_v2", "resnet50", "small"],
-        help="default mobilenet_v3; small with --init",
+        choices=["mobilenet_v3", "mobilenet_v2", "resnet50", "small", "maskrcnn_resnet50_fpn_v2"],
+        help="default mobilenet_v3; small with --init; maskrcnn_resnet50_fpn_v2 is torchvision's whole COCO "
+        "detector (--weights COCO_V1 from torch's cache, or its file)",
     )
     p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     p.add_argument(

@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from tests._maskrcnn_data import TINY, tiny_project
 from wsseg.cli import main
 from wsseg.errors import BadInputError
-from wsseg.models.maskrcnn import MaskRCNNConfig, build_maskrcnn, predict
+from wsseg.models.maskrcnn import COCO_DETECTOR, MaskRCNNConfig, build_maskrcnn, predict
 from wsseg.stages.common import init_backbone
 from wsseg.stages.train_maskrcnn import classifier_width, load_maskrcnn, maskrcnn_loss
 from wsseg.store.importer import GROUND_TRUTH
@@ -252,3 +252,46 @@ def test_init_through_the_command_line(trained: Path, tmp_path: Path, capsys) ->
     assert "small backbone only" in capsys.readouterr().err
     assert main(_cli(Project(root), "--source", "truth", "--init", "from-tags")) == 2
     assert "is not a classifier checkpoint" in capsys.readouterr().err
+
+
+def test_coco_detector_weights_by_name_are_refused_offline_with_the_cache_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache
+    config = MaskRCNNConfig(num_classes=2, backbone=COCO_DETECTOR, weights="COCO_V1")
+    with pytest.raises(BadInputError, match="not in torch's cache") as info:
+        build_maskrcnn(config)
+    assert str(tmp_path / "hub" / "checkpoints") in str(info.value)
+    assert "never downloads" in str(info.value)
+
+
+def test_coco_detector_loads_its_file_and_gets_new_predictors(tmp_path: Path) -> None:
+    """A state dict of torchvision's whole ``maskrcnn_resnet50_fpn_v2`` (random here, COCO's in use)
+    starts everything but the two class-specific predictors; its backbone's BatchNorm stays frozen."""
+    import torchvision
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    torch.manual_seed(5)
+    reference = torchvision.models.detection.maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None)
+    state = reference.state_dict()
+    state["backbone.body.bn1.running_mean"].uniform_(-1, 1)  # statistics no initialisation gives
+    path = tmp_path / "maskrcnn_v2.pth"
+    torch.save(state, path)
+    del reference
+    model = build_maskrcnn(MaskRCNNConfig(num_classes=3, backbone=COCO_DETECTOR, weights=str(path)))
+    own = model.state_dict()
+    assert torch.equal(own["backbone.body.bn1.running_mean"], state["backbone.body.bn1.running_mean"])
+    assert torch.equal(own["rpn.head.cls_logits.weight"], state["rpn.head.cls_logits.weight"])
+    assert torch.equal(own["roi_heads.mask_head.0.0.weight"], state["roi_heads.mask_head.0.0.weight"])
+    assert own["roi_heads.box_predictor.cls_score.weight"].shape[0] == 4  # 3 classes + background
+    assert own["roi_heads.mask_predictor.mask_fcn_logits.weight"].shape[0] == 4
+    assert isinstance(model.backbone.body.bn1, FrozenBatchNorm2d)
+    model.eval()
+    with torch.no_grad():
+        out = model([torch.rand(3, 64, 80)])[0]
+    assert set(out) == {"boxes", "labels", "scores", "masks"}
+    assert out["masks"].shape[1:] == (1, 64, 80)
+    wrong = tmp_path / "other.pth"
+    torch.save({"features.0.0.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(BadInputError, match="is not a state dict of torchvision's"):
+        build_maskrcnn(MaskRCNNConfig(num_classes=3, backbone=COCO_DETECTOR, weights=str(wrong)))

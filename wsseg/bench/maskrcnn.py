@@ -2,14 +2,15 @@
 upper bound) and on pseudo masks (``weak``), both scored on the validation split.
 
 Keys: ``full.{map25,map50,map75,pointing_accuracy,count_mae}``, ``weak.*`` when a pseudo-mask COCO
-file is given, and ``weak_over_full_map50``. Everything goes through the command line's functions
+file is given, ``weak_over_full_map50``, and from pretrained weights ``batchnorm.{frozen,trainable}``:
+the upper bound with the backbone's BatchNorm frozen (the default) and trainable. Everything goes through the command line's functions
 (``train_maskrcnn``, ``evaluate_maskrcnn``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,25 @@ def bench_maskrcnn(
     section.update(train_and_score(project, sources, plan, workers))
     if "weak" in section and section["full"]["map50"] > 0:
         section["weak_over_full_map50"] = section["weak"]["map50"] / section["full"]["map50"]
+    if plan.model.weights is not None and plan.model.frozen_bn is None:
+        section["batchnorm"] = batchnorm_ablation(project, plan, section["full"], workers)
     return section
+
+
+def batchnorm_ablation(
+    project: Project, plan: MaskRCNNPlan, frozen: dict[str, Any], workers: int | None = None
+) -> dict[str, Any]:
+    """The upper bound again with the pretrained backbone's BatchNorm trainable (``frozen_bn=False``),
+    against ``frozen``, the same training with it frozen (the default from pretrained weights)."""
+    trainable_plan = replace(plan, model=replace(plan.model, frozen_bn=False))
+    trainable = train_and_score(
+        project, {"full-trainable-bn": project.root / GROUND_TRUTH}, trainable_plan, workers
+    )["full-trainable-bn"]
+    return {
+        "frozen": {k: frozen[k] for k in KEYS},
+        "trainable": {k: trainable[k] for k in KEYS},
+        "trainable_seconds": trainable["train_seconds"],
+    }
 
 
 def train_and_score(

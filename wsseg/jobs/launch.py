@@ -144,7 +144,9 @@ WEIGHT_SUFFIXES = (".pt", ".pth")
 
 def _weights(label: str, value: Any, project: Project) -> str:
     """A torchvision weight name (the stage checks torch's cache), or a weights file inside the project."""
-    if isinstance(value, str) and (value in ("imagenet", "DEFAULT") or value.startswith("IMAGENET1K_")):
+    if isinstance(value, str) and (
+        value in ("imagenet", "DEFAULT", "COCO_V1") or value.startswith("IMAGENET1K_")
+    ):
         return value
     return _project_file(label, value, project, WEIGHT_SUFFIXES, "a weight name or a file inside the project")
 
@@ -173,7 +175,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "pseudo_masks": {"strategy": _Choice("prm", "wise"), "workers": WORKERS},
     "maskrcnn": {
         **COMMON,
-        "backbone": _Choice("mobilenet_v3", "mobilenet_v2", "resnet50", "small"),
+        "backbone": _Choice("mobilenet_v3", "mobilenet_v2", "resnet50", "small", "maskrcnn_resnet50_fpn_v2"),
         "weights": _weights,
         "init": _name,
         "image_size": _Int(32, 2048),

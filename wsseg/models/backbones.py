@@ -307,6 +307,8 @@ WEIGHTS_ENUMS: dict[str, type] = {
     "resnet50": torchvision.models.ResNet50_Weights,
     "mobilenet_v3": torchvision.models.MobileNet_V3_Large_Weights,
     "mobilenet_v2": torchvision.models.MobileNet_V2_Weights,
+    # Mask R-CNN only (``wsseg.models.maskrcnn.COCO_DETECTOR``): the whole detector's COCO weights.
+    "maskrcnn_resnet50_fpn_v2": torchvision.models.detection.MaskRCNN_ResNet50_FPN_V2_Weights,
 }
 
 

@@ -7,6 +7,9 @@ objects of ``shapes`` it does not learn; this layout does (issue 5). ResNet-50-F
 option, built the same way (stride 8/16/32 maps, trainable BatchNorm). ``small`` is the from-scratch
 ``SmallCNN`` of the classifier with two more stride-2 layers (strides 8/16/32 from its own layers):
 with thin heads it makes the app's demo checkpoint (``wsseg.demo.models``), well under 1 M parameters.
+``maskrcnn_resnet50_fpn_v2`` is torchvision's whole detector of that name, started from its COCO weights
+(backbone, FPN, RPN and heads; only the two class-specific predictors are new): the start for natural
+photos when the file is at hand.
 
 Contract (torchvision's): ``model(images, targets)`` in training returns a dict of losses;
 ``model(images)`` in eval mode returns per image ``boxes`` (float32 Nx4, xyxy pixels), ``labels``
@@ -34,21 +37,34 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from wsseg.errors import BadInputError
-from wsseg.models.backbones import SmallCNN, _build_tv, _conv_bn_relu
+from wsseg.models.backbones import (
+    SmallCNN,
+    _build_tv,
+    _conv_bn_relu,
+    _read_state_dict,
+    _resolve,
+    weights_cache_path,
+)
 from wsseg.structures import Instances
 
-BACKBONES = ("mobilenet_v3", "mobilenet_v2", "resnet50", "small")
+COCO_DETECTOR = "maskrcnn_resnet50_fpn_v2"
+"""The backbone name of torchvision's COCO-trained detector (``MaskRCNN_ResNet50_FPN_V2_Weights``)."""
+BACKBONES = ("mobilenet_v3", "mobilenet_v2", "resnet50", "small", COCO_DETECTOR)
 
 
 @dataclass(frozen=True)
 class MaskRCNNConfig:
     """Everything that shapes the model. Defaults: 160 px images with 18-50 px objects, on a CPU.
 
-    num_classes: object classes, background excluded. backbone: ``mobilenet_v3``, ``resnet50`` or
-        ``small`` (a from-scratch CNN of ``small_width`` base channels; it has no ImageNet weights).
+    num_classes: object classes, background excluded. backbone: ``mobilenet_v3``, ``mobilenet_v2``,
+        ``resnet50``, ``small`` (a from-scratch CNN of ``small_width`` base channels; it has no ImageNet
+        weights) or ``maskrcnn_resnet50_fpn_v2`` (torchvision's whole COCO detector: its own FPN, anchors
+        and heads, so ``small_width``, ``fpn_channels``, ``anchor_sizes``, ``aspect_ratios``, the head
+        sizes and ``roi_sampling_ratio`` do not apply to it).
     weights: None (from scratch), a torchvision weight name (``imagenet``, ``DEFAULT``, ``IMAGENET1K_V1``
-        ...: the file must be in torch's cache, see ``wsseg.models.backbones``) or a path to a state dict
-        of the full torchvision classification model (``mobilenet_v2``: the shared ``features.*`` file).
+        ...; ``COCO_V1`` for the COCO detector: the file must be in torch's cache, see
+        ``wsseg.models.backbones``) or a path to a state dict of the full torchvision model (``mobilenet_v2``:
+        the shared ``features.*`` file; the COCO detector: its whole state dict).
     frozen_bn: BatchNorm of a torchvision backbone frozen (``FrozenBatchNorm2d``); None: frozen when it
         starts from weights, as torchvision's detection models do, trainable from scratch.
     image_size: the shorter side images are resized to (torchvision's ``min_size``); the longer side
@@ -169,6 +185,8 @@ def build_backbone(config: MaskRCNNConfig) -> BackboneWithFPN:
 
 def build_maskrcnn(config: MaskRCNNConfig) -> MaskRCNN:
     """torchvision ``MaskRCNN`` with the backbone, anchors, heads and sample counts of ``config``."""
+    if config.backbone == COCO_DETECTOR:
+        return coco_detector(config)
     backbone = build_backbone(config)
     c = config.fpn_channels
     levels = ["0", "1", "2"]
@@ -194,6 +212,63 @@ def build_maskrcnn(config: MaskRCNNConfig) -> MaskRCNN:
         mask_head=MaskRCNNHeads(c, mask_layers, 1),
         mask_predictor=MaskRCNNPredictor(mask_layers[-1], c, config.num_classes + 1),
     )
+
+
+def coco_detector(config: MaskRCNNConfig) -> MaskRCNN:
+    """torchvision's ``maskrcnn_resnet50_fpn_v2`` with ``config.weights`` (its COCO weights by name from
+    torch's cache, or a file of its state dict), then new box and mask predictors for
+    ``config.num_classes``; the backbone's BatchNorm frozen unless ``frozen_bn`` is False. Image size,
+    proposal and sample counts and inference thresholds come from ``config``."""
+    enum_cls = torchvision.models.detection.MaskRCNN_ResNet50_FPN_V2_Weights
+    entry, path = _resolve(config.weights, enum_cls)
+    model = torchvision.models.detection.maskrcnn_resnet50_fpn_v2(
+        weights=None,
+        weights_backbone=None,
+        num_classes=91,  # COCO's ids, background included: the layout of its weights
+        min_size=config.image_size,
+        max_size=2 * config.image_size,
+        rpn_pre_nms_top_n_train=config.rpn_pre_nms_train,
+        rpn_post_nms_top_n_train=config.rpn_post_nms_train,
+        rpn_pre_nms_top_n_test=config.rpn_pre_nms_test,
+        rpn_post_nms_top_n_test=config.rpn_post_nms_test,
+        rpn_batch_size_per_image=config.rpn_batch_per_image,
+        box_batch_size_per_image=config.roi_batch_per_image,
+        box_detections_per_img=config.detections_per_image,
+        box_score_thresh=config.score_threshold,
+    )
+    source = weights_cache_path(entry) if entry is not None else path
+    if source is not None:
+        state = _read_state_dict(source)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0:2]
+            raise BadInputError(
+                str(source), f"is not a state dict of torchvision's {COCO_DETECTOR} ({' '.join(first)})"
+            ) from exc
+    if config.frozen_bn if config.frozen_bn is not None else source is not None:
+        freeze_batchnorm(model.backbone.body)
+    heads = model.roi_heads
+    heads.box_predictor = FastRCNNPredictor(heads.box_predictor.cls_score.in_features, config.num_classes + 1)
+    mask_in = heads.mask_predictor.conv5_mask.in_channels
+    heads.mask_predictor = MaskRCNNPredictor(mask_in, mask_in, config.num_classes + 1)
+    return model
+
+
+def freeze_batchnorm(module: nn.Module) -> int:
+    """Replace every ``BatchNorm2d`` under ``module`` by a ``FrozenBatchNorm2d`` holding its statistics
+    and affine terms; return how many."""
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = torchvision.ops.misc.FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+            count += 1
+        else:
+            count += freeze_batchnorm(child)
+    return count
 
 
 def predict(model: MaskRCNN, images: Sequence[np.ndarray], mask_threshold: float = 0.5) -> list[Instances]:
