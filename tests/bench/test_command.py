@@ -193,6 +193,14 @@ def test_a_pretrained_start_reaches_the_classifier_and_both_mask_rcnns(tmp_path:
         frozen = state["backbone.body.3.conv.0.1.running_mean"]
         assert torch.equal(frozen, reference["features.3.conv.0.1.running_mean"]), arm
     assert report["maskrcnn"]["plan"]["model"]["backbone"] == "mobilenet_v2"
+    full = report["maskrcnn"]["full"]
+    assert len(full["val_map50_curve"]) == 1  # one epoch: the upper bound's validation curve
+    assert full["val_map50_curve"][-1] == pytest.approx(full["map50"])  # the same model, the same images
+    batchnorm = report["maskrcnn"]["batchnorm"]  # the upper bound again with trainable BatchNorm
+    assert batchnorm["frozen"]["map50"] == full["map50"] and 0.0 <= batchnorm["trainable"]["map50"] <= 1.0
+    trainable = load_checkpoint(project.root / "checkpoints" / "maskrcnn-full-trainable-bn" / CHECKPOINT)
+    moved = trainable["model"]["backbone.body.3.conv.0.1.running_mean"]
+    assert not torch.equal(moved, reference["features.3.conv.0.1.running_mean"])  # its statistics moved
 
 
 def test_bench_weights_are_checked_before_any_work(tmp_path: Path) -> None:

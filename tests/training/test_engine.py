@@ -104,3 +104,29 @@ def test_an_interrupt_in_the_end_of_epoch_report_leaves_that_epoch_unsaved(tmp_p
     assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 0
     resumed = train(toy_model(), toy_dataset(), toy_loss, CONFIG, tmp_path, resume=True)
     assert len(resumed.history) == CONFIG.epochs
+
+
+def test_validation_after_every_epoch_joins_the_history(tmp_path: Path) -> None:
+    """``validate`` sees the model in eval mode after each epoch; its figures are that epoch's
+    ``val_*`` entries, computed here again from the saved model to check they are the model's own."""
+    from tests._engine_toy import toy_dataset, toy_loss, toy_model
+    from wsseg.training.engine import train
+
+    x, y = toy_dataset().tensors
+    modes: list[bool] = []
+
+    def accuracy(model: torch.nn.Module) -> dict[str, float]:
+        modes.append(model.training)
+        with torch.no_grad():
+            return {"accuracy": float(((model(x).squeeze(1) > 0).float() == y).float().mean())}
+
+    model = toy_model()
+    result = train(model, toy_dataset(), toy_loss, CONFIG, tmp_path, validate=accuracy)
+    assert modes == [False] * CONFIG.epochs
+    assert model.training  # back to training mode after each validation
+    assert [set(h) for h in result.history] == [{"bce", "val_accuracy"}] * CONFIG.epochs
+    saved = load_checkpoint(tmp_path / CHECKPOINT)
+    assert saved["history"] == result.history
+    model.load_state_dict(saved["model"])
+    model.eval()
+    assert result.history[-1]["val_accuracy"] == accuracy(model)["accuracy"]

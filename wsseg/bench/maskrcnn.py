@@ -1,7 +1,8 @@
 """Benchmark of the Mask R-CNN stage: the same model and schedule trained on the true masks (``full``, the
 upper bound) and on pseudo masks (``weak``), both scored on the validation split.
 
-Keys: ``full.{map25,map50,map75,pointing_accuracy,count_mae}``, ``weak.*`` when a pseudo-mask COCO
+Keys: ``full.{map25,map50,map75,pointing_accuracy,count_mae}`` with ``full.val_map50_curve`` (its
+validation mAP50 after every epoch), ``weak.*`` when a pseudo-mask COCO
 file is given, ``weak_over_full_map50``, and from pretrained weights ``batchnorm.{frozen,trainable}``:
 the upper bound with the backbone's BatchNorm frozen (the default) and trainable. Everything goes through the command line's functions
 (``train_maskrcnn``, ``evaluate_maskrcnn``).
@@ -11,20 +12,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from wsseg.errors import BadInputError
-from wsseg.models.maskrcnn import MaskRCNNConfig
+from wsseg.models.maskrcnn import MaskRCNNConfig, predict
 from wsseg.stages.evaluate import evaluate_maskrcnn
 from wsseg.stages.pool import default_workers, map_in_order
 from wsseg.stages.recipes import MaskRCNNPlan
 from wsseg.stages.train_maskrcnn import classifier_width, train_maskrcnn
 from wsseg.store.importer import GROUND_TRUTH
+from wsseg.store.instances import evaluate_split
 from wsseg.store.project import Project
-from wsseg.training.engine import CHECKPOINT, tqdm_callback
+from wsseg.training.engine import CHECKPOINT, load_checkpoint, tqdm_callback
 
 KEYS = ("map25", "map50", "map75", "pointing_accuracy", "count_mae")
 
@@ -92,7 +95,7 @@ def train_and_score(
     workers = min(len(sources), default_workers() if workers is None else max(1, workers))
     threads = max(1, torch.get_num_threads() // workers) if workers > 1 else torch.get_num_threads()
     tasks = [
-        (project.root, coco, plan, f"maskrcnn-{key}", position, threads)
+        (project.root, coco, plan, f"maskrcnn-{key}", position, threads, key.startswith("full"))
         for position, (key, coco) in enumerate(sources.items())
     ]
     started = time.perf_counter()
@@ -111,15 +114,24 @@ def train_and_score(
             train_seconds=trained,
             eval_seconds=time.perf_counter() - t,
         )
+        history = load_checkpoint(project.root / "checkpoints" / f"maskrcnn-{key}" / CHECKPOINT)["history"]
+        if any("val_map50" in epoch for epoch in history):
+            out[key]["val_map50_curve"] = [epoch.get("val_map50") for epoch in history]
     return out
 
 
-def _train(task: tuple[Path, Path, MaskRCNNPlan, str, int, int]) -> None:
-    """One training of ``bench_maskrcnn`` (in a worker process, or in this one)."""
-    root, coco, plan, name, position, threads = task
+def _train(task: tuple[Path, Path, MaskRCNNPlan, str, int, int, bool]) -> None:
+    """One training of ``bench_maskrcnn`` (in a worker process, or in this one); with ``curve`` its
+    mAP50 on the validation split after every epoch (the upper bound's curve: did it stop rising?)."""
+    root, coco, plan, name, position, threads, curve = task
     torch.set_num_threads(threads)
+    project = Project(root)
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        return {"map50": evaluate_split(project, partial(predict, model), "val")[0]["map50"]}
+
     train_maskrcnn(
-        Project(root),
+        project,
         coco,
         plan.model,
         plan.train,
@@ -128,6 +140,7 @@ def _train(task: tuple[Path, Path, MaskRCNNPlan, str, int, int]) -> None:
         callback=tqdm_callback(name, position=position),
         max_images=plan.max_images,
         init=plan.init,
+        validate=validate if curve else None,
     )
 
 

@@ -119,9 +119,11 @@ def train_maskrcnn(
     max_images: int | None = None,
     init: str | None = None,
     pseudo_masks_run: int | None = None,
+    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Train on the ``split`` images listed in ``coco_path`` (the first ``max_images`` of them when
-    given); return the run's metrics.
+    given); return the run's metrics. ``validate``: the engine's per-epoch validation
+    (``wsseg.training.engine.train``).
 
     ``init``: name of a trained classifier (``checkpoints/<init>/``) whose layers start the ``small``
     backbone (its width must match). The classifier learnt them from the tags alone, so a weak run stays
@@ -179,12 +181,15 @@ def train_maskrcnn(
                 "init": init,
             },
             collate_fn=collate,
+            validate=validate,
         )
     except BaseException as error:
         if info.is_main:
             project.finish_run(run_id, ended(error))
         raise
-    last = result.history[-1] if result.history else {}
+    last = {
+        k: v for k, v in (result.history[-1] if result.history else {}).items() if not k.startswith("val_")
+    }
     metrics = {"final_loss": sum(last.values()) if last else float("nan"), "epochs_done": len(result.history)}
     metrics.update({f"final_{k}": v for k, v in last.items()})
     if info.is_main:

@@ -158,6 +158,7 @@ def train(
     resume: bool = False,
     extra_state: dict[str, Any] | None = None,
     collate_fn: Callable | None = None,
+    validate: Callable[[nn.Module], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset``; return the loss history.
 
@@ -166,6 +167,9 @@ def train(
     before that epoch's checkpoint is written; returning ``False`` stops after the current epoch's checkpoint.
     (a ``False`` after any step also stops there, so a progress bar's "stop" needs no flag of its own).
     ``extra_state`` (JSON-able) is saved in the checkpoint, e.g. the class names and model config.
+    ``validate(model)``, called on rank 0 after each epoch with the model in eval mode, returns figures
+    on held-out data; they join that epoch's ``history`` entry as ``val_<key>`` (the curve that shows
+    whether more epochs would still help).
     """
     info = setup_distributed()
     checkpoint_dir = Path(checkpoint_dir)
@@ -244,7 +248,12 @@ def train(
             if info.is_main and callback is not None and callback(report(epoch, step, values)) is False:
                 stop_requested = True
         means = {k: v / steps for k, v in sums.items()}
-        history.append(means)
+        scores: dict[str, float] = {}
+        if validate is not None and info.is_main:
+            model.eval()
+            scores = {f"val_{k}": float(v) for k, v in validate(model).items()}
+            model.train()
+        history.append({**means, **scores})
         keep_going = not stop_requested
         if info.is_main:
             # The epoch's report goes out before its checkpoint is written: a job killed between the two
