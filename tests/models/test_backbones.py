@@ -104,8 +104,13 @@ def test_small_receptive_field_follows_its_dilations(dilations, receptive_field)
 
 def test_mobilenet_v2_takes_a_features_only_file_as_the_shared_weights_are(tmp_path) -> None:
     reference = torchvision.models.mobilenet_v2(weights=None)
-    path = tmp_path / "mobilenet_v2_features.pth"  # the shared file's format: features.* keys only
-    torch.save({k: v for k, v in reference.state_dict().items() if k.startswith("features.")}, path)
+    path = tmp_path / "mobilenet_v2_features.pth"  # the shared file's format: features.* keys only,
+    state = {  # and no BatchNorm step counters (it was converted from Keras)
+        k: v
+        for k, v in reference.state_dict().items()
+        if k.startswith("features.") and not k.endswith("num_batches_tracked")
+    }
+    torch.save(state, path)
     backbone = build_backbone("mobilenet_v2", weights=str(path)).eval()
     assert torch.equal(backbone.body.features[17].conv[1][0].weight, reference.features[17].conv[1][0].weight)
     assert backbone.body.features[14].conv[1][0].stride == (1, 1)  # the last stage dilated: stride 16

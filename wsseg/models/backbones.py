@@ -133,7 +133,8 @@ def _load_weights_file(model: nn.Module, path: Path, ignore_prefixes: tuple[str,
     state = _read_state_dict(path)
     own = model.state_dict()
     needed = [k for k in own if not k.startswith(ignore_prefixes)]
-    missing = [k for k in needed if k not in state]
+    # BatchNorm's step counters are no weights: files converted from other frameworks lack them
+    missing = [k for k in needed if k not in state and not k.endswith("num_batches_tracked")]
     wrong = [k for k in needed if k in state and state[k].shape != own[k].shape]
     if missing or wrong:
         details = []
@@ -147,7 +148,7 @@ def _load_weights_file(model: nn.Module, path: Path, ignore_prefixes: tuple[str,
         raise BadInputError(
             str(path), f"weights do not fit this backbone ({type(model).__name__}): " + "; ".join(details)
         )
-    model.load_state_dict({k: state[k] for k in needed}, strict=False)
+    model.load_state_dict({k: state[k] for k in needed if k in state}, strict=False)
 
 
 def weights_cache_path(tv_weights: torchvision.models.WeightsEnum) -> Path:
