@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +163,17 @@ def test_trained_network_finds_the_blob(method: str) -> None:
         ay, ax = np.unravel_index(prm.argmax(), prm.shape)
         assert np.hypot(ay - cy, ax - cx) <= 6
         assert prm[(yy - cy) ** 2 + (xx - cx) ** 2 <= 64].sum() >= 0.6  # 5% of the image holds most mass
+
+
+def test_prms_of_chosen_classes_only() -> None:
+    """``PRMConfig.classes`` keeps the peaks (and maps) of those classes, the same ones as without it."""
+    torch.manual_seed(0)
+    model = PeakClassifier(ClassifierConfig(num_classes=3, backbone="small", small_width=8)).eval()
+    image = torch.randn(1, 3, 48, 48)
+    cfg = PRMConfig(class_threshold=None, peak_threshold=None)
+    every = peak_response_maps(model, image, cfg)
+    assert {p.class_index for p in every.peaks} == {0, 1, 2}
+    chosen = peak_response_maps(model, image, dataclasses.replace(cfg, classes=(2,)))
+    kept = [k for k, p in enumerate(every.peaks) if p.class_index == 2]
+    assert chosen.peaks == tuple(every.peaks[k] for k in kept)
+    np.testing.assert_allclose(chosen.maps, every.maps[kept], atol=1e-6)

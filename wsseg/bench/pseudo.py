@@ -150,6 +150,7 @@ def bench_pseudo_masks(
         split="train",
         progress=bar("peaks"),
         scale=scale,
+        tagged_only=True,  # the pseudo masks use the tagged classes' peaks only
     )
     proposals_run = make_proposals(
         project, split="train", shard=shard, workers=workers, progress=bar("proposals")

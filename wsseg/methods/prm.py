@@ -83,6 +83,9 @@ class PRMConfig:
     max_peaks: at most this many peaks per image, the strongest. None: no limit.
     peaks: the peak search settings; None uses the model's own (``model.config.peaks``).
     relative_threshold, smooth: inference peak filters of ``wsseg.models.peaks.find_peaks`` (None: off).
+    classes: only peaks of these class indices get PRMs (an image's tags, where they are known: a
+        PRM costs a share of a backward pass, and 69 classes' peaks cost 69 times one class's). None:
+        every class.
     """
 
     method: str = "excitation"
@@ -92,6 +95,7 @@ class PRMConfig:
     peaks: PeakConfig | None = None
     relative_threshold: float | None = None
     smooth: float | None = None
+    classes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -257,6 +261,8 @@ def _select_peaks(
         relative_threshold=cfg.relative_threshold,
         smooth=cfg.smooth,
     )
+    if cfg.classes is not None:
+        peaks = [p for p in peaks if p.class_index in cfg.classes]
     return tuple(peaks[: cfg.max_peaks] if cfg.max_peaks else peaks), scores, peak_cfg
 
 

@@ -7,6 +7,7 @@ peak of a present class is correct when it falls inside a true instance of that 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -90,7 +91,7 @@ def evaluate_classifier(
         stats = stats + point_stats([(p.class_index, p.y, p.x) for p in peaks], masks, inst_labels, present)
         if n < prm_images:
             wanted = {(p.class_index, p.map_y, p.map_x) for p in peaks if p.class_index in present}
-            prm = peak_response_maps(model, kept[n][None], prm_config)
+            prm = peak_response_maps(model, kept[n][None], replace(prm_config, classes=tuple(present)))
             points = [
                 (p.class_index, *np.unravel_index(int(m.argmax()), m.shape))
                 for p, m in zip(prm.peaks, prm.maps, strict=True)

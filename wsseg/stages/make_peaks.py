@@ -118,12 +118,15 @@ def make_peaks(
     progress: ImageProgress | None = None,
     split: str | None = None,
     scale: float = INFERENCE_PEAKS.scale,
+    tagged_only: bool = False,
 ) -> int:
     """Compute and store CRMs, peaks and PRMs for the project's images (of ``split``, one shard); return
     the run id. ``scale``: each image is enlarged this many times before the classifier (its maps and
     the peaks' pixels are then at that scale; the pseudo-mask stage maps them back). Small objects
     packed together (nuclei) then span more cells of the stride-8 map, so touching ones get a peak
-    each. ``prm_config`` and ``scale`` default to the recipe's (``wsseg.stages.recipes.INFERENCE_PEAKS``)."""
+    each. ``prm_config`` and ``scale`` default to the recipe's (``wsseg.stages.recipes.INFERENCE_PEAKS``).
+    ``tagged_only``: a tagged image gets peaks and PRMs of its tagged classes only (all the pseudo-mask
+    stage uses there); an untagged one of every class."""
     prm_config = prm_config or INFERENCE_PEAKS.prm_config()
     scale = check_scale(scale)
     model, classes, extra = load_classifier(project, name)
@@ -140,14 +143,21 @@ def make_peaks(
         "split": split,
         "scale": scale,
         "max_side": WORKING_SIDE,
+        "tagged_only": tagged_only,
     }
     run_id = open_run(project, STAGE, config, run_id)
+    index = {c: k for k, c in enumerate(classes)}
     records = project.images(split=split)[shard[0] :: shard[1]]
 
     def work(record: ImageRecord) -> PRMResult:
         _, tensor = prepare_image(project, record, extra.get("size"), scale)
+        config = prm_config
+        if tagged_only and record.tags:
+            config = dataclasses.replace(
+                prm_config, classes=tuple(index[t] for t in record.tags if t in index)
+            )
         try:
-            return peak_response_maps(model, tensor, prm_config)
+            return peak_response_maps(model, tensor, config)
         except RuntimeError as error:  # torch's allocators report running out of memory so
             if isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error):
                 raise MemoryError(str(error).splitlines()[0]) from None
