@@ -3,6 +3,8 @@
 import math
 from pathlib import Path
 
+import pytest
+
 from wsseg.bench.ple import ple_bench
 from wsseg.data.shapes import ShapesConfig, write_shapes_dataset
 from wsseg.methods.crf import CRFConfig
@@ -36,6 +38,8 @@ def test_tiny_ple_bench_reports_every_key(tmp_path: Path) -> None:
         "no_neighbourhood_miou",
         "no_crf_miou",
     }
+    assert len(report["full_val_miou_curve"]) == 1  # the upper bound's validation mIoU, one per epoch
+    assert report["full_val_miou_curve"][-1] == pytest.approx(report["full_miou"])  # same model and images
     assert [r["round"] for r in report["rounds"]] == [1, 2, 3]
     assert report["rounds"][-1]["miou"] == report["weak_miou"]
     assert report["ablation"]["estimator_only_miou"] == report["rounds"][0]["miou"]

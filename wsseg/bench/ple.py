@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from wsseg.data.images import read_image
 from wsseg.data.real import CAMVID_CLASSES, camvid
@@ -34,7 +35,7 @@ from wsseg.stages.train_ple import SegmentationImages, label_names, project_data
 from wsseg.store.instances import semantic_truth
 from wsseg.store.project import Project
 from wsseg.training.datasets import Augment, multi_hot
-from wsseg.training.engine import CHECKPOINT, tqdm_callback
+from wsseg.training.engine import CHECKPOINT, load_checkpoint, tqdm_callback
 
 
 def round_name(k: int) -> str:
@@ -108,6 +109,11 @@ def ple_bench(
     runs["ple-full"] = (weak, True, None)
     seconds: dict[str, float] = {}
     results: dict[str, dict[str, Any]] = {}
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        pairs = _val_pairs(project, dataset, data_root, plan.val_images)
+        return {"miou": score(model, pairs, len(labels))["plain"]["miou"]}
+
     for name, (config, full, labels_from) in runs.items():
         t = time.perf_counter()
         train_ple(
@@ -121,6 +127,7 @@ def ple_bench(
             init=init,
             callback=tqdm_callback(name),
             labels_from=labels_from,
+            validate=validate if full else None,  # the upper bound's curve: did it stop rising?
         )
         seconds[f"train_{name}"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -153,6 +160,10 @@ def ple_bench(
             "no_neighbourhood_miou": results["ple-no-neighbourhood"]["plain"]["miou"],
             "no_crf_miou": weak_miou,
         },
+        "full_val_miou_curve": [
+            epoch["val_miou"]
+            for epoch in load_checkpoint(project.root / "checkpoints" / "ple-full" / CHECKPOINT)["history"]
+        ],
         "weak_iou": dict(zip(labels, last["plain"]["iou"], strict=True)),
         "full_iou": dict(zip(labels, results["ple-full"]["plain"]["iou"], strict=True)),
         "val_pixels": results["ple"]["plain"]["pixels"],

@@ -178,8 +178,10 @@ def train_ple(
     init: str | None = None,
     labels_from: str | None = None,
     confidence: float = 0.0,
+    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Train on the project's training split (or ``dataset``); return the run's metrics.
+    """Train on the project's training split (or ``dataset``); return the run's metrics. ``validate``:
+    the engine's per-epoch validation (``wsseg.training.engine.train``).
 
     ``init``: name of a trained classifier (``checkpoints/<init>/``) whose backbone starts the network (the
     paper starts from a pretrained network; here the classifier trained on the same tags stands in).
@@ -226,6 +228,7 @@ def train_ple(
             callback,
             resume,
             extra,
+            validate=validate,
         )
     except BaseException as error:
         if info.is_main:
