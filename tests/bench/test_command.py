@@ -230,7 +230,10 @@ def test_pretrained_plans_change_only_the_start_and_its_schedule() -> None:
         same = ("train_images", "val_images", "size", "augment", "ple", "peak_scale", "pseudo_variant")
         assert [getattr(pretrained, k) for k in same] == [getattr(scratch, k) for k in same], dataset
         assert pretrained.maskrcnn_epochs == scratch.maskrcnn_epochs
-    assert plan_for("coco", False, 69, 0).size == 320
+    coco = plan_for("coco", False, 69, 0)
+    assert coco.size == 320 and coco.maskrcnn_model is not None
+    mplan = maskrcnn_plan(False, 69, 0, model=coco.maskrcnn_model, augment=coco.augment)
+    assert mplan.model.image_size == 240 and not mplan.augment.colour  # photos keep their colours
     quick = plan_for("shapes", True, 4, 0, start)
     assert not quick.shipped_classifier  # the shipped classifier has the small backbone: not this start
     mplan = maskrcnn_plan(False, 1, 0, init="classifier", start=start)

@@ -87,6 +87,7 @@ def run_bench(
         "pseudo_variant": plan.pseudo_variant,
         "shipped_classifier": plan.shipped_classifier,
         "maskrcnn_epochs": plan.maskrcnn_epochs,
+        "maskrcnn_model": plan.maskrcnn_model,
     }
 
     laps.start()
@@ -145,6 +146,8 @@ def run_bench(
             epochs=plan.maskrcnn_epochs,
             max_images=plan.maskrcnn_images,
             start=plan.start,
+            model=plan.maskrcnn_model,
+            augment=plan.augment,
         )
         pseudo_coco = report.get("pseudo_masks", {}).get("coco")
         report["maskrcnn"] = bench_maskrcnn(project, mplan, Path(pseudo_coco) if pseudo_coco else None)

@@ -188,22 +188,27 @@ def maskrcnn_plan(
     epochs: int | None = None,
     max_images: int | None = None,
     start: Start | None = None,
+    model: dict[str, Any] | None = None,
+    augment: Augment = COLOUR_FREE,
 ) -> MaskRCNNPlan:
     """The benchmark's Mask R-CNN recipe (docs/benchmark.md). With ``start``: its pretrained backbone at
     ``PRETRAINED_LR`` (``init`` unused). Else with ``init`` (the benchmark's classifier, of ``small_width``
     ``width``): the small backbone started from it, 1,500 images x 3 epochs. Without: MobileNetV3 from
     scratch, 6 epochs. ``quick``: 64 images x 2 epochs, a few minutes. ``epochs`` and ``max_images``
-    replace the recipe's (``BenchPlan.maskrcnn_epochs`` and ``maskrcnn_images``)."""
+    replace the recipe's (``BenchPlan.maskrcnn_epochs`` and ``maskrcnn_images``); ``model`` changes
+    fields of its ``MaskRCNNConfig`` (``BenchPlan.maskrcnn_model``); ``augment``: the training
+    images' (the run's ``BenchPlan.augment``)."""
     init = None if start is not None else init
-    model = start_config(num_classes, init, width, start)
+    config = dataclasses.replace(start_config(num_classes, init, width, start), **(model or {}))
     if quick:
         default_epochs, default_images = 2, 64
     else:
         default_epochs, default_images = (6 if init is None and start is None else 3), 1500
     lr = PRETRAINED_LR if start is not None else maskrcnn_schedule(1).lr
     return MaskRCNNPlan(
-        model,
+        config,
         maskrcnn_schedule(default_epochs if epochs is None else epochs, seed, lr),
+        augment=augment,
         max_images=default_images if max_images is None else max_images,
         init=init,
     )
@@ -233,6 +238,8 @@ class BenchPlan:
     """Both Mask R-CNNs' epochs (None: ``maskrcnn_plan``'s)."""
     maskrcnn_images: int | None = None
     """Both Mask R-CNNs' training images (None: ``maskrcnn_plan``'s)."""
+    maskrcnn_model: dict[str, Any] | None = None
+    """Fields of both Mask R-CNNs' ``MaskRCNNConfig`` that differ from ``maskrcnn_plan``'s (None: none)."""
     start: Start | None = None
     """The pretrained start of the classifier and both Mask R-CNNs (None: from scratch)."""
     shipped_classifier: bool = False
@@ -278,7 +285,9 @@ def _scratch_plan(dataset: str, quick: bool, num_classes: int, seed: int) -> Ben
     if dataset == "coco":
         # 98 photos, split inside the bench (``wsseg.bench.data``), stored at 320 px on their longer
         # side and squared to 320 for the classifier; street and room photos only flip horizontally.
-        # Mask R-CNN 20 epochs: its ~65 training photos make 9 steps an epoch.
+        # Mask R-CNN 20 epochs: its ~65 training photos make 9 steps an epoch. It sees them at their
+        # stored size (shorter side 240, not the 160 px the shapes recipe shrinks to), with anchors
+        # twice the shapes recipe's: a photo's objects span 10 to 320 px.
         return BenchPlan(
             100_000,
             100_000,
@@ -287,6 +296,7 @@ def _scratch_plan(dataset: str, quick: bool, num_classes: int, seed: int) -> Ben
             size=COCO_SIDE,
             augment=HFLIP_ONLY,
             maskrcnn_epochs=4 if quick else 20,
+            maskrcnn_model={"image_size": 240, "anchor_sizes": ((32,), (64,), (128,), (256,))},
         )
     if quick and dataset == "shapes":
         # Under 5 minutes on 2 CPU cores with every downstream stage measured for real: the shipped
