@@ -21,8 +21,10 @@ COLUMNS = 6
 def upload_form(project: Project) -> None:
     st.markdown(
         "Upload **images with a tags CSV** (header `filename,tags`, tags separated by `;`, an empty cell "
-        "for an image with no class), **zips** of a folder holding `images/` and `tags.csv`, or images "
-        "alone (they come in untagged: tag them on the left)."
+        "for an image with no class), images alone (they come in untagged: tag them on the left), or a "
+        "**zip** of a dataset: a folder holding `images/` and `tags.csv`, a COCO export (its instance "
+        "JSON with the images), a PASCAL VOC folder, or a folder per class. A dataset's masks are kept "
+        "for evaluation only."
     )
     st.caption(
         f"Images smaller than {MIN_SIDE}x{MIN_SIDE} px are refused. Images larger than {WORKING_SIDE} px "
@@ -30,7 +32,13 @@ def upload_form(project: Project) -> None:
     )
     with st.form("upload", clear_on_submit=True):
         files = st.file_uploader("Files", accept_multiple_files=True, key="upload_files")
-        split = st.text_input("Split", value="train", key="upload_split")
+        split = st.text_input(
+            "Split",
+            value="",
+            placeholder="the dataset's own splits; train for the rest",
+            key="upload_split",
+            help="Leave empty to keep a zipped dataset's train/val splits; a name puts every image there.",
+        )
         submitted = st.form_submit_button("Import")
     if submitted:
         if not files:
@@ -38,7 +46,9 @@ def upload_form(project: Project) -> None:
         else:
             with st.spinner(f"Importing {len(files)} file(s)…"):
                 try:
-                    report = import_uploads(project, [(f.name, f.getvalue()) for f in files], split=split)
+                    report = import_uploads(
+                        project, [(f.name, f.getvalue()) for f in files], split=split.strip() or None
+                    )
                 except WssegError as error:
                     st.error(str(error))
                     return
@@ -115,7 +125,7 @@ def browse(project: Project) -> None:
             "No images match this filter."
             if project.count_images()
             else "This project has no images yet: upload some (Upload tab), with their tags CSV or as a "
-            "zip of a tagged folder."
+            "zip of a dataset (a tagged folder, COCO, VOC or a folder per class)."
         )
         return
     grid = st.columns(COLUMNS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -173,3 +174,47 @@ def test_the_command_line_says_when_nothing_is_imported(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and "nothing imported (3 refused)" in done.stderr, done.stderr
     assert done.stderr.count("refused ") == 3 and "Traceback" not in done.stderr
+
+
+def _zip(folder: Path, out: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """``folder`` zipped as a user would (its own name the one top-level folder), plus ``extra`` members."""
+    with zipfile.ZipFile(out, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(folder.name) / path.relative_to(folder))
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return out
+
+
+def test_zips_of_coco_voc_and_class_folders_import_as_the_folders_do(tmp_path: Path) -> None:
+    """The app's uploads are zips: each published layout zipped imports the same images, splits and
+    truth as the folder itself; an unsafe member is named (by the zip) and skipped."""
+    _coco_tree(tmp_path / "coco", tmp_path / "coco" / "val2017")
+    coco_zip = _zip(tmp_path / "coco", tmp_path / "coco.zip", {"../evil.jpg": b"x"})
+    project = Project.create(tmp_path / "p1")
+    report = import_source(project, coco_zip)
+    assert len(report.imported) == 3
+    assert [p.source for p in report.problems] == [f"{coco_zip}:../evil.jpg"]
+    assert [(r.source_id, r.split) for r in project.images()] == [(139, "val"), (285, "val"), (632, "val")]
+    assert _perfect_scores(project) == pytest.approx(1.0)
+
+    _voc_tree(tmp_path / "voc" / "VOC2012")
+    project = Project.create(tmp_path / "p2")
+    report = import_source(project, _zip(tmp_path / "voc", tmp_path / "voc.zip"))
+    assert sorted(report.imported) == ["a.jpg", "b.jpg", "c.jpg"] and not report.problems
+    assert sorted(r.split for r in project.images()) == ["train", "train", "val"]
+
+    for cls, k in (("cat", 0), ("dog", 1)):
+        (tmp_path / "classes" / cls).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "classes" / cls / f"{k}.png"), _picture(30 + k))
+    project = Project.create(tmp_path / "p3")
+    report = import_source(project, _zip(tmp_path / "classes", tmp_path / "classes.zip"))
+    assert sorted(r.tags for r in project.images()) == [("cat",), ("dog",)]
+
+
+def test_a_zip_of_no_known_layout_says_so(tmp_path: Path) -> None:
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "readme.txt").write_text("hello")
+    with pytest.raises(BadInputError, match="no known layout inside"):
+        import_source(Project.create(tmp_path / "p"), _zip(tmp_path / "stuff", tmp_path / "stuff.zip"))

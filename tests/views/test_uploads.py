@@ -68,3 +68,18 @@ def test_a_second_csv_and_a_csv_alone_are_reported(tmp_path: Path) -> None:
     report = import_uploads(project, [("one.csv", b"filename,tags\n"), ("two.csv", b"filename,tags\n")])
     assert report.imported == []
     assert [p.source for p in report.problems] == ["two.csv", "one.csv"]
+
+
+def test_an_uploaded_coco_zip_keeps_its_splits_and_ids(tmp_path: Path) -> None:
+    from tests.store.test_import_layouts import _coco_tree, _zip
+
+    _coco_tree(tmp_path / "coco", tmp_path / "coco" / "val2017")
+    data = _zip(tmp_path / "coco", tmp_path / "coco.zip").read_bytes()
+    project = Project.create(tmp_path / "p")
+    report = import_uploads(project, [("my-coco.zip", data), ("loose.png", _png(9))])
+    assert len(report.imported) == 4 and not report.problems
+    by_split = sorted((r.split, r.source_id) for r in project.images())
+    assert by_split == [("train", None), ("val", 139), ("val", 285), ("val", 632)]
+    again = Project.create(tmp_path / "q")
+    import_uploads(again, [("my-coco.zip", data)], split="test")  # a split given: every image there
+    assert {r.split for r in again.images()} == {"test"}

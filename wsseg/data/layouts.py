@@ -53,7 +53,8 @@ class ImageSet:
     truth instances keyed by ``image_ids[filename]`` (None when the source has none); ``image_ids`` and
     ``image_names``: filename -> the image's id and file name in the source; ``category_ids``: class
     name -> the source's category id; ``classes``: every class to declare, in the source's order;
-    ``problems``: what was refused, by name; ``notes``: what the user should know that is not an error."""
+    ``problems``: what was refused, by name; ``notes``: what the user should know that is not an error;
+    ``unzipped``: (temporary folder, zip) when the source is a zip extracted there (problems name the zip)."""
 
     items: list[TaggedImage] = field(default_factory=list)
     splits: dict[str, str] = field(default_factory=dict)
@@ -64,6 +65,7 @@ class ImageSet:
     classes: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unzipped: tuple[str, str] | None = None
 
 
 def _size(path: Path) -> tuple[int, int]:

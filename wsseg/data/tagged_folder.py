@@ -444,3 +444,57 @@ def _encode_png(image: np.ndarray, filename: str) -> bytes:
     if not ok:
         raise BadInputError(filename, "could not be encoded as PNG")
     return buffer.tobytes()
+
+
+def is_tagged_zip(source: str | os.PathLike) -> bool:
+    """Whether the zip holds a tagged folder (``tags.csv`` at its root or in one top-level folder);
+    False for a zip that cannot be read (``read_tagged_zip`` then names the problem)."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            return _zip_prefix(n for n in archive.namelist() if not _hidden(n)) is not None
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def extract_zip(
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    limits: ZipLimits = ZipLimits(),  # noqa: B008 (frozen, immutable)
+) -> list[Problem]:
+    """Write the safe members of a zip under ``dest`` (a layout read from files: COCO, VOC, class
+    folders); return a Problem for each member skipped, with the same checks as ``read_tagged_zip``.
+    Raises BadInputError if ``source`` is not a readable zip or is over the member or size limits."""
+    label = str(source)
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadInputError(label, f"not a readable zip file ({exc})") from None
+    problems: list[Problem] = []
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > limits.max_members:
+            raise BadInputError(label, f"{len(infos):,} entries is over the limit of {limits.max_members:,}")
+        total = sum(info.file_size for info in infos)
+        if total > limits.max_total_bytes:
+            raise BadInputError(
+                label, f"expands to {total:,} bytes, over the limit of {limits.max_total_bytes:,}"
+            )
+        root = Path(dest)
+        for info in infos:
+            if info.is_dir():
+                continue
+            reason = _unsafe_reason(info, limits)
+            if reason:
+                problems.append(Problem(f"{label}:{info.filename}", f"{reason}; skipped"))
+                continue
+            if _hidden(info.filename):
+                continue
+            try:
+                data = _read_member(archive, info, limits)
+            except BadInputError as exc:
+                problems.append(Problem(f"{label}:{info.filename}", exc.problem))
+                continue
+            target = root.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    return problems

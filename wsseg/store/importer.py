@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ from wsseg.data.tagged_folder import (
     IMAGES_DIR,
     Problem,
     TaggedImage,
+    extract_zip,
+    is_tagged_zip,
     read_tagged_folder,
     read_tagged_zip,
 )
@@ -46,8 +50,8 @@ from wsseg.store.project import Project
 GROUND_TRUTH = "ground_truth.json"
 SHAPES_ANNOTATIONS = "annotations.json"
 SOURCES = (
-    "a folder with images/ and tags.csv, a .zip of one, a COCO instance .json, a PASCAL VOC folder "
-    "(JPEGImages/) or a folder per class"
+    "a folder with images/ and tags.csv, a COCO instance .json, a PASCAL VOC folder (JPEGImages/), a "
+    "folder per class, or a .zip of any of them"
 )
 
 
@@ -92,6 +96,48 @@ def read_source(source: str | Path, images: str | Path | None = None) -> ImageSe
     raise BadInputError(str(source), f"unsupported source; expected {SOURCES}")
 
 
+@contextmanager
+def opened_source(source: str | Path, images: str | Path | None = None) -> Iterator[ImageSet]:
+    """``read_source``, where a zip of a COCO, VOC or class-folder layout is first extracted (safely,
+    as ``wsseg.data.tagged_folder.extract_zip`` checks) to a temporary folder that lasts while the
+    caller reads the images. A tagged zip is read in memory, as ever."""
+    source = check_source(source, images)
+    if source.suffix.lower() != ".zip" or is_tagged_zip(source):
+        yield read_source(source, images)
+        return
+    with tempfile.TemporaryDirectory(prefix="wsseg-zip-") as tmp:
+        problems = extract_zip(source, tmp)
+        found = read_source(unzipped_layout(Path(tmp), source))
+        found.problems = problems + found.problems
+        found.unzipped = (tmp, str(source))
+        yield found
+
+
+def unzipped_layout(folder: Path, zip_path: Path) -> Path:
+    """What to read in an extracted zip: the folder (below any single top-level folder) when it is a
+    tagged folder, a VOC folder or a folder per class, else its one COCO instance JSON."""
+    while True:
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+        if len(entries) != 1 or not entries[0].is_dir():
+            break
+        folder = entries[0]
+    if (folder / CSV_NAME).is_file() or voc_root(folder) is not None:
+        return folder
+    jsons = sorted(p for p in folder.rglob("*.json") if not p.name.startswith("."))
+    if len(jsons) > 1:  # COCO's own archives hold captions and keypoints beside the instances
+        jsons = [p for p in jsons if p.name.startswith("instances")] or jsons
+    if len(jsons) == 1:
+        return jsons[0]
+    if len(jsons) > 1:
+        names = ", ".join(p.relative_to(folder).as_posix() for p in jsons[:4])
+        raise BadInputError(
+            str(zip_path), f"holds several COCO files ({names}); zip one, or import it unzipped"
+        )
+    if is_class_folders(folder):
+        return folder
+    raise BadInputError(str(zip_path), f"no known layout inside; expected {SOURCES}")
+
+
 def _tagged_folder(source: Path) -> ImageSet:
     folder = read_tagged_folder(source)
     coco = read_coco(source / SHAPES_ANNOTATIONS) if (source / SHAPES_ANNOTATIONS).is_file() else None
@@ -113,7 +159,15 @@ def import_source(
 ) -> ImportReport:
     """Import ``source`` into ``project`` (see the module docstring). ``split``: the split of every
     image (None: the source's own, else ``train``); ``images``: a COCO file's image folder."""
-    found = read_source(source, images)
+    with opened_source(source, images) as found:
+        report = _import(project, found, split, progress)
+    if found.unzipped is not None:  # name the zip's members as the zip's, not by the temporary path
+        tmp, zip_name = found.unzipped
+        report.problems = [Problem(p.source.replace(tmp, f"{zip_name}:"), p.message) for p in report.problems]
+    return report
+
+
+def _import(project: Project, found: ImageSet, split: str | None, progress: bool) -> ImportReport:
     report = ImportReport(problems=list(found.problems), notes=list(found.notes))
     project.add_classes(
         found.classes or sorted({t for item in found.items for t in item.tags}), found.category_ids

@@ -1,8 +1,9 @@
 """Files uploaded in the browser, imported through the same importer as ``wsseg import``.
 
 The upload is a list of (file name, bytes): images, at most one tags CSV (``filename,tags``), and
-zips of tagged folders. Loose images and the CSV are written to a temporary tagged folder and
-imported; each zip is imported as it is. Without a CSV the loose images come in untagged, to be
+zips of any layout ``wsseg import`` reads (a tagged folder, COCO, VOC, a folder per class). Loose
+images and the CSV are written to a temporary tagged folder and imported; each zip is imported as it
+is, and one without a known layout is refused by name. Without a CSV the loose images come in untagged, to be
 tagged in the browser. Every bad file is reported by name (an ``ImportReport`` problem) and skipped.
 """
 
@@ -15,14 +16,17 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 
 from wsseg.data.tagged_folder import CSV_NAME, IMAGES_DIR, Problem
+from wsseg.errors import BadInputError
 from wsseg.store.importer import ImportReport, import_source
 from wsseg.store.project import Project
 
 
 def import_uploads(
-    project: Project, files: Sequence[tuple[str, bytes]], split: str = "train"
+    project: Project, files: Sequence[tuple[str, bytes]], split: str | None = None
 ) -> ImportReport:
-    """Import uploaded ``files`` into ``project``; one report for all of them (see the module docstring)."""
+    """Import uploaded ``files`` into ``project``; one report for all of them (see the module docstring).
+    ``split``: every image's split; None keeps a zipped source's own splits (COCO, VOC, split folders)
+    and puts the rest in ``train``."""
     report = ImportReport()
     loose: dict[str, bytes] = {}
     tags_csv: tuple[str, bytes] | None = None
@@ -34,7 +38,10 @@ def import_uploads(
             if suffix == ".zip":
                 path = folder / f"upload-{k}.zip"
                 path.write_bytes(data)
-                _merge(report, import_source(project, path, split=split), (str(path), base))
+                try:
+                    _merge(report, import_source(project, path, split=split), (str(path), base))
+                except BadInputError as error:  # no layout found in it: that zip is refused, not the rest
+                    report.problems.append(Problem(base, error.problem))
             elif suffix == ".csv":
                 if tags_csv is not None:
                     report.problems.append(
@@ -57,7 +64,7 @@ def import_uploads(
                 (images / base).write_bytes(data)
             csv_data = tags_csv[1] if tags_csv is not None else _untagged_csv(sorted(loose))
             (images.parent / CSV_NAME).write_bytes(csv_data)
-            _merge(report, import_source(project, images.parent, split=split))
+            _merge(report, import_source(project, images.parent, split=split or "train"))
     return report
 
 
