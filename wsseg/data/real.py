@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from wsseg.data.coco import read_coco
+from wsseg.data.coco import CocoDataset, read_coco
 from wsseg.data.images import read_image
 from wsseg.errors import BadInputError, DataNotFoundError
 
@@ -260,7 +260,10 @@ class CocoPhoto:
 
 def coco_classes(root: str | os.PathLike | None = None) -> tuple[str, ...]:
     """The category names of ``coco-train100/instances.json`` that have an instance, by category id."""
-    data = read_coco(_dataset_dir(root, COCO_DIR, _COCO_EXPECTED) / "instances.json")
+    return _used_classes(read_coco(_dataset_dir(root, COCO_DIR, _COCO_EXPECTED) / "instances.json"))
+
+
+def _used_classes(data: CocoDataset) -> tuple[str, ...]:
     used = {inst.category_id for found in data.instances.values() for inst in found}
     return tuple(data.categories[c] for c in sorted(used))
 
@@ -277,7 +280,7 @@ def coco_photos(
     data = read_coco(base / "instances.json", base / "images")
     if not data.images:
         raise DataNotFoundError(f"no readable images in {base / 'images'} for {base / 'instances.json'}")
-    index = {name: k for k, name in enumerate(coco_classes(root))}
+    index = {name: k for k, name in enumerate(_used_classes(data))}
     for entry in sorted(data.images, key=lambda e: e.id):
         if ids is not None and entry.id not in ids:
             continue

@@ -145,27 +145,16 @@ def read_tagged_zip(
     """
     label = "<zip>" if isinstance(source, bytes | bytearray) else str(source)
     stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
-    try:
-        archive = zipfile.ZipFile(stream)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise BadInputError(label, f"not a readable zip file ({exc})") from None
-    with archive:
+    with _open_zip(stream, label) as archive:
         return _read_zip(archive, label, max_pixels, limits)
 
 
 def _read_zip(archive: zipfile.ZipFile, label: str, max_pixels: int, limits: ZipLimits) -> TaggedFolder:
     problems: list[Problem] = []
     infos = archive.infolist()
-    if len(infos) > limits.max_members:
-        msg = f"{len(infos):,} entries is over the limit of {limits.max_members:,}; nothing imported"
-        return TaggedFolder([], [Problem(label, msg)])
-    total = sum(info.file_size for info in infos)
-    if total > limits.max_total_bytes:
-        msg = (
-            f"expands to {total:,} bytes, over the limit of {limits.max_total_bytes:,}; "
-            "nothing imported (split it into smaller zips)"
-        )
-        return TaggedFolder([], [Problem(label, msg)])
+    too_large = _over_limits(infos, limits)
+    if too_large:
+        return TaggedFolder([], [Problem(label, too_large)])
 
     safe: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
@@ -209,6 +198,26 @@ def _read_zip(archive: zipfile.ZipFile, label: str, max_pixels: int, limits: Zip
     items = _assemble(f"{label}:{prefix or '/'}", csv_data, files, problems, max_pixels)
     items = [TaggedImage(i.filename, i.tags, i.width, i.height, data=loaded[i.filename]) for i in items]
     return TaggedFolder(items, problems)
+
+
+def _open_zip(source: str | os.PathLike | io.BytesIO, label: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadInputError(label, f"not a readable zip file ({exc})") from None
+
+
+def _over_limits(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> str | None:
+    """Why a whole zip is refused (too many entries, too large expanded), or None."""
+    if len(infos) > limits.max_members:
+        return f"{len(infos):,} entries is over the limit of {limits.max_members:,}; nothing imported"
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_total_bytes:
+        return (
+            f"expands to {total:,} bytes, over the limit of {limits.max_total_bytes:,}; "
+            "nothing imported (split it into smaller zips)"
+        )
+    return None
 
 
 def _unsafe_reason(info: zipfile.ZipInfo, limits: ZipLimits) -> str | None:
@@ -461,24 +470,15 @@ def extract_zip(
     dest: str | os.PathLike,
     limits: ZipLimits = ZipLimits(),  # noqa: B008 (frozen, immutable)
 ) -> list[Problem]:
-    """Write the safe members of a zip under ``dest`` (a layout read from files: COCO, VOC, class
-    folders); return a Problem for each member skipped, with the same checks as ``read_tagged_zip``.
-    Raises BadInputError if ``source`` is not a readable zip or is over the member or size limits."""
+    """Write a zip's safe members under ``dest`` (checked as ``read_tagged_zip`` does); a Problem for each
+    one skipped. BadInputError if ``source`` is not a readable zip or is over the zip's limits."""
     label = str(source)
-    try:
-        archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise BadInputError(label, f"not a readable zip file ({exc})") from None
     problems: list[Problem] = []
-    with archive:
+    with _open_zip(source, label) as archive:
         infos = archive.infolist()
-        if len(infos) > limits.max_members:
-            raise BadInputError(label, f"{len(infos):,} entries is over the limit of {limits.max_members:,}")
-        total = sum(info.file_size for info in infos)
-        if total > limits.max_total_bytes:
-            raise BadInputError(
-                label, f"expands to {total:,} bytes, over the limit of {limits.max_total_bytes:,}"
-            )
+        too_large = _over_limits(infos, limits)
+        if too_large:
+            raise BadInputError(label, too_large)
         root = Path(dest)
         for info in infos:
             if info.is_dir():
