@@ -114,7 +114,7 @@ class TorchvisionBackbone(nn.Module):
         return self.body(images)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise BadInputError(str(path), "weights file not found (expected a state dict saved with torch.save)")
     try:
@@ -130,7 +130,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def _load_weights_file(model: nn.Module, path: Path, ignore_prefixes: tuple[str, ...] = ()) -> None:
     """Copy a state dict file into ``model``; keys starting with ``ignore_prefixes`` may be absent."""
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     own = model.state_dict()
     needed = [k for k in own if not k.startswith(ignore_prefixes)]
     # BatchNorm's step counters are no weights: files converted from other frameworks lack them
@@ -156,7 +156,7 @@ def weights_cache_path(tv_weights: torchvision.models.WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(tv_weights.url).name
 
 
-def _resolve(weights: WeightsArg, enum_cls: type) -> tuple[object | None, Path | None]:
+def resolve_weights(weights: WeightsArg, enum_cls: type) -> tuple[object | None, Path | None]:
     """(torchvision weights entry or None, local path or None) for a ``weights`` argument."""
     if weights is None:
         return None, None
@@ -191,7 +191,7 @@ def _build_tv(
 ) -> nn.Module:
     """A torchvision model with ``weights`` (see the module docstring); ``frozen_bn``: its BatchNorm
     layers are ``FrozenBatchNorm2d`` (statistics and affine terms fixed)."""
-    tv_weights, path = _resolve(weights, enum_cls)
+    tv_weights, path = resolve_weights(weights, enum_cls)
     if frozen_bn:
         kw["norm_layer"] = torchvision.ops.misc.FrozenBatchNorm2d
     try:

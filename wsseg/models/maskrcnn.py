@@ -41,8 +41,8 @@ from wsseg.models.backbones import (
     SmallCNN,
     _build_tv,
     _conv_bn_relu,
-    _read_state_dict,
-    _resolve,
+    read_state_dict,
+    resolve_weights,
     weights_cache_path,
 )
 from wsseg.structures import Instances
@@ -220,7 +220,7 @@ def coco_detector(config: MaskRCNNConfig) -> MaskRCNN:
     ``config.num_classes``; the backbone's BatchNorm frozen unless ``frozen_bn`` is False. Image size,
     proposal and sample counts and inference thresholds come from ``config``."""
     enum_cls = torchvision.models.detection.MaskRCNN_ResNet50_FPN_V2_Weights
-    entry, path = _resolve(config.weights, enum_cls)
+    entry, path = resolve_weights(config.weights, enum_cls)
     model = torchvision.models.detection.maskrcnn_resnet50_fpn_v2(
         weights=None,
         weights_backbone=None,
@@ -238,7 +238,7 @@ def coco_detector(config: MaskRCNNConfig) -> MaskRCNN:
     )
     source = weights_cache_path(entry) if entry is not None else path
     if source is not None:
-        state = _read_state_dict(source)
+        state = read_state_dict(source)
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
