@@ -30,7 +30,8 @@ LAYERS: dict[str, int] = {
     "views": 7,
     "jobs": 7,
     "bench": 8,
-    "cli": 9,
+    "cli_measure": 9,
+    "cli": 10,
 }
 #: The command line imports its commands inside them, so ``wsseg --help`` starts without torch.
 LAZY_IMPORTS_ALLOWED = {"wsseg.cli"}

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from wsseg.cli_measure import add_bench, add_cams
 from wsseg.errors import WssegError
 
 DEFAULT_DEMO = Path("projects/demo")
@@ -315,48 +316,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_stage("wsseg.jobs.pipeline"))
 
 
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="train and evaluate each built stage on a dataset; write report.json and report.md",
-        description="Benchmark: trains and measures each stage built so far. --quick finishes in minutes and "
-        "still trains for real; the full run is what the targets refer to.",
-    )
-    p.add_argument("--dataset", default="shapes", choices=["shapes", "nuclei", "camvid", "coco"])
-    p.add_argument("--quick", action="store_true", help="small data and short training (a few minutes)")
-    p.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for report.json / report.md")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--data-root", type=Path, default=None, help="real datasets folder (default ../shared/data)"
-    )
-    p.add_argument(
-        "--reliability",
-        action="store_true",
-        help="instead of training: hostile imports, killed and concurrent editors; counts what was lost",
-    )
-    p.add_argument(
-        "--curation",
-        action="store_true",
-        help="a run of its own: Mask R-CNN on the pseudo masks before and after a simulated annotator "
-        "reviews N masks in queue order and N at random (docs/benchmark.md)",
-    )
-    p.add_argument(
-        "--project", type=Path, default=None, help="with --curation: start from this project (never written)"
-    )
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="pretrained start of the classifier and both Mask R-CNNs: " + WEIGHTS_HELP + "; recorded in "
-        "the report (default: from scratch)",
-    )
-    p.add_argument(
-        "--backbone",
-        default=None,
-        help="with --weights: mobilenet_v2 (default, the network of ../shared/weights/), mobilenet_v3 or resnet50",
-    )
-    p.set_defaults(func=_stage("wsseg.bench.command"))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsseg",
@@ -462,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pseudo_masks(sub)
     _add_train_maskrcnn(sub)
     _add_evaluate(sub)
-    _add_bench(sub)
+    add_bench(sub, _stage, WEIGHTS_HELP)
+    add_cams(sub, _stage)
     return parser
 
 

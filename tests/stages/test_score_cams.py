@@ -1,6 +1,8 @@
 """The CAM score card against maps whose answers are known: the true masks themselves, their inverse,
 and a trained classifier's own maps scored by hand."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,16 @@ def test_a_classifier_of_other_classes_or_no_truth_is_refused(trained, tmp_path)
     model = _truth_maps(project, False)
     with pytest.raises(BadInputError, match="no tagged image with true masks in split 'nope'"):
         score_cams(project, model, ["crm"], split="nope")
+
+
+def test_the_command_writes_the_card_and_names_bad_methods(trained, tmp_path, capsys) -> None:
+    from wsseg.cli import main
+
+    out = tmp_path / "card.json"
+    argv = ["cams", "--project", str(trained), "--split", "all", "--images", "2", "--methods", "crm,eigencam"]
+    assert main([*argv, "--out", str(out)]) == 0
+    card = json.loads(out.read_text())
+    assert list(card["methods"]) == ["crm", "eigencam"] and card["images"] == 2
+    assert "| Eigen-CAM |" in capsys.readouterr().out
+    assert main(["cams", "--project", str(trained), "--methods", "gradcam,nope"]) == 2
+    assert "--methods" in capsys.readouterr().err

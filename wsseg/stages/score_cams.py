@@ -24,6 +24,7 @@ Everything is at the size the classifier sees (``prepare_image``); true masks ar
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,16 +32,19 @@ from typing import Any
 import numpy as np
 
 from wsseg.errors import BadInputError
-from wsseg.methods.cams import LABELS, class_map, map_peaks
+from wsseg.fileio import write_json
+from wsseg.methods.cams import LABELS, class_map, map_peaks, parse_methods
 from wsseg.methods.mask_map import mask_map
 from wsseg.methods.metrics import PointStats, point_stats
 from wsseg.methods.proposals import selective_search
 from wsseg.methods.pseudo_masks import PeakInput, RetrievalConfig, retrieve
-from wsseg.models.cam_models import CamModel
+from wsseg.models.cam_models import CamModel, peak_classifier_cams
 from wsseg.models.peaks import PeakConfig
+from wsseg.stages.common import image_progress
 from wsseg.stages.make_peaks import prepare_image
 from wsseg.stages.make_proposals import resize_mask
 from wsseg.stages.recipes import INFERENCE_PEAKS, InferencePeaks
+from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.instances import true_instances
 from wsseg.store.project import Project
 from wsseg.structures import Instances
@@ -229,3 +233,42 @@ def best_pointing(card: dict[str, Any]) -> str:
     """The method whose maps point best (highest pointing accuracy, then peak precision)."""
     rows = card["methods"]
     return max(rows, key=lambda m: (np.nan_to_num(rows[m]["pointing"], nan=-1.0), rows[m]["peak_precision"]))
+
+
+def card_table(card: dict[str, Any]) -> str:
+    """The score card as a Markdown table, one row a method."""
+    head = "| method | pointing | peak precision | instance recall | mIoU (threshold) | pseudo mAP50 | s / image |"
+    rows = [head, "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in card["methods"].values():
+        rows.append(
+            f"| {row['label']} | {row['pointing']:.3f} | {row['peak_precision']:.3f} | {row['instance_recall']:.3f} "
+            f"| {row['miou']:.3f} ({row['threshold']:.2f}) | {row['pseudo_map50']:.3f} | {row['seconds_per_image']:.3f} |"
+        )
+    return "\n".join(rows)
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    project = Project(args.project)
+    net, classes, extra = load_classifier(project, args.name)
+    model = peak_classifier_cams(net, classes, f"classifier {args.name!r}")
+    methods = parse_methods(args.methods, model)
+    split = None if args.split == "all" else args.split
+    with image_progress(args, "cams") as progress:
+        card = score_cams(
+            project,
+            model,
+            methods,
+            split,
+            args.images,
+            args.layer,
+            extra.get("size"),
+            net.config.peaks,
+            progress=progress,
+        )
+    print(card_table(card))
+    print(
+        f"{card['images']} images ({args.split}), layer {card['layer']}; points best: {LABELS[best_pointing(card)]}"
+    )
+    if args.out is not None:
+        write_json(args.out, card)
+        print(f"written: {args.out}")
