@@ -6,7 +6,10 @@ current-project state are in ``pages/common.py``, third-party components behind 
 
 import streamlit as st
 
+from pages.preload import preload
+
 st.set_page_config(page_title="wsseg", page_icon="🧩", layout="wide")
+preload()
 
 PAGES = [
     st.Page("pages/project.py", title="Project", icon=":material/folder_open:", default=True),

@@ -14,6 +14,7 @@ import streamlit as st
 
 from pages.cached import maps as _maps
 from pages.cached import prm as _prm
+from pages.cam_methods import VIEWS
 from pages.common import current_project, peak_filter_sliders, skipped_note, tag_filter
 from pages.components import CLICKS_AVAILABLE, clickable_image, new_click
 from pages.hints import missing_step
@@ -173,6 +174,10 @@ def viewer(root: str, image_id: int, stamp: tuple, classes: list[str], tags: tup
 st.title("CAMs and peaks")
 project = current_project()
 if project is None:
+    st.stop()
+view = st.segmented_control("View", list(VIEWS), default=list(VIEWS)[0], key="cam_view")
+if VIEWS.get(view) is not None:
+    VIEWS[view](project)
     st.stop()
 root = str(project.root)
 ckpt = checkpoint_path(project)
