@@ -40,6 +40,15 @@ from wsseg.views.overlay import COLORMAPS, OverlayStyle, colour_bar, greyed, jpe
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"]
 COLUMNS = 4
+#: The score card's figures as the table and the chart name them.
+NAMES = {
+    "pointing": "pointing",
+    "peak_precision": "peak precision",
+    "instance_recall": "instance recall",
+    "miou": "mIoU",
+    "pseudo_map50": "pseudo mAP50",
+    "seconds_per_image": "s / image",
+}
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the classifier…")
@@ -276,7 +285,7 @@ def score_view(project: Project) -> None:
     if not card:
         return
     rows = [
-        {"method": row["label"], **{k: row[k] for k in FIGURES}, "threshold": row["threshold"]}
+        {"method": row["label"], **{NAMES[k]: row[k] for k in FIGURES}, "best threshold": row["threshold"]}
         for row in card["methods"].values()
     ]
     table = pd.DataFrame(rows)
@@ -286,7 +295,9 @@ def score_view(project: Project) -> None:
     )
     st.dataframe(table, hide_index=True, width="stretch")
     long = table.melt(
-        id_vars="method", value_vars=[k for k in FIGURES if k != "seconds_per_image"], var_name="figure"
+        id_vars="method",
+        value_vars=[NAMES[k] for k in FIGURES if k != "seconds_per_image"],
+        var_name="figure",
     )
     chart = px.bar(long, x="figure", y="value", color="method", barmode="group", range_y=[0, 1])
     chart.update_layout(height=360, margin={"t": 20, "b": 10}, legend_title_text="")
