@@ -15,11 +15,15 @@ import streamlit as st
 from pages import cached
 from pages.common import peak_filter_sliders
 from pages.curate_draw import CANDIDATE_COLOUR, overlay
+from wsseg.methods.cams import LABELS as CAM_LABELS
+from wsseg.methods.cams import class_map
 from wsseg.methods.crf import CRFConfig
 from wsseg.methods.overlap import mask_iou
 from wsseg.methods.prm import METHODS
 from wsseg.methods.pseudo_masks import RetrievalConfig
+from wsseg.models.cam_models import peak_classifier_cams
 from wsseg.models.maskrcnn import predict as predict_instances
+from wsseg.models.normalise import to_tensor
 from wsseg.stages.evaluate_ple import predict as predict_labels
 from wsseg.store.project import Project
 from wsseg.structures import Instances, label_map
@@ -30,6 +34,7 @@ from wsseg.views.lesson import (
     cam_outcome,
     detection_outcome,
     judge,
+    methods_outcome,
     peaks_outcome,
     prm_outcome,
     proposals_outcome,
@@ -253,6 +258,64 @@ def cam_step(lesson: Lesson, step: Step) -> None:
     ask(lesson, step, {"name": lesson.classes[k]}, _big(maps.image), reveal)
 
 
+#: The methods the Learn step offers (Score-CAM's one pass a channel is too slow to wait for here).
+LESSON_METHODS = ["crm", "gradcam", "gradcam++", "layercam", "eigencam"]
+
+
+@st.cache_resource(max_entries=64, show_spinner="Computing the map…")
+def _method_map(
+    root: str, image_id: int, stamp: tuple, _image: np.ndarray, k: int, method: str
+) -> np.ndarray | None:
+    """One CAM method's map of the lesson image for class ``k`` (None without a classifier)."""
+    found = cached.classifier(root, stamp[0])
+    if found is None:
+        return None
+    model = peak_classifier_cams(found.model, found.classes, "the lesson's classifier")
+    return class_map(model, to_tensor(_image)[None], k, method)
+
+
+def methods_step(lesson: Lesson, step: Step) -> None:
+    row = st.columns(3)
+    k = _class_choice(lesson, "learn_methods_class", tagged_only=True, column=row[0])
+    first = row[1].selectbox("First method", LESSON_METHODS, format_func=CAM_LABELS.get, key="learn_first")
+    second = row[2].selectbox(
+        "Second method",
+        LESSON_METHODS,
+        index=len(LESSON_METHODS) - 1,
+        format_func=CAM_LABELS.get,
+        key="learn_second",
+    )
+    name = lesson.classes[k]
+    labels = [CAM_LABELS[first], CAM_LABELS[second]]
+
+    def reveal() -> Outcome:
+        maps = [
+            _method_map(lesson.root, lesson.image_id, lesson.stamp, lesson.maps.image, k, m)
+            for m in (first, second)
+        ]
+        if maps[0] is None or maps[1] is None:
+            st.warning("The lesson has no classifier to compute these maps.")
+            return Outcome("neither", "no classifier")
+        base = _outlined(greyed(lesson.maps.image), lesson.truth, k)
+        pictures = []
+        for heat in maps:
+            y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+            pictures.append(
+                overlay_view(base, heat, OverlayStyle(0.7), [(int(y), int(x))], 0, target=SIZE, labels=["+"])
+            )
+        gap = np.full((pictures[0].shape[0], 12, 3), 255, np.uint8)
+        _show(
+            with_colour_bar(np.concatenate([pictures[0], gap, pictures[1]], axis=1), OverlayStyle().colormap),
+            f"Left: {labels[0]}; right: {labels[1]}. Each map over its own range (0 to 1); + marks its brightest "
+            "pixel; the outlines are the true objects of the class.",
+        )
+        return methods_outcome(maps, labels, k, lesson.truth, name)
+
+    ask(
+        lesson, step, {"name": name, "first": labels[0], "second": labels[1]}, _big(lesson.maps.image), reveal
+    )
+
+
 def _count(lesson: Lesson, k: int) -> int:
     return int((lesson.truth.labels == k).sum())
 
@@ -452,6 +515,7 @@ def ple_step(lesson: Lesson, step: Step) -> None:
 DRAW: dict[str, Callable[[Lesson, Step], None]] = {
     "tags": tags_step,
     "cam": cam_step,
+    "methods": methods_step,
     "peaks": peaks_step,
     "prm": prm_step,
     "proposals": proposals_step,

@@ -50,6 +50,12 @@ def add_bench(sub: argparse._SubParsersAction, stage: Stage, weights_help: str) 
         default=None,
         help="with --weights: mobilenet_v2 (default, the network of ../shared/weights/), mobilenet_v3 or resnet50",
     )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="after the classifier, measure only these (comma-separated): cams, pseudo, speed, ple, maskrcnn "
+        "(default all)",
+    )
     p.set_defaults(func=stage("wsseg.bench.command"))
 
 

@@ -10,6 +10,7 @@ from streamlit.testing.v1.errors import AppTestError
 from tests.app.helpers import ROOT, image_urls
 from wsseg.demo.models import DEMO_MASKRCNN, DEMO_PLE
 from wsseg.views.lesson import STEPS
+from wsseg.views.lesson import step as lesson_step
 
 
 @pytest.fixture()
@@ -62,7 +63,7 @@ def test_every_step_reveals_its_picture_and_one_answer_is_right(at: AppTest) -> 
 def test_a_revealed_verdict_stays_until_try_again_or_moving_on(at: AppTest) -> None:
     _go(at, "peaks")
     guess = at.radio(key="learn_answer_peaks")
-    wrong = next(k for k, _ in STEPS[2].choices if k != "same")
+    wrong = next(k for k, _ in lesson_step("peaks").choices if k != "same")
     guess.set_value(wrong).run()
     at.button(key="learn_reveal_peaks").click().run()
     verdict = (at.success or at.warning)[0].value

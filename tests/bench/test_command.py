@@ -8,10 +8,11 @@ import torch
 import torchvision
 
 from tests._maskrcnn_data import TINY
-from wsseg.bench.command import check_start, run_bench
+from wsseg.bench.command import check_start, parse_sections, run_bench
 from wsseg.bench.common import SHIPPED, TRAINED, bench_classifier
 from wsseg.demo.project import DEMO_CHECKPOINT
 from wsseg.errors import BadInputError, DataNotFoundError
+from wsseg.methods.cams import METHODS
 from wsseg.models.classifier import ClassifierConfig
 from wsseg.stages.recipes import (
     BenchPlan,
@@ -69,6 +70,12 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
     assert stored["classifier"]["source"] == TRAINED and stored["plan"]["shipped_classifier"] is False
     assert report["seconds"]["total"] >= report["seconds"]["classifier_train"]
     assert stored["complete"] is True and "Partial report" not in (tmp_path / "report.md").read_text()
+    cams = stored["cams"]  # every CAM method scored on the validation images, PRM's map among them
+    assert set(cams) >= set(METHODS) and 1 <= cams["images"] <= 8 and cams["best_pointing"] in METHODS
+    for method in METHODS:
+        row = cams[method]
+        assert all(0.0 <= row[k] <= 1.0 for k in ("pointing", "peak_precision", "instance_recall", "miou"))
+        assert row["seconds_per_image"] > 0 and row["seconds_256"] > 0
 
 
 def test_a_stopped_bench_keeps_the_stages_it_finished(tmp_path: Path, monkeypatch) -> None:
@@ -94,12 +101,27 @@ def test_a_stopped_bench_keeps_the_stages_it_finished(tmp_path: Path, monkeypatc
         "data",
         "classifier_train",
         "classifier_eval",
+        "cams",
         "proposals_pseudo_masks",
         "speed",
         "total",
     }
     md = (tmp_path / "report.md").read_text()
     assert "**Partial report**" in md and "stages done: data, classifier_train" in md
+
+
+def test_only_the_chosen_sections_follow_the_classifier(tmp_path: Path) -> None:
+    plan = BenchPlan(
+        train_images=8,
+        val_images=4,
+        classifier=ClassifierConfig(num_classes=4, backbone="small", small_width=8),
+        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3),
+    )
+    report = run_bench("shapes", quick=True, out=tmp_path, plan=plan, sections=parse_sections("cams"))
+    assert report["sections"] == ["cams"] and "cams" in report and "classifier" in report
+    assert not {"pseudo_masks", "speed", "ple", "maskrcnn"} & set(report)
+    with pytest.raises(BadInputError, match="--only"):
+        parse_sections("cams,nope")
 
 
 def test_real_dataset_missing_is_a_clear_error(tmp_path: Path) -> None:

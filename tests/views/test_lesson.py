@@ -12,6 +12,7 @@ from wsseg.views.lesson import (
     cam_outcome,
     detection_outcome,
     judge,
+    methods_outcome,
     peaks_outcome,
     peaks_per_instance,
     prm_outcome,
@@ -38,14 +39,15 @@ TRUTH = Instances(
 
 
 def test_steps_cover_the_pipeline_in_order_and_their_texts_format() -> None:
-    assert STEP_KEYS == ("tags", "cam", "peaks", "prm", "proposals", "pseudo", "maskrcnn", "ple")
+    assert STEP_KEYS == ("tags", "cam", "methods", "peaks", "prm", "proposals", "pseudo", "maskrcnn", "ple")
     for s in STEPS:
         keys = [k for k, _ in s.choices]
         assert len(keys) == len(set(keys)) >= 3
         assert s.explanation and s.title
-        s.question.format(name="disc", count=2)
+        values = {"name": "disc", "count": 2, "first": "Grad-CAM", "second": "Eigen-CAM"}
+        s.question.format(**values)
         for k in keys:
-            assert "{" not in s.choice_text(k, name="disc", count=2)
+            assert "{" not in s.choice_text(k, **values)
     with pytest.raises(BadInputError, match="expected one of"):
         step("segmentation")
 
@@ -165,3 +167,28 @@ def test_semantic_outcome_thresholds_the_iou() -> None:
     predicted[:, 4:] = 0  # IoU 0.125
     result = semantic_outcome(predicted, truth, 1, "disc")
     assert result.expected == "little" and "IoU of 'disc' on this image: 0.12" in result.why
+
+
+def _bright_at(y: int, x: int) -> np.ndarray:
+    heat = np.zeros((H, W), np.float32)
+    heat[y, x] = 1.0
+    return heat
+
+
+def test_two_methods_are_judged_by_where_each_map_is_brightest() -> None:
+    on_disc, on_square, nowhere = _bright_at(15, 10), _bright_at(15, 50), _bright_at(60, 60)
+    labels = ["Grad-CAM", "Eigen-CAM"]
+    cases = {
+        "both": (on_disc, _bright_at(45, 30)),  # the second disc counts too
+        "first": (on_disc, on_square),
+        "second": (nowhere, on_disc),
+        "neither": (on_square, np.zeros((H, W), np.float32)),  # a map with no response points nowhere
+    }
+    for expected, maps in cases.items():
+        outcome = methods_outcome(maps, labels, 0, TRUTH, "disc")
+        assert outcome.expected == expected, (expected, outcome.why)
+        assert "Grad-CAM's brightest pixel" in outcome.why and "Eigen-CAM's" in outcome.why
+    first = step("methods")
+    values = {"name": "disc", "first": labels[0], "second": labels[1]}
+    assert judge(first, methods_outcome(cases["first"], labels, 0, TRUTH, "disc"), "first", **values).correct
+    assert first.choice_text("second", **values) == "Only Eigen-CAM"

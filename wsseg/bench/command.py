@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from wsseg.bench.cams import bench_cams
 from wsseg.bench.common import bench_classifier, bench_project, render_markdown, versions, write_report
 from wsseg.bench.curation_run import run_curation_bench
 from wsseg.bench.data import dataset_splits
@@ -46,6 +47,9 @@ from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.importer import ground_truth
 from wsseg.store.project import Project
 
+#: What the bench measures after the classifier, in order (``--only`` picks some).
+SECTIONS = ("cams", "pseudo", "speed", "ple", "maskrcnn")
+
 
 def run_bench(
     dataset: str,
@@ -55,8 +59,12 @@ def run_bench(
     data_root: Path | None = None,
     plan: BenchPlan | None = None,
     start: Start | None = None,
+    sections: tuple[str, ...] = SECTIONS,
 ) -> dict[str, Any]:
     """Run the benchmark; write ``out/report.json`` and ``out/report.md``; return the report.
+
+    ``sections``: which measurements follow the classifier's training and evaluation (always run),
+    a subset of ``SECTIONS``; the report names them (``sections``).
 
     ``plan`` replaces the recipe of ``wsseg.stages.recipes.plan_for`` (the tests use a tiny one);
     ``start``: the pretrained start ``plan_for`` builds its plan with (a given plan carries its own)."""
@@ -69,6 +77,7 @@ def run_bench(
         "quick": quick,
         "seed": seed,
         "versions": versions(),
+        "sections": list(sections),
     }
 
     laps.start()
@@ -109,7 +118,12 @@ def run_bench(
 
     truth = ground_truth(project)
     instances = truth is not None and any(truth.instances.values())  # camvid has none: semantic only
-    if instances:
+    if instances and "cams" in sections:
+        laps.start()
+        report["cams"] = bench_cams(project, model, classes, plan.size, inference, quick)
+        laps.lap("cams")
+        write_report(out, report, laps, complete=False)
+    if instances and "pseudo" in sections:
         laps.start()
         shard = (0, plan.pseudo_every)
         report.update(
@@ -126,17 +140,18 @@ def run_bench(
         laps.lap("proposals_pseudo_masks")
         write_report(out, report, laps, complete=False)
 
-    laps.start()
-    report["speed"] = _speed(project, model, plan.size)
-    laps.lap("speed")
-    write_report(out, report, laps, complete=False)
+    if "speed" in sections:
+        laps.start()
+        report["speed"] = _speed(project, model, plan.size)
+        laps.lap("speed")
+        write_report(out, report, laps, complete=False)
 
-    if plan.ple:
+    if plan.ple and "ple" in sections:
         laps.start()
         report["ple"] = ple_bench(project, dataset, quick, seed, data_root)
         laps.lap("ple")
         write_report(out, report, laps, complete=False)
-    if instances:
+    if instances and "maskrcnn" in sections:
         laps.start()
         mplan = plan.maskrcnn or maskrcnn_plan(
             quick,
@@ -156,6 +171,18 @@ def run_bench(
 
     write_report(out, report, laps, complete=True)
     return report
+
+
+def parse_sections(text: str | None) -> tuple[str, ...]:
+    """``--only cams,speed`` -> ("cams", "speed"); None -> every section."""
+    if text is None:
+        return SECTIONS
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names or set(names) - set(SECTIONS):
+        raise BadInputError(
+            "--only", f"expected a comma-separated subset of {', '.join(SECTIONS)}; got {text!r}"
+        )
+    return names
 
 
 def start_record(start: Start | None) -> dict[str, Any]:
@@ -234,6 +261,9 @@ def run_from_args(args: argparse.Namespace) -> None:
         print(f"report written to {Path(args.out) / 'report.json'} and report.md")
         return
     start = check_start(getattr(args, "backbone", None), getattr(args, "weights", None))
-    report = run_bench(args.dataset, args.quick, args.out, args.seed, args.data_root, start=start)
+    sections = parse_sections(getattr(args, "only", None))
+    report = run_bench(
+        args.dataset, args.quick, args.out, args.seed, args.data_root, start=start, sections=sections
+    )
     print(render_markdown(report))
     print(f"report written to {Path(args.out) / 'report.json'} and report.md")

@@ -182,7 +182,8 @@ def score_cams(
     """The score card (see the module docstring) of ``methods`` with ``model`` (whose classes must be
     the project's) on up to ``images`` tagged images of ``split`` (None: every split) with true
     instances. ``size``: the classifier's input size (None: images as stored); ``peak_config``: its
-    peak layer's (default ``PeakConfig()``). Returns ``{"methods": {name: figures}, "images": n,
+    peak layer's (default ``PeakConfig()``); ``inference``: the peaks' thresholds and smoothing, and the
+    enlargement of each image (``scale``, as the peaks stage's). Returns ``{"methods": {name: figures}, "images": n,
     "split": ..., "layer": ..., "classifier": model.source}``."""
     classes = project.classes()
     if list(model.classes) != classes[: len(model.classes)] or len(model.classes) != len(classes):
@@ -205,7 +206,7 @@ def score_cams(
     tallies = {m: _Tally(len(classes)) for m in methods}
     truth: dict[int, Instances] = {}
     for n, record in enumerate(records):
-        image, tensor = prepare_image(project, record, size)
+        image, tensor = prepare_image(project, record, size, inference.scale)
         shape = image.shape[:2]
         inst = truth[record.id] = _resized(truth_all[record.id], shape)
         present = sorted({index[t] for t in record.tags})

@@ -83,8 +83,25 @@ STEPS: tuple[Step, ...] = (
         ),
     ),
     Step(
+        "methods",
+        "3 · Two CAM methods, one image",
+        "The class response map is one way to ask a classifier where it looked; there are others, and "
+        "they disagree. **Grad-CAM** weighs the feature maps of a layer by how much the class score "
+        "rises with each; **Score-CAM** masks the image with each feature map and keeps those that keep "
+        "the score; **Eigen-CAM** takes the strongest pattern of the layer, whatever the class. The "
+        "peaks that become objects come from the map you choose, so where a map points matters. Pick "
+        "two methods and a class.",
+        "Which map will point at a **{name}** (its brightest pixel on a {name})?",
+        (
+            ("both", "Both"),
+            ("first", "Only {first}"),
+            ("second", "Only {second}"),
+            ("neither", "Neither"),
+        ),
+    ),
+    Step(
         "peaks",
-        "3 · Peaks: one per object",
+        "4 · Peaks: one per object",
         "A map can hold several objects of one class. PRM (peak response maps, Zhou et al. 2018) looks "
         "for **peaks**: cells that are the largest in a window around them and whose value passes a "
         "threshold (here a fraction of the map's maximum). Each peak should mark one object. A wider "
@@ -99,7 +116,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "prm",
-        "4 · Peak response maps",
+        "5 · Peak response maps",
         "From one peak, wsseg runs the network backwards: the peak's value is handed down layer by "
         "layer, each time shared among the inputs that pushed it up (excitation backpropagation), "
         "until it lands on pixels. This **peak response map** shows which pixels made that one peak "
@@ -114,7 +131,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "proposals",
-        "5 · Object proposals: candidate masks",
+        "6 · Object proposals: candidate masks",
         "A peak response map says where an object is, not exactly where it ends. For crisp masks, "
         "wsseg cuts the image into small regions of similar colour and merges the most similar "
         "neighbours again and again, at several scales and in two colour spaces (**selective "
@@ -129,7 +146,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "pseudo",
-        "6 · Pseudo masks: one proposal per peak",
+        "7 · Pseudo masks: one proposal per peak",
         "Each peak now picks one proposal. The **PRM strategy** scores a proposal by the peak response "
         "inside it (alpha x inside), plus the response on its outline, minus a penalty for covering "
         "background, where the class map is weak (beta x background). The **WISE strategy** takes the "
@@ -145,7 +162,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "maskrcnn",
-        "7 · Mask R-CNN learns from the pseudo masks",
+        "8 · Mask R-CNN learns from the pseudo masks",
         "The pseudo masks of many images are used as if they were true labels to train a standard "
         "instance segmentation network, **Mask R-CNN**. Seeing many images, it can average out the "
         "errors of single pseudo masks, and once trained it needs no classifier, peaks or proposals: "
@@ -162,7 +179,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "ple",
-        "8 · Semantic masks: the pixel-label estimator",
+        "9 · Semantic masks: the pixel-label estimator",
         "The second method gives every pixel one label (background or a class) instead of separate "
         "objects. A fully convolutional network predicts, at each pixel, a probability for each "
         "label. In training, the image's tags are injected into that prediction, the **pixel-label "
@@ -275,6 +292,26 @@ def cam_outcome(
         f"Its maximum, at (y, x) = ({y}, {x}), is on the background: clutter there looks like a {name} "
         "to the classifier.",
     )
+
+
+def methods_outcome(
+    maps: Sequence[np.ndarray], labels: Sequence[str], class_index: int, truth: Instances, name: str
+) -> Outcome:
+    """Whether each of two methods' maps (float HxW) has its maximum on a true instance of class
+    ``class_index`` (within 2 pixels): "both", "first", "second" or "neither"."""
+    hits = []
+    said = []
+    for heat, label in zip(maps, labels, strict=True):
+        y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        hit = instance_at(truth, (int(y), int(x)), class_index) is not None if heat.max() > 0 else False
+        hits.append(hit)
+        said.append(
+            f"{label}'s brightest pixel, at (y, x) = ({y}, {x}), is {'on' if hit else 'not on'} a {name}"
+        )
+    expected = {(True, True): "both", (True, False): "first", (False, True): "second"}.get(
+        tuple(hits), "neither"
+    )
+    return Outcome(expected, "; ".join(said) + ".")
 
 
 def peaks_per_instance(

@@ -1,0 +1,60 @@
+"""The bench's comparison of the CAM methods (``cams.*``): the score card of every method
+(``wsseg.stages.score_cams``) on the bench's validation images with the classifier it trained, and the
+time one method's map of one class takes for a 256x256 image on this machine.
+
+Keys: ``cams.<method>.{pointing, peak_precision, instance_recall, miou, threshold, pseudo_map50,
+seconds_per_image, seconds_256}``, ``cams.images``, ``cams.layer``, ``cams.best_pointing``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from wsseg.methods.cams import METHODS, class_map
+from wsseg.models.cam_models import CamModel, peak_classifier_cams
+from wsseg.models.classifier import PeakClassifier
+from wsseg.stages.recipes import InferencePeaks
+from wsseg.stages.score_cams import best_pointing, score_cams
+from wsseg.store.project import Project
+
+#: Validation images scored: the quick bench's few, the full bench's more.
+IMAGES = {True: 8, False: 50}
+
+
+def seconds_256(model: CamModel, method: str, repeat: int = 3) -> float:
+    """Median seconds of one ``method`` map of class 0 for a 256x256 image (after one warm-up)."""
+    image = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    class_map(model, image, 0, method)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        class_map(model, image, 0, method)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_cams(
+    project: Project,
+    model: PeakClassifier,
+    classes: list[str],
+    size: int | None,
+    inference: InferencePeaks,
+    quick: bool,
+) -> dict[str, Any]:
+    """Every CAM method's score card on the validation split, and its 256 px time (module docstring)."""
+    cams = peak_classifier_cams(model, classes, "the bench's classifier")
+    card = score_cams(project, cams, METHODS, "val", IMAGES[quick], None, size, model.config.peaks, inference)
+    out: dict[str, Any] = {
+        "images": card["images"],
+        "layer": card["layer"],
+        "best_pointing": best_pointing(card),
+    }
+    for method, row in card["methods"].items():
+        out[method] = {k: v for k, v in row.items() if k != "label"} | {
+            "seconds_256": seconds_256(cams, method)
+        }
+    return out
