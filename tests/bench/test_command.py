@@ -76,6 +76,7 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
         row = cams[method]
         assert all(0.0 <= row[k] <= 1.0 for k in ("pointing", "peak_precision", "instance_recall", "miou"))
         assert row["seconds_per_image"] > 0 and row["seconds_256"] > 0
+    assert "## CAM methods" in (tmp_path / "report.md").read_text()
 
 
 def test_a_stopped_bench_keeps_the_stages_it_finished(tmp_path: Path, monkeypatch) -> None:

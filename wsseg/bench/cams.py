@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from wsseg.methods.cams import METHODS, class_map
+from wsseg.methods.cams import LABELS, METHODS, class_map
 from wsseg.models.cam_models import CamModel, peak_classifier_cams
 from wsseg.models.classifier import PeakClassifier
 from wsseg.stages.recipes import InferencePeaks
@@ -58,3 +58,26 @@ def bench_cams(
             "seconds_256": seconds_256(cams, method)
         }
     return out
+
+
+def cams_table(section: dict[str, Any]) -> list[str]:
+    """The report's lines for ``cams``: one row a method, PRM's class response map first."""
+    lines = [
+        "## CAM methods",
+        "",
+        f"{section['images']} validation images, layer `{section['layer']}`; points best: "
+        f"**{LABELS[section['best_pointing']]}**. mIoU at the method's best threshold (in brackets); seconds "
+        "per image for its tagged classes, and for one 256x256 map on this machine.",
+        "",
+        "| method | pointing | peak precision | instance recall | mIoU | pseudo mAP50 | s / image | s / 256 px map |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for method in METHODS:
+        if method in section:
+            r = section[method]
+            lines.append(
+                f"| {LABELS[method]} | {r['pointing']:.3f} | {r['peak_precision']:.3f} | {r['instance_recall']:.3f} "
+                f"| {r['miou']:.3f} ({r['threshold']:.2f}) | {r['pseudo_map50']:.3f} | {r['seconds_per_image']:.3f} "
+                f"| {r['seconds_256']:.3f} |"
+            )
+    return lines

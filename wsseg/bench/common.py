@@ -15,6 +15,7 @@ import torch
 import torchvision
 
 from wsseg import __version__
+from wsseg.bench.cams import cams_table
 from wsseg.bench.data import BenchSplit
 from wsseg.bench.timing import Laps
 from wsseg.data.coco import write_coco
@@ -166,11 +167,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| key | value |",
         "| --- | --- |",
     ]
-    for section in ("classifier", "proposals", "pseudo_masks", "maskrcnn", "ple", "speed", "curation"):
+    for section in (
+        "classifier",
+        "cams",
+        "proposals",
+        "pseudo_masks",
+        "maskrcnn",
+        "ple",
+        "speed",
+        "curation",
+    ):
         if section in report:
             for key, value in _flatten(section, report[section]):
                 shown = f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
                 lines.append(f"| `{key}` | {shown} |")
+    if "cams" in report:
+        lines += ["", *cams_table(report["cams"])]
     cpu, load = report.get("cpu_seconds", {}), report.get("load_average", {})
     lines += [
         "",
