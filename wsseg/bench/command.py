@@ -28,7 +28,7 @@ from wsseg.bench.maskrcnn import bench_maskrcnn, classifier_start
 from wsseg.bench.ple import ple_bench
 from wsseg.bench.pseudo import bench_pseudo_masks
 from wsseg.bench.reliability import render_reliability, run_reliability
-from wsseg.bench.speed import measure_overlay_ms, measure_prm_speed, measure_psl_speed
+from wsseg.bench.speed import measure_compare_ms, measure_overlay_ms, measure_prm_speed, measure_psl_speed
 from wsseg.bench.timing import Laps
 from wsseg.errors import BadInputError
 from wsseg.methods.prm import peak_response_maps
@@ -239,6 +239,7 @@ def _speed(project: Project, model: torch.nn.Module, size: int | None) -> dict[s
             speed["prm_num_peaks"] = ratios["num_peaks"]
             break
     speed["app_overlay_ms"] = measure_overlay_ms(size=256)  # the CAMs page's pictures, 256x256
+    speed["app_compare_ms"] = measure_compare_ms(size=256)  # its comparison of 7 methods, maps cached
     return speed
 
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import numpy as np
 import torch
 from skimage.segmentation import felzenszwalb
+from torch import nn
 
 from wsseg.bench.timing import best_time, best_times
 from wsseg.methods import prm, proposals
 from wsseg.methods.prm import PRMConfig, peak_response_maps, peak_response_maps_naive
 from wsseg.methods.proposals import ProposalConfig, selective_search
+from wsseg.models.cam_models import CamModel
 from wsseg.models.classifier import PeakClassifier
 from wsseg.models.peaks import PeakConfig, global_average_pooling, peak_stimulation
 from wsseg.views.cam import ImageMaps, PeakSettings, class_peaks
-from wsseg.views.overlay import OverlayStyle, crm_to_pixels, jpeg_bytes, normalize, overlay_view
+from wsseg.views.cam_compare import MethodMap, OpenedModel, with_peaks
+from wsseg.views.overlay import OverlayStyle, crm_to_pixels, greyed, jpeg_bytes, normalize, overlay_view
 
 
 def measure_prm_speed(
@@ -139,3 +143,32 @@ def measure_overlay_ms(size: int = 256, num_classes: int = 4, stride: int = 8, r
                 jpeg_bytes(overlay_view(image, heat, style, target=200))
             timings.append(time.perf_counter() - start)
     return float(np.median(timings[1:]) * 1000.0)
+
+
+def measure_compare_ms(size: int = 256, methods: int = 7, stride: int = 8, repeat: int = 10) -> float:
+    """Milliseconds (median of ``repeat``) of the CAMs page's method comparison when a control moves,
+    its maps cached: each of ``methods`` synthetic size x size maps gets its peaks found again
+    (``with_peaks``, the page's default settings) and is drawn and JPEG-encoded as the page sends it."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    heats = []
+    for _ in range(methods):
+        cy, cx = rng.uniform(0, size, 2)
+        heats.append(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 30.0**2)).astype(np.float32))
+    model = CamModel(nn.Identity(), ["a"], {"x": nn.Identity()}, "x", stride, None, "synthetic")
+    opened = OpenedModel(model, None, PeakConfig())
+    found = [MethodMap("gradcam", "Grad-CAM", heat, [], 0.0) for heat in heats]
+    backdrop = greyed(image)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for one in found:
+            shown = with_peaks(one, opened, 0, PeakSettings())
+            jpeg_bytes(
+                overlay_view(
+                    backdrop, shown.heat, OverlayStyle(), [(p.y, p.x) for p in shown.peaks], target=320
+                )
+            )
+        times.append(time.perf_counter() - started)
+    return 1000.0 * statistics.median(times)

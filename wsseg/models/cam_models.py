@@ -148,12 +148,14 @@ def torchvision_cams(arch: str, weights: str | Path) -> CamModel:
         state = read_state_dict(path)
         own = model.state_dict()
         missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-        if any(k.startswith(("fc.", "classifier.")) for k in missing):
+        head = ("fc.", "classifier.")
+        body_missing = [k for k in missing if not k.startswith(head)]
+        if not body_missing and any(k.startswith(head) for k in missing):
             raise BadInputError(
                 str(path),
                 f"holds no classifier head for {arch} (no fc./classifier. weights): its class scores would be "
-                "random. Use it as a backbone to train a project classifier (--weights of `wsseg train "
-                "classifier`), or give a file of the whole ImageNet classifier",
+                "random. Use it as a backbone to train a project classifier (--weights of `wsseg "
+                "train-classifier`), or give a file of the whole ImageNet classifier",
             )
         wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
         if missing or wrong:

@@ -5,7 +5,7 @@ the classifier would see it. Pure numpy/torch; the page draws what this returns.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -118,32 +118,34 @@ def _peak_config(opened: OpenedModel, settings: PeakSettings) -> PeakConfig:
 
 
 def method_map(
-    opened: OpenedModel,
-    image: np.ndarray,
-    class_index: int,
-    method: str,
-    layer: str | None,
-    settings: PeakSettings,
+    opened: OpenedModel, image: np.ndarray, class_index: int, method: str, layer: str | None
 ) -> MethodMap:
-    """``method``'s map of ``image`` (HxWx3 uint8) for ``class_index``, read at ``layer``, and its peaks
-    found with ``settings`` on the classifier's grid (``map_peaks``), so every method's peaks are found
-    alike. A method that fails says why in ``error`` instead of stopping the others."""
+    """``method``'s map of ``image`` (HxWx3 uint8) for ``class_index``, read at ``layer``, without its
+    peaks (``with_peaks`` adds them: the page caches the map and finds the peaks again when a peak
+    setting moves). A method that fails says why in ``error`` instead of stopping the others."""
     tensor = to_tensor(image)[None]
     started = time.perf_counter()
     try:
         heat = class_map(opened.model, tensor, class_index, method, layer)
     except (WssegError, RuntimeError, ValueError) as exc:
         return MethodMap(method, LABELS[method], None, [], time.perf_counter() - started, str(exc))
-    seconds = time.perf_counter() - started
+    return MethodMap(method, LABELS[method], heat, [], time.perf_counter() - started)
+
+
+def with_peaks(found: MethodMap, opened: OpenedModel, class_index: int, settings: PeakSettings) -> MethodMap:
+    """``found`` with the peaks of its map found with ``settings`` on the classifier's grid
+    (``map_peaks``), as every method's are."""
+    if found.heat is None:
+        return found
     peaks = map_peaks(
-        heat[None],
+        found.heat[None],
         [class_index],
         opened.model.stride,
         _peak_config(opened, settings),
         settings.relative_threshold,
         settings.smooth,
     )
-    return MethodMap(method, LABELS[method], heat, peaks, seconds)
+    return replace(found, peaks=peaks)
 
 
 def top_classes(opened: OpenedModel, image: np.ndarray, count: int = 5) -> list[tuple[int, float]]:
