@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_maskrcnn(sub)
     _add_evaluate(sub)
     add_bench(sub, _stage, WEIGHTS_HELP)
-    add_cams(sub, _stage)
+    add_cams(sub, _stage, WEIGHTS_HELP)
     return parser
 
 

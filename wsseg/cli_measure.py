@@ -59,25 +59,47 @@ def add_bench(sub: argparse._SubParsersAction, stage: Stage, weights_help: str) 
     p.set_defaults(func=stage("wsseg.bench.command"))
 
 
-def add_cams(sub: argparse._SubParsersAction, stage: Stage) -> None:
+def add_cams(sub: argparse._SubParsersAction, stage: Stage, weights_help: str) -> None:
     """``wsseg cams``: the score card of the CAM methods (``wsseg.stages.score_cams``)."""
     p = sub.add_parser(
         "cams",
         help="score CAM methods (Grad-CAM, Score-CAM, ... and PRM's class response map) against the truth",
         description="For each method, on the project's classifier: pointing accuracy, peak precision, instance "
         "recall, mIoU of the map at its best threshold, mask mAP50 of the pseudo masks its peaks seed, and "
-        "seconds per image; printed as a table and written as JSON to --out.",
+        "seconds per image; printed as a table and written as JSON to --out. With --image: every method's map "
+        "of one photo (the project's classifier, or an ImageNet classifier with --weights) as pictures.",
     )
-    p.add_argument("--project", type=Path, required=True)
+    p.add_argument(
+        "--project", type=Path, default=None, help="the project: its score card, or its classifier"
+    )
+    p.add_argument(
+        "--image", type=Path, default=None, help="instead of a score card: every method's map of this photo"
+    )
+    p.add_argument(
+        "--arch", default="resnet50", help="with --weights: resnet18, resnet50, mobilenet_v2 or mobilenet_v3"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="with --image: an ImageNet classifier's weights (" + weights_help + ")",
+    )
+    p.add_argument(
+        "--class", dest="class_name", default=None, help="with --image: the class (default: the top-scoring)"
+    )
     p.add_argument(
         "--methods",
         default="all",
         help="comma-separated: crm, gradcam, gradcam++, xgradcam, scorecam, layercam, eigencam, hirescam "
         "(default all)",
     )
-    p.add_argument("--out", type=Path, default=None, help="write the score card JSON here")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the score card's JSON file, or with --image the maps' folder (cams-out)",
+    )
     p.add_argument("--split", default="val", help="image split, or all (default val)")
     p.add_argument("--images", type=int, default=50, help="at most this many images (default 50)")
     p.add_argument("--layer", default=None, help="target layer of the gradient methods (default: the last)")
     p.add_argument("--name", default="classifier", help="the classifier's run name (default classifier)")
-    p.set_defaults(func=stage("wsseg.stages.score_cams"))
+    p.set_defaults(func=stage("wsseg.views.cam_compare"))

@@ -4,8 +4,11 @@ the classifier would see it. Pure numpy/torch; the page draws what this returns.
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,16 +16,19 @@ import torch
 
 from wsseg.data.images import read_image
 from wsseg.errors import BadInputError, WssegError
-from wsseg.methods.cams import LABELS, class_map, map_peaks
+from wsseg.fileio import write_json
+from wsseg.methods.cams import LABELS, class_map, map_peaks, parse_methods
 from wsseg.models.backbones import cached_weight_names
 from wsseg.models.cam_models import TORCHVISION_CLASSIFIERS, CamModel, peak_classifier_cams, torchvision_cams
 from wsseg.models.normalise import to_tensor
 from wsseg.models.peaks import Peak, PeakConfig
 from wsseg.stages.make_peaks import working_shape
+from wsseg.stages.score_cams import run_from_args as score_cams_from_args
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import Project
 from wsseg.training.engine import CHECKPOINT
 from wsseg.views.cam import PeakSettings
+from wsseg.views.overlay import OverlayStyle, greyed, overlay_view
 
 #: Where a project keeps weights files (the Train page's "weights/" folder too).
 WEIGHTS_DIR = "weights"
@@ -169,3 +175,67 @@ def layer_channels(opened: OpenedModel, layer: str) -> int:
     finally:
         handle.remove()
     return shapes[-1][1]
+
+
+def photo_maps(
+    opened: OpenedModel, image: np.ndarray, class_name: str | None, methods: list[str], layer: str | None
+) -> tuple[int, list[MethodMap]]:
+    """(class index, every method's map with its peaks) of one photo: ``class_name``'s (None: the
+    class the classifier scores highest), the peaks found with the page's default settings."""
+    classes = opened.model.classes
+    if class_name is None:
+        class_index = top_classes(opened, image, 1)[0][0]
+    elif class_name in classes:
+        class_index = classes.index(class_name)
+    else:
+        raise BadInputError(
+            f"--class {class_name!r}", f"not a class of this classifier (first: {', '.join(classes[:5])}...)"
+        )
+    found = [
+        with_peaks(method_map(opened, image, class_index, m, layer), opened, class_index, PeakSettings())
+        for m in methods
+    ]
+    return class_index, found
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    """``wsseg cams``: the score card of a project (``wsseg.stages.score_cams``), or with ``--image`` every
+    method's map of one photo, written as pictures beside a JSON of their times and peaks."""
+    if args.image is None:
+        if args.project is None:
+            raise BadInputError("--project", "is needed for a score card (or --image for one photo's maps)")
+        score_cams_from_args(args)
+        return
+    if args.weights is not None:
+        opened = OpenedModel(torchvision_cams(args.arch, args.weights), None, PeakConfig())
+    elif args.project is not None:
+        opened = open_model(Project(args.project), PROJECT_PREFIX + args.name)
+    else:
+        raise BadInputError(
+            "--image", "needs a classifier: --project DIR (its classifier) or --weights (ImageNet)"
+        )
+    path = Path(args.image)
+    if not path.is_file():
+        raise BadInputError(str(path), "no such image file")
+    image = read_upload(path.read_bytes(), str(path), opened.size)
+    methods = parse_methods(args.methods, opened.model)
+    class_index, found = photo_maps(opened, image, args.class_name, methods, args.layer)
+    out = Path(args.out or "cams-out")
+    out.mkdir(parents=True, exist_ok=True)
+    backdrop = greyed(image)
+    summary: dict[str, Any] = {
+        "image": str(path),
+        "classifier": opened.model.source,
+        "class": opened.model.classes[class_index],
+        "methods": {},
+    }
+    for one in found:
+        row: dict[str, Any] = {"label": one.label, "seconds": one.seconds, "error": one.error}
+        if one.heat is not None:
+            picture = overlay_view(backdrop, one.heat, OverlayStyle(), [(p.y, p.x) for p in one.peaks[:20]])
+            cv2.imwrite(str(out / f"{one.method}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+            row["peaks"] = [[p.y, p.x, round(p.value, 4)] for p in one.peaks]
+        summary["methods"][one.method] = row
+        print(f"{one.label:28s} {one.seconds:7.3f} s  {len(one.peaks):3d} peak(s)  {one.error}")
+    write_json(out / "maps.json", summary)
+    print(f"class {summary['class']!r}; maps written to {out}/ (one PNG a method, maps.json)")
