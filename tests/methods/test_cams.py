@@ -123,7 +123,7 @@ def test_crm_is_the_classifiers_own_map_upsampled() -> None:
     assert got.max() == pytest.approx(1.0) if crm.max() > 0 else got.max() == 0
 
 
-@pytest.mark.parametrize("backbone", ["small", "resnet18", "mobilenet_v2", "mobilenet_v3"])
+@pytest.mark.parametrize("backbone", ["small", "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3"])
 def test_every_method_gives_a_map_of_the_image_size(backbone: str) -> None:
     torch.manual_seed(0)
     net = PeakClassifier(ClassifierConfig(num_classes=2, backbone=backbone)).eval()
