@@ -198,8 +198,15 @@ def score_cams(
     records = [r for r in records if len(truth_all[r.id])][:images]
     if not records:
         where = f"split {split!r}" if split else "the project"
+        everywhere = [r for r in project.images() if r.tags]
+        truth_everywhere = true_instances(project, everywhere)
+        splits = sorted({r.split for r in everywhere if len(truth_everywhere[r.id])})
+        hint = (
+            f"; splits with them: {', '.join(splits)} (or all)" if splits else ": import a dataset with masks"
+        )
         raise BadInputError(
-            str(project.root), f"has no tagged image with true masks in {where} to score the maps against"
+            str(project.root),
+            f"has no tagged image with true masks in {where} to score the maps against{hint}",
         )
     peak_config = peak_config or PeakConfig()
     index = {name: i for i, name in enumerate(classes)}
