@@ -45,6 +45,7 @@ from wsseg.stages.make_peaks import prepare_image
 from wsseg.stages.make_proposals import resize_mask
 from wsseg.stages.recipes import INFERENCE_PEAKS, InferencePeaks
 from wsseg.stages.train_classifier import load_classifier
+from wsseg.store.importer import ground_truth
 from wsseg.store.instances import true_instances
 from wsseg.store.project import Project
 from wsseg.structures import Instances
@@ -150,7 +151,7 @@ def _score_method(
             p.y,
             p.x,
             p.value,
-            maps[present.index(p.class_index)] / max(float(maps.sum()), 1e-12),
+            maps[present.index(p.class_index)] / max(float(maps[present.index(p.class_index)].sum()), 1e-12),
         )
         for p in peaks
     ]
@@ -193,14 +194,12 @@ def score_cams(
         )
     if images < 1:
         raise BadInputError("--images", f"expected at least 1, got {images}")
-    records = [r for r in project.images(split=split) if r.tags]
-    truth_all = true_instances(project, records)
-    records = [r for r in records if len(truth_all[r.id])][:images]
+    gt = ground_truth(project)
+    held = gt.instances if gt is not None else {}
+    records = [r for r in project.images(split=split) if r.tags and held.get(r.id)][:images]
     if not records:
         where = f"split {split!r}" if split else "the project"
-        everywhere = [r for r in project.images() if r.tags]
-        truth_everywhere = true_instances(project, everywhere)
-        splits = sorted({r.split for r in everywhere if len(truth_everywhere[r.id])})
+        splits = sorted({r.split for r in project.images() if r.tags and held.get(r.id)})
         hint = (
             f"; splits with them: {', '.join(splits)} (or all)" if splits else ": import a dataset with masks"
         )
@@ -212,6 +211,7 @@ def score_cams(
     index = {name: i for i, name in enumerate(classes)}
     tallies = {m: _Tally(len(classes)) for m in methods}
     truth: dict[int, Instances] = {}
+    truth_all = true_instances(project, records)
     for n, record in enumerate(records):
         image, tensor = prepare_image(project, record, size, inference.scale)
         shape = image.shape[:2]
