@@ -69,10 +69,10 @@ def _map(
     class_index: int,
     method: str,
     layer: str,
-    settings: PeakSettings,
 ) -> MethodMap:
-    """One method's map of the image ``image_key`` (cached: moving a colour control redraws it only)."""
-    return method_map(_opened(root, option, stamp), _image, class_index, method, layer, settings)
+    """One method's map of the image ``image_key`` (cached: moving a colour or peak control redraws it
+    only)."""
+    return method_map(_opened(root, option, stamp), _image, class_index, method, layer)
 
 
 def _stamp(project: Project) -> float:
