@@ -8,7 +8,8 @@ import torch
 import torchvision
 
 from tests._maskrcnn_data import TINY
-from wsseg.bench.command import check_start, parse_sections, run_bench
+from wsseg.bench.cams import cams_table
+from wsseg.bench.command import SECTIONS, check_start, parse_sections, run_bench
 from wsseg.bench.common import SHIPPED, TRAINED, bench_classifier
 from wsseg.demo.project import DEMO_CHECKPOINT
 from wsseg.errors import BadInputError, DataNotFoundError
@@ -77,6 +78,10 @@ def test_tiny_shapes_bench_writes_real_figures(tmp_path: Path) -> None:
         assert all(0.0 <= row[k] <= 1.0 for k in ("pointing", "peak_precision", "instance_recall", "miou"))
         assert row["seconds_per_image"] > 0 and row["seconds_256"] > 0
     assert "## CAM methods" in (tmp_path / "report.md").read_text()
+    assert cams["skipped"] == {}  # 24 channels: Score-CAM runs
+    skipped = {**cams, "skipped": {"scorecam": "1280 channels at the scored layer"}}
+    del skipped["scorecam"]
+    assert "| Score-CAM | not run: 1280 channels" in "\n".join(cams_table(skipped))
 
 
 def test_a_stopped_bench_keeps_the_stages_it_finished(tmp_path: Path, monkeypatch) -> None:
@@ -209,7 +214,9 @@ def test_a_pretrained_start_reaches_the_classifier_and_both_mask_rcnns(tmp_path:
         maskrcnn_epochs=1,
         maskrcnn_images=4,
     )
-    report = run_bench("shapes", quick=True, out=tmp_path / "out", plan=plan)
+    cams = {"cams"}  # measured by the tiny bench above; with a MobileNetV2 it only costs time here
+    sections = tuple(s for s in SECTIONS if s not in cams)
+    report = run_bench("shapes", quick=True, out=tmp_path / "out", plan=plan, sections=sections)
     assert report["start"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert "mobilenet_v2" in report["classifier"]["source"]
     project = Project(tmp_path / "out" / "work" / "project")

@@ -3,7 +3,8 @@
 time one method's map of one class takes for a 256x256 image on this machine.
 
 Keys: ``cams.<method>.{pointing, peak_precision, instance_recall, miou, threshold, pseudo_map50,
-seconds_per_image, seconds_256}``, ``cams.images``, ``cams.layer``, ``cams.best_pointing``.
+seconds_per_image, seconds_256}``, ``cams.images``, ``cams.layer``, ``cams.best_pointing``, and
+``cams.skipped`` (method -> why: Score-CAM on a layer of more than ``SCORECAM_MAX_CHANNELS`` channels).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from wsseg.store.project import Project
 
 #: Validation images scored: the quick bench's few, the full bench's more.
 IMAGES = {True: 8, False: 50}
+
+#: Score-CAM runs one forward pass per channel of the layer: past this many channels (a pretrained
+#: backbone's 1280 or 2048) the bench leaves it out and says so (``cams.skipped``).
+SCORECAM_MAX_CHANNELS = 256
 
 
 def seconds_256(model: CamModel, method: str, repeat: int = 3) -> float:
@@ -47,11 +52,17 @@ def bench_cams(
 ) -> dict[str, Any]:
     """Every CAM method's score card on the validation split, and its 256 px time (module docstring)."""
     cams = peak_classifier_cams(model, classes, "the bench's classifier")
-    card = score_cams(project, cams, METHODS, "val", IMAGES[quick], None, size, model.config.peaks, inference)
+    channels = model.backbone.out_channels
+    skipped = {}
+    if channels > SCORECAM_MAX_CHANNELS:
+        skipped["scorecam"] = f"{channels} channels at the scored layer: {channels} forward passes a map"
+    methods = [m for m in METHODS if m not in skipped]
+    card = score_cams(project, cams, methods, "val", IMAGES[quick], None, size, model.config.peaks, inference)
     out: dict[str, Any] = {
         "images": card["images"],
         "layer": card["layer"],
         "best_pointing": best_pointing(card),
+        "skipped": skipped,
     }
     for method, row in card["methods"].items():
         out[method] = {k: v for k, v in row.items() if k != "label"} | {
@@ -72,6 +83,8 @@ def cams_table(section: dict[str, Any]) -> list[str]:
         "| method | pointing | peak precision | instance recall | mIoU | pseudo mAP50 | s / image | s / 256 px map |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    for method, why in section.get("skipped", {}).items():
+        lines.append(f"| {LABELS[method]} | not run: {why} | | | | | | |")
     for method in METHODS:
         if method in section:
             r = section[method]
