@@ -137,9 +137,21 @@ def _image_source(
     return f"image:{record.id}", image, tuple(record.tags), f"**{record.filename}** · tags: {tags}"
 
 
-def _class_choice(opened: OpenedModel, image: np.ndarray, tags: tuple[str, ...]) -> int:
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _top(root: str, option: str, stamp: float, image_key: str, _image: np.ndarray) -> list[tuple[int, float]]:
+    """The classifier's five best classes on the image ``image_key`` (one forward pass, once)."""
+    opened = _opened(root, option, stamp)
+    return top_classes(opened, _image, count=min(5, len(opened.model.classes)))
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _channels(root: str, option: str, stamp: float, layer: str) -> int:
+    """Channels of a layer of the classifier (a forward pass on a blank image, once)."""
+    return layer_channels(_opened(root, option, stamp), layer)
+
+
+def _class_choice(opened: OpenedModel, ranked: list[tuple[int, float]], tags: tuple[str, ...]) -> int:
     classes = opened.model.classes
-    ranked = top_classes(opened, image, count=min(5, len(classes)))
     scores = dict(ranked)
     if opened.is_project:
         order = list(range(len(classes)))
@@ -172,7 +184,8 @@ def compare_view(project: Project) -> None:
     st.caption(caption)
     row = st.columns([3, 3, 2])
     with row[0]:
-        class_index = _class_choice(opened, image, tags)
+        ranked = _top(str(project.root), option, _stamp(project), image_key, image)
+        class_index = _class_choice(opened, ranked, tags)
     methods_offered = available(opened.model)
     default = [m for m in methods_offered if m != "scorecam"]
     methods = row[1].multiselect(
@@ -188,7 +201,7 @@ def compare_view(project: Project) -> None:
     opacity = row[4].slider("Opacity", 0.0, 1.0, 0.55, 0.05, key="cmp_opacity")
     settings = PeakSettings(window=window, relative_threshold=relative, smooth=smooth, peak_threshold=0.0)
     if "scorecam" not in methods:
-        channels = layer_channels(opened, layer)
+        channels = _channels(str(project.root), option, _stamp(project), layer)
         st.caption(
             f"Score-CAM is off by default: it runs one forward pass per channel of the layer ({channels} here)."
         )
