@@ -150,7 +150,9 @@ def _channels(root: str, option: str, stamp: float, layer: str) -> int:
     return layer_channels(_opened(root, option, stamp), layer)
 
 
-def _class_choice(opened: OpenedModel, ranked: list[tuple[int, float]], tags: tuple[str, ...]) -> int:
+def _class_choice(
+    option: str, opened: OpenedModel, ranked: list[tuple[int, float]], tags: tuple[str, ...]
+) -> int:
     classes = opened.model.classes
     scores = dict(ranked)
     if opened.is_project:
@@ -165,7 +167,10 @@ def _class_choice(opened: OpenedModel, ranked: list[tuple[int, float]], tags: tu
         score = f" · score {scores[k]:+.2f}" if k in scores else ""
         return f"{classes[k]}{mark}{score}"
 
-    return st.selectbox("Class", order, index=order.index(first), format_func=label, key="cmp_class")
+    # one widget per classifier: class k of one is not class k of another (the box showed the old name)
+    return st.selectbox(
+        "Class", order, index=order.index(first), format_func=label, key=f"cmp_class_{option}"
+    )
 
 
 def compare_view(project: Project) -> None:
@@ -185,7 +190,7 @@ def compare_view(project: Project) -> None:
     row = st.columns([3, 3, 2])
     with row[0]:
         ranked = _top(str(project.root), option, _stamp(project), image_key, image)
-        class_index = _class_choice(opened, ranked, tags)
+        class_index = _class_choice(option, opened, ranked, tags)
     methods_offered = available(opened.model)
     default = [m for m in methods_offered if m != "scorecam"]
     methods = row[1].multiselect(
