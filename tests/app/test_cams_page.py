@@ -58,8 +58,12 @@ def test_every_map_has_a_colour_bar_that_says_what_0_and_1_mean(trained: Path) -
     at.toggle(key="cam_shared").set_value(False).run()
     bars = [c for c in _image_captions(at) if c.startswith("Colour scale")]
     k = first_tagged(store.classes(), store.images(limit=1)[0].tags)
-    assert f"this class's own maximum here (raw score {float(maps.crm[k].max()):.2g})" in bars[0]
-    assert "each map over its own maximum" in bars[2]
+    own = float(maps.crm[k].max())  # the one-epoch classifier may leave the class no positive response
+    if own > 0:
+        assert f"this class's own maximum here (raw score {own:.2g})" in bars[0]
+    else:
+        assert "No positive response anywhere: the map shows nothing." in _image_captions(at)
+    assert "each map over its own maximum" in bars[-1]  # the strip's bar, the last
 
 
 def test_a_one_cell_window_draws_and_lists_only_the_strongest_50(trained: Path) -> None:
