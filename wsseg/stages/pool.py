@@ -1,19 +1,32 @@
-"""Per-image work over a pool of processes, results in input order (proposals, pseudo masks).
+"""Per-image work over a pool of processes or a Ray cluster, results in input order (proposals,
+pseudo masks, the estimator's label maps).
 
 A task whose work raises one of the errors the caller names (``catch``) comes back as a ``Failed``
-result in its place; the pool and the other tasks go on.
+result in its place; the pool and the other tasks go on. A worker process that dies (killed, or out of
+memory) is replaced and its tasks run again; a task that kills its worker twice comes back as
+``Failed("WorkerDied", ...)``. With a cluster address (``cluster``, or the environment variable
+``WSSEG_CLUSTER``) the same work runs on Ray (``wsseg.stages.cluster``) and its results still come
+back here, in order: the caller stays the one writer of the project's database.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+#: The environment variable that names a Ray cluster when a command is given no ``--cluster``.
+CLUSTER_ENV = "WSSEG_CLUSTER"
+
+#: How many times a task runs before a worker's death counts against it (its first run included).
+TASK_TRIES = 2
 
 
 @dataclass(frozen=True)
@@ -54,11 +67,19 @@ def default_workers() -> int:
     return max(1, min(4, cores))
 
 
-def _init_worker() -> None:
+def one_thread() -> None:
+    """Run this process's numerical libraries on one thread each (OpenCV, torch, and the BLAS and
+    OpenMP pools that numpy, scipy and scikit-image use): a worker is one of as many processes as
+    there are cores, and two threads each on a 2-core machine ran the proposals stage 1.6 times slower
+    than one."""
     # imported here, not at the top: the command line imports this module to build its --help
     import cv2
+    import torch
+    from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 def map_in_order(
@@ -66,28 +87,77 @@ def map_in_order(
     tasks: Sequence[Any],
     workers: int,
     catch: tuple[type[BaseException], ...] = (),
+    cluster: str | None = None,
 ) -> Iterator[T | Failed]:
     """``fn(task)`` for every task, yielded in order; ``workers`` <= 1 runs them in this process.
 
     A task whose ``fn`` raises one of ``catch`` (in a worker or here) yields ``Failed`` (the error's kind
     and message) and the rest go on; any other error ends the iteration, raised here as itself.
 
+    ``cluster`` (default: the ``WSSEG_CLUSTER`` environment variable) is a Ray cluster's address; then
+    the tasks run there (``wsseg.stages.cluster.map_on_cluster``) and ``workers`` is not used. Without
+    one, the tasks run in ``workers`` local processes (``local_pool``). ``fn`` must be a module-level
+    function and the tasks picklable.
+    """
+    run = _Guarded(fn, catch) if catch else fn
+    cluster = cluster or os.environ.get(CLUSTER_ENV) or None
+    if cluster:
+        from wsseg.stages.cluster import map_on_cluster
+
+        yield from map_on_cluster(run, tasks, cluster)
+    elif workers <= 1 or len(tasks) <= 1:
+        yield from map(run, tasks)
+    else:
+        yield from local_pool(run, tasks, workers)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def local_pool(run: Callable[[Any], T], tasks: Sequence[Any], workers: int) -> Iterator[T | Failed]:
+    """``run(task)`` for every task in ``workers`` local processes, yielded in order.
+
+    At most two tasks per worker are in flight, so a long run holds few results. When a worker dies
+    the pool is broken: a new one takes the tasks that had not come back, and a task that was in
+    flight through ``TASK_TRIES`` broken pools yields ``Failed("WorkerDied", ...)``.
+
     Workers start from a fork server, not by forking this process: a fork copies the locks of every
     thread alive here (torch's and OpenCV's pools, a Streamlit server) and the child can wait on one
     forever; the full test suite hung that way. As with spawn, a script that uses the pool needs an
-    ``if __name__ == "__main__":`` guard (``python -m wsseg`` has one). Workers run OpenCV on one
-    thread (a task that uses torch sets its own thread count). ``fn`` must be a module-level function and the tasks picklable.
+    ``if __name__ == "__main__":`` guard (``python -m wsseg`` has one). Workers run their numerical
+    libraries on one thread (``one_thread``).
     """
-    run = _Guarded(fn, catch) if catch else fn
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(run, tasks)
-        return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    context = _context()
     if context.get_start_method() == "forkserver":
         # The fork server imports the work's module (torch, torchvision: 4 to 7 CPU s on 2 cores) once
         # and each worker forks with it loaded, instead of importing it again. Only the first pool of a
         # process starts the server; the later ones find the heavy modules there already.
-        context.set_forkserver_preload(["__main__", getattr(fn, "__module__", None) or "__main__"])
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker) as pool:
-        yield from pool.map(run, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers))))
+        module = getattr(getattr(run, "fn", run), "__module__", None) or "__main__"
+        context.set_forkserver_preload(["__main__", module])
+    tries = [0] * len(tasks)
+    start = 0  # the first task whose result has not been yielded
+    while start < len(tasks):
+        with ProcessPoolExecutor(
+            min(workers, len(tasks) - start), mp_context=context, initializer=one_thread
+        ) as pool:
+            flight: deque[tuple[int, Future]] = deque()
+            submitted = start
+            try:
+                while start < len(tasks):
+                    while submitted < len(tasks) and len(flight) < 2 * workers:
+                        flight.append((submitted, pool.submit(run, tasks[submitted])))
+                        submitted += 1
+                    index, future = flight[0]
+                    result = future.result()
+                    flight.popleft()
+                    start = index + 1
+                    yield result
+            except BrokenProcessPool:
+                for index, _ in flight:
+                    tries[index] += 1
+        # the pool broke: give up on the first task left if it was in flight too often, run the rest again
+        if start < len(tasks) and tries[start] >= TASK_TRIES:
+            yield Failed("WorkerDied", f"its worker process died {tries[start]} times while working on it")
+            start += 1
