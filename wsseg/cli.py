@@ -139,6 +139,7 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
+    _add_resume(p, "peaks")
     p.add_argument("--split", default=None, help="only the images of this split (default: all)")
     _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.make_peaks"))
@@ -190,15 +191,35 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_sharding(p: argparse.ArgumentParser, stage: str) -> None:
-    from wsseg.stages.pool import default_workers
+    from wsseg.stages.pool import CLUSTER_ENV, default_workers
 
     p.add_argument("--split", default=None, help="only the images of this split (default: all)")
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help=f"add to this existing {stage} run (for shards)")
+    _add_resume(p, stage)
     p.add_argument(
         "--workers", type=int, default=default_workers(), help="worker processes (default: cores, <= 4)"
     )
+    p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help=f"run the images on the Ray cluster whose head is at ADDRESS (host:port, or auto for the one "
+        f"started on this machine; default: ${CLUSTER_ENV} when set, else local processes). Every node "
+        "needs wsseg and sees the project folder at the same path; only this process writes the database",
+    )
     _add_job(p)
+
+
+def _add_resume(p: argparse.ArgumentParser, stage: str) -> None:
+    p.add_argument(
+        "--resume",
+        type=int,
+        default=None,
+        metavar="RUN",
+        help=f"continue the {stage} run RUN (stopped, failed or killed) with its own settings: the images it "
+        "committed are kept, the others are worked on",
+    )
 
 
 def _add_proposals(sub: argparse._SubParsersAction) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from wsseg.errors import BadInputError
-from wsseg.stages.pool import TASK_TRIES, Failed, one_thread
+from wsseg.stages.tasks import TASK_TRIES, Failed, one_thread
 
 T = TypeVar("T")
 

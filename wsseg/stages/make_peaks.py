@@ -30,7 +30,7 @@ from wsseg.fileio import write_npz
 from wsseg.methods.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
 from wsseg.models.normalise import to_tensor
 from wsseg.stages.common import image_progress
-from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, run_per_image
+from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, resumed_config, run_per_image
 from wsseg.stages.recipes import INFERENCE_PEAKS, WORKING_SIDE, InferencePeaks
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
@@ -174,12 +174,32 @@ def make_peaks(
         project.add_peaks(run_id, record.id, rows)
         return {"peaks": len(rows)}
 
-    run_per_image(project, run_id, records, work, store, counts=("peaks",), progress=progress, name=_filename)
+    run_per_image(
+        project,
+        run_id,
+        records,
+        work,
+        store,
+        counts=("peaks",),
+        progress=progress,
+        name=_filename,
+        image_id=_image_id,
+    )
     return run_id
 
 
 def _filename(record: ImageRecord) -> str:
     return record.filename
+
+
+def _image_id(record: ImageRecord) -> int:
+    return record.id
+
+
+def _prm_config(stored: dict[str, Any]) -> PRMConfig:
+    """The PRM settings a run stored (``dataclasses.asdict``; its tuple came back a list)."""
+    classes = stored.get("classes")
+    return PRMConfig(**{**stored, "classes": tuple(classes) if classes is not None else None})
 
 
 def inference_from_args(args: argparse.Namespace) -> InferencePeaks:
@@ -197,16 +217,14 @@ def inference_from_args(args: argparse.Namespace) -> InferencePeaks:
 def run_from_args(args: argparse.Namespace) -> None:
     inference = inference_from_args(args)
     project = Project(args.project)
+    name, prm_config, scale = args.name, inference.prm_config(), inference.scale
+    shard, run, split, tagged_only = parse_shard(args.shard), args.run, args.split, False
+    if args.resume is not None:
+        settings = resumed_config(project, STAGE, args.resume)
+        name, prm_config, scale = settings["classifier"], _prm_config(settings["prm"]), settings["scale"]
+        shard, run, split = tuple(settings["shard"]), args.resume, settings["split"]
+        tagged_only = settings.get("tagged_only", False)
     with image_progress(args, "peaks") as progress:
-        run_id = make_peaks(
-            project,
-            args.name,
-            inference.prm_config(),
-            parse_shard(args.shard),
-            args.run,
-            progress,
-            args.split,
-            inference.scale,
-        )
+        run_id = make_peaks(project, name, prm_config, shard, run, progress, split, scale, tagged_only)
     print(f"peaks written: run {run_id}, {project.artifacts(STAGE, run_id)}")
     print_skipped(project, run_id)

@@ -30,7 +30,7 @@ from wsseg.fileio import write_json
 from wsseg.methods.proposals import ProposalConfig, Proposals, selective_search
 from wsseg.stages.common import image_progress
 from wsseg.stages.make_peaks import parse_shard, working_shape
-from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, run_per_image
+from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, resumed_config, run_per_image
 from wsseg.stages.recipes import WORKING_SIDE
 from wsseg.store.project import Project
 
@@ -151,10 +151,13 @@ def make_proposals(
     run_id: int | None = None,
     workers: int = 1,
     progress: ImageProgress | None = None,
+    cluster: str | None = None,
 ) -> int:
     """Compute and store the proposals of the project's images (of ``split``, one shard); return the run id.
 
-    The run's metrics: images, proposals (total) and seconds_per_image (mean compute time per image in
+    The images run in ``workers`` local processes, or on the Ray cluster at ``cluster``; each is
+    committed to ``run_id`` (given: a run joined or resumed) as its file is written, and an image the
+    run committed already is not worked on again. The run's metrics: images, proposals (total) and seconds_per_image (mean compute time per image in
     one worker, reading and writing excluded)."""
     config = config or ProposalConfig()
     settings = {"proposals": config.to_dict(), "split": split, "shard": list(shard), "max_side": WORKING_SIDE}
@@ -175,7 +178,21 @@ def make_proposals(
         return {"images": len(tasks), "proposals": totals["proposals"], "seconds_per_image": per_image}
 
     counts = ("proposals", "seconds", "processed")
-    run_per_image(project, run_id, tasks, _one_image, None, counts, workers, progress, summary, _filename)
+    ids = {task[2]: r.id for task, r in zip(tasks, records, strict=True)}
+    run_per_image(
+        project,
+        run_id,
+        tasks,
+        _one_image,
+        None,
+        counts,
+        workers,
+        progress,
+        summary,
+        _filename,
+        image_id=lambda task: ids[task[2]],
+        cluster=cluster,
+    )
     return run_id
 
 
@@ -197,8 +214,12 @@ def run_from_args(args: argparse.Namespace) -> None:
         overrides["max_proposals"] = args.max_proposals
     config = ProposalConfig(**overrides)
     project = Project(args.project)
-    shard = parse_shard(args.shard)
+    shard, split, run = parse_shard(args.shard), args.split, args.run
+    if args.resume is not None:
+        settings = resumed_config(project, STAGE, args.resume)
+        config = ProposalConfig.from_dict(settings["proposals"])
+        shard, split, run = tuple(settings["shard"]), settings["split"], args.resume
     with image_progress(args, "proposals") as progress:
-        run_id = make_proposals(project, config, args.split, shard, args.run, args.workers, progress)
+        run_id = make_proposals(project, config, split, shard, run, args.workers, progress, args.cluster)
     print(f"proposals written: run {run_id}, {project.artifacts(STAGE, run_id)}")
     print_skipped(project, run_id)

@@ -38,7 +38,7 @@ from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result, parse_shard
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
 from wsseg.stages.make_proposals import load_proposals, resize_mask
-from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, run_per_image
+from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, resumed_config, run_per_image
 from wsseg.stages.recipes import WORKING_SIDE
 from wsseg.store.project import Project, RunRecord
 
@@ -168,11 +168,14 @@ def make_pseudo_masks(
     workers: int = 1,
     tagged_only: bool = True,
     progress: ImageProgress | None = None,
+    cluster: str | None = None,
 ) -> int:
     """Choose and store the pseudo masks of the project's images (of ``split``, one shard); return the run id.
 
     ``peaks_run`` / ``proposals_run``: the runs to read (default: the newest finished of each).
-    ``tagged_only``: use only the peaks of the classes each image is tagged with.
+    ``tagged_only``: use only the peaks of the classes each image is tagged with. The images run in
+    ``workers`` local processes, or on the Ray cluster at ``cluster``; each image's masks are stored
+    and the image committed to the run in one transaction, so a resumed run stores none twice.
     """
     config = config or RetrievalConfig()
     peaks = _run(project, PEAKS_STAGE, peaks_run, "peaks")
@@ -215,12 +218,28 @@ def make_pseudo_masks(
         project.add_pseudo_masks(run_id, task["image_id"], rows)
         return {"masks": len(rows)}
 
-    run_per_image(project, run_id, tasks, _one_image, store, ("masks",), workers, progress, name=_filename)
+    run_per_image(
+        project,
+        run_id,
+        tasks,
+        _one_image,
+        store,
+        ("masks",),
+        workers,
+        progress,
+        name=_filename,
+        image_id=_image_id,
+        cluster=cluster,
+    )
     return run_id
 
 
 def _filename(task: dict[str, Any]) -> str:
     return task["filename"]
+
+
+def _image_id(task: dict[str, Any]) -> int:
+    return task["image_id"]
 
 
 def export_coco(
@@ -258,18 +277,16 @@ def run_from_args(args: argparse.Namespace) -> None:
     config = RetrievalConfig(**{k: v for k, v in given.items() if v is not None})
     if config.nms_iou == 0:
         config = dataclasses.replace(config, nms_iou=None)
+    runs = (args.peaks_run, args.proposals_run)
+    split, run, tagged_only = args.split, args.run, not args.all_classes
+    if args.resume is not None:
+        settings = resumed_config(project, STAGE, args.resume)
+        config = RetrievalConfig.from_dict(settings["retrieval"])
+        runs, split, run = (settings["peaks_run"], settings["proposals_run"]), settings["split"], args.resume
+        shard, tagged_only = tuple(settings["shard"]), settings["tagged_only"]
     with image_progress(args, "pseudo masks") as progress:
         run_id = make_pseudo_masks(
-            project,
-            config,
-            args.peaks_run,
-            args.proposals_run,
-            args.split,
-            shard,
-            args.run,
-            args.workers,
-            not args.all_classes,
-            progress,
+            project, config, *runs, split, shard, run, args.workers, tagged_only, progress, args.cluster
         )
     count = len(project.pseudo_masks(run_id=run_id))
     print(f"pseudo masks written: run {run_id}, {count} mask(s) in {project.db_path}")

@@ -19,7 +19,7 @@ from wsseg.errors import BadInputError, WssegError
 from wsseg.fileio import write_json
 from wsseg.stages.common import ended
 from wsseg.stages.pool import Failed, map_in_order
-from wsseg.store.project import Project
+from wsseg.store.project import Project, RunRecord
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,14 +33,33 @@ SKIPPED_ERRORS: tuple[type[BaseException], ...] = (WssegError, MemoryError)
 
 def open_run(project: Project, stage: str, config: dict[str, Any], run_id: int | None = None) -> int:
     """The run a stage's images go to: a new ``running`` run of ``stage`` with ``config``, or the run
-    ``run_id`` (``--run``: the shards of several calls joined into one run), which must be a ``stage``
-    run of this project. ``config`` is also written as ``config.json`` in the run's artifacts folder."""
+    ``run_id`` (``--run``: the shards of several calls joined into one run; ``--resume``), which must be
+    a ``stage`` run of this project and is marked ``running`` again. ``config`` is also written as
+    ``config.json`` in the run's artifacts folder."""
     if run_id is None:
         run_id = project.start_run(stage, config)
-    elif not any(r.id == run_id for r in project.runs(stage)):
-        raise BadInputError(f"--run {run_id}", f"is not a {stage} run of this project")
+    else:
+        stage_run(project, stage, run_id, f"--run {run_id}")
+        project.reopen_run(run_id)
     write_json(project.artifacts(stage, run_id) / "config.json", config)
     return run_id
+
+
+def stage_run(project: Project, stage: str, run_id: int, given: str) -> RunRecord:
+    """The run ``run_id`` of ``stage``; a BadInputError naming ``given`` (the option) when there is none."""
+    found = next((r for r in project.runs(stage) if r.id == run_id), None)
+    if found is None:
+        raise BadInputError(given, f"is not a {stage} run of this project")
+    return found
+
+
+def resumed_config(project: Project, stage: str, run_id: int) -> dict[str, Any]:
+    """The config of the run ``run_id`` of ``stage`` that ``--resume`` continues (with it, the run goes
+    on exactly as it started); a BadInputError when there is no such run or it is already done."""
+    run = stage_run(project, stage, run_id, f"--resume {run_id}")
+    if run.status == "done":
+        raise BadInputError(f"--resume {run_id}", "that run is done: nothing to resume")
+    return run.config
 
 
 def skipped_images(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -74,16 +93,24 @@ def run_per_image(
     progress: ImageProgress | None = None,
     summary: Callable[[dict[str, float]], dict[str, Any]] | None = None,
     name: Callable[[T], str] = str,
+    image_id: Callable[[T], int] | None = None,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """Run ``work`` on every task (one per image, in order) and finish the run ``run_id``; return its metrics.
 
-    ``work(task)`` runs in ``workers`` processes (``wsseg.stages.pool.map_in_order``); each result is
-    handed, in task order, to ``store(task, result)`` in this process, which returns counts to add up
-    (without ``store``, the result itself is those counts). ``progress(k, n)`` follows the k-th of n.
+    ``work(task)`` runs in ``workers`` processes, or on the Ray cluster ``cluster``
+    (``wsseg.stages.pool.map_in_order``); each result is handed, in task order, to
+    ``store(task, result)`` in this process, which returns counts to add up (without ``store``, the
+    result itself is those counts). ``progress(k, n)`` follows the k-th of n.
+
+    With ``image_id`` (the task's image), each image is committed with its results in one transaction
+    (``Project.commit_image``): the images the run has committed already are not worked on again (a
+    run resumed after its driver was killed, ``--resume``), and their counts are added in.
 
     A task whose work raises one of ``SKIPPED_ERRORS`` is skipped: nothing is stored for it and the
     metrics list it as ``{"image": name(task), "reason": the error's message}`` under ``"skipped"``
-    (after those of the run's earlier shards, when ``run_id`` is joined).
+    (after those of the run's earlier shards, when ``run_id`` is joined). One whose worker died
+    (``WorkerDied``) is skipped too but not committed, so a resumed run tries it again.
 
     The metrics: ``{"images": n, <count>: its sum, ...}`` (every name in ``counts`` present, 0 when
     nothing added to it), or ``summary`` of them, plus ``"skipped"`` when any image was. The run is
@@ -94,35 +121,62 @@ def run_per_image(
     """
     totals: dict[str, float] = {"images": len(tasks), **dict.fromkeys(counts, 0)}
     earlier = next((r.metrics for r in project.runs() if r.id == run_id), {}) if run_id is not None else {}
-    skipped: list[dict[str, str]] = skipped_images(earlier)
-    mine: list[dict[str, str]] = []
+    skipped: dict[str, str] = {
+        s["image"]: s.get("reason", "") for s in skipped_images(earlier) if "image" in s
+    }
+    committing = image_id is not None and run_id is not None
+    committed = project.committed_images(run_id) if committing else {}
+    todo = list(tasks)
+    if committed:
+        todo = [task for task in tasks if image_id(task) not in committed]
+        for task in tasks:
+            tally = committed.get(image_id(task))
+            if tally is None:
+                continue
+            if "skipped" in tally:
+                skipped[name(task)] = str(tally["skipped"])
+            for key, value in tally.items():
+                if key != "skipped":
+                    totals[key] = totals.get(key, 0) + value
+    mine: dict[str, str] = {}
 
     def with_skipped(metrics: dict[str, Any]) -> dict[str, Any]:
-        return {**metrics, "skipped": skipped + mine} if skipped or mine else metrics
+        every = {**skipped, **mine}
+        listed = [{"image": image, "reason": reason} for image, reason in every.items()]
+        return {**metrics, "skipped": listed} if listed else metrics
 
+    done_before = len(tasks) - len(todo)
     try:
-        results = map_in_order(work, tasks, workers, catch=SKIPPED_ERRORS)
-        for k, (task, result) in enumerate(zip(tasks, results, strict=True)):
+        results = map_in_order(work, todo, workers, catch=SKIPPED_ERRORS, cluster=cluster)
+        for k, (task, result) in enumerate(zip(todo, results, strict=True)):
             if isinstance(result, Failed):
                 image = name(task)
                 reason = result.reason.removeprefix(f"{image}: ")  # named once, in "image"
-                mine.append({"image": image, "reason": reason})
+                mine[image] = reason
+                if committing and result.kind != "WorkerDied":
+                    project.commit_image(run_id, image_id(task), {"skipped": reason})
             else:
-                tally = store(task, result) if store is not None else result
+                with project.transaction():
+                    tally = store(task, result) if store is not None else result
+                    if committing:
+                        project.commit_image(run_id, image_id(task), tally)
                 for key, value in tally.items():
                     totals[key] = totals.get(key, 0) + value
             if progress is not None:
-                progress(k + 1, len(tasks))
+                progress(done_before + k + 1, len(tasks))
     except BaseException as error:
         if run_id is not None:
             project.finish_run(run_id, ended(error), with_skipped(totals))
         raise
     metrics = with_skipped(summary(totals) if summary is not None else totals)
-    if tasks and len(mine) == len(tasks):
+    failed_here = [task for task in tasks if name(task) in mine or name(task) in skipped]
+    if tasks and len(failed_here) == len(tasks):
         if run_id is not None:
             project.finish_run(run_id, "failed", metrics)
-        shown = "; ".join(skipped_lines({"skipped": mine})[:3]) + ("; ..." if len(mine) > 3 else "")
-        raise BadInputError(f"{len(mine)} image(s)", f"none could be processed, so the run failed: {shown}")
+        every = {**skipped, **mine}
+        shown = "; ".join(f"{image}: {reason}" for image, reason in list(every.items())[:3])
+        shown += "; ..." if len(every) > 3 else ""
+        raise BadInputError(f"{len(every)} image(s)", f"none could be processed, so the run failed: {shown}")
     if run_id is not None:
         project.finish_run(run_id, "done", metrics)
     return metrics

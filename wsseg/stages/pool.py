@@ -17,45 +17,15 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from wsseg.stages.cluster import map_on_cluster
+from wsseg.stages.tasks import TASK_TRIES, Failed, Guarded, one_thread
 
 T = TypeVar("T")
 
 #: The environment variable that names a Ray cluster when a command is given no ``--cluster``.
 CLUSTER_ENV = "WSSEG_CLUSTER"
-
-#: How many times a task runs before a worker's death counts against it (its first run included).
-TASK_TRIES = 2
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The result of a task whose work raised a caught error: its kind (the exception's class name)
-    and its message (``str`` of the error; a bare ``MemoryError`` says "out of memory")."""
-
-    kind: str
-    reason: str
-
-    @classmethod
-    def of(cls, error: BaseException) -> Failed:
-        text = str(error).strip()
-        if isinstance(error, MemoryError):
-            text = f"out of memory ({text})" if text else "out of memory"
-        return cls(type(error).__name__, text or type(error).__name__)
-
-
-class _Guarded:
-    """``fn`` with the errors of ``catch`` turned into ``Failed`` results (picklable when ``fn`` is)."""
-
-    def __init__(self, fn: Callable[[Any], T], catch: tuple[type[BaseException], ...]) -> None:
-        self.fn, self.catch = fn, catch
-
-    def __call__(self, task: Any) -> T | Failed:
-        try:
-            return self.fn(task)
-        except self.catch as error:
-            return Failed.of(error)
 
 
 def default_workers() -> int:
@@ -65,21 +35,6 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(4, cores))
-
-
-def one_thread() -> None:
-    """Run this process's numerical libraries on one thread each (OpenCV, torch, and the BLAS and
-    OpenMP pools that numpy, scipy and scikit-image use): a worker is one of as many processes as
-    there are cores, and two threads each on a 2-core machine ran the proposals stage 1.6 times slower
-    than one."""
-    # imported here, not at the top: the command line imports this module to build its --help
-    import cv2
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    threadpool_limits(1)
 
 
 def map_in_order(
@@ -99,11 +54,9 @@ def map_in_order(
     one, the tasks run in ``workers`` local processes (``local_pool``). ``fn`` must be a module-level
     function and the tasks picklable.
     """
-    run = _Guarded(fn, catch) if catch else fn
+    run = Guarded(fn, catch) if catch else fn
     cluster = cluster or os.environ.get(CLUSTER_ENV) or None
     if cluster:
-        from wsseg.stages.cluster import map_on_cluster
-
         yield from map_on_cluster(run, tasks, cluster)
     elif workers <= 1 or len(tasks) <= 1:
         yield from map(run, tasks)

@@ -20,6 +20,7 @@ import contextlib
 import json
 import re
 import sqlite3
+import threading
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -82,6 +83,10 @@ def safe_filename(name: str) -> str:
     return f"{stem}.{suffix}" if suffix else stem
 
 
+#: The write transaction open in each thread, per database (``Project.transaction`` nests in it).
+_OPEN_TRANSACTIONS = threading.local()
+
+
 class Project(ResultsStore):
     """A project folder and its database. Cheap to construct; every method opens its own connection."""
 
@@ -126,15 +131,26 @@ class Project(ResultsStore):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: everything inside commits together or not at all."""
+        """A write transaction: everything inside commits together or not at all.
+
+        A transaction opened inside another one of the same database, in the same thread, is part of
+        it: a stage stores an image's results and marks the image committed in one transaction."""
+        key = str(self.db_path.resolve())
+        outer = _OPEN_TRANSACTIONS.__dict__.get(key)
+        if outer is not None:
+            yield outer
+            return
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            _OPEN_TRANSACTIONS.__dict__[key] = conn
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                del _OPEN_TRANSACTIONS.__dict__[key]
             conn.execute("COMMIT")
         finally:
             conn.close()
@@ -415,6 +431,28 @@ class Project(ResultsStore):
                 "UPDATE runs SET status = ?, metrics = ?, finished_at = ? WHERE id = ?",
                 (status, json.dumps(metrics or {}, sort_keys=True, default=str), time.time(), run_id),
             )
+
+    def reopen_run(self, run_id: int) -> None:
+        """Mark a run ``running`` again (a resumed or joined run), its metrics kept until it finishes."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,))
+
+    def commit_image(self, run_id: int, image_id: int, counts: Mapping[str, Any]) -> None:
+        """Record that run ``run_id`` has stored image ``image_id`` (its tally ``counts``). Called inside
+        the transaction that stores the image's results, it commits with them."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO run_images (run_id, image_id, counts) VALUES (?, ?, ?)",
+                (run_id, image_id, json.dumps(dict(counts), sort_keys=True, default=str)),
+            )
+
+    def committed_images(self, run_id: int) -> dict[int, dict[str, Any]]:
+        """The images run ``run_id`` has committed, id -> tally (see ``commit_image``)."""
+        with self.reading() as conn:
+            rows = conn.execute(
+                "SELECT image_id, counts FROM run_images WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        return {int(r["image_id"]): json.loads(r["counts"]) for r in rows}
 
     def runs(self, stage: str | None = None) -> list[RunRecord]:
         """Runs, newest first."""

@@ -114,5 +114,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE images ADD COLUMN source_name TEXT;
     ALTER TABLE classes ADD COLUMN source_id INTEGER;
     """,
+    # 4 -> 5: the images a per-image run has committed (stored with their results, in one transaction),
+    # so a run whose driver was killed resumes from them (``--resume``) and nothing is stored twice.
+    # ``counts``: the image's tally as JSON ({"peaks": 3}; a skipped image: {"skipped": "reason"}).
+    """
+    CREATE TABLE run_images (
+        run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+        counts TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, image_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
