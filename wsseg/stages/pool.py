@@ -73,8 +73,9 @@ def local_pool(run: Callable[[Any], T], tasks: Sequence[Any], workers: int) -> I
     """``run(task)`` for every task in ``workers`` local processes, yielded in order.
 
     At most two tasks per worker are in flight, so a long run holds few results. When a worker dies
-    the pool is broken: a new one takes the tasks that had not come back, and a task that was in
-    flight through ``TASK_TRIES`` broken pools yields ``Failed("WorkerDied", ...)``.
+    the pool is broken and which task killed it is not known: each task then in flight runs again in
+    a process of its own (``TASK_TRIES`` times at most, else it yields ``Failed("WorkerDied", ...)``)
+    and a new pool takes the rest.
 
     Workers start from a fork server, not by forking this process: a fork copies the locks of every
     thread alive here (torch's and OpenCV's pools, a Streamlit server) and the child can wait on one
@@ -89,9 +90,9 @@ def local_pool(run: Callable[[Any], T], tasks: Sequence[Any], workers: int) -> I
         # process starts the server; the later ones find the heavy modules there already.
         module = getattr(getattr(run, "fn", run), "__module__", None) or "__main__"
         context.set_forkserver_preload(["__main__", module])
-    tries = [0] * len(tasks)
     start = 0  # the first task whose result has not been yielded
     while start < len(tasks):
+        broken = None  # when the pool breaks: the end of the tasks then in flight (start..broken-1)
         with ProcessPoolExecutor(
             min(workers, len(tasks) - start), mp_context=context, initializer=one_thread
         ) as pool:
@@ -108,9 +109,19 @@ def local_pool(run: Callable[[Any], T], tasks: Sequence[Any], workers: int) -> I
                     start = index + 1
                     yield result
             except BrokenProcessPool:
-                for index, _ in flight:
-                    tries[index] += 1
-        # the pool broke: give up on the first task left if it was in flight too often, run the rest again
-        if start < len(tasks) and tries[start] >= TASK_TRIES:
-            yield Failed("WorkerDied", f"its worker process died {tries[start]} times while working on it")
-            start += 1
+                broken = submitted
+        if broken is not None:  # which task killed its worker is not known: each runs again alone
+            for index in range(start, broken):
+                yield _alone(run, tasks[index], context)
+            start = broken
+
+
+def _alone(run: Callable[[Any], T], task: Any, context: multiprocessing.context.BaseContext) -> T | Failed:
+    """``run(task)`` in a worker process of its own, up to ``TASK_TRIES`` times while the worker dies."""
+    for _ in range(TASK_TRIES):
+        with ProcessPoolExecutor(1, mp_context=context, initializer=one_thread) as pool:
+            try:
+                return pool.submit(run, task).result()
+            except BrokenProcessPool:
+                continue
+    return Failed("WorkerDied", f"its worker process died {TASK_TRIES} times while working on it alone")
