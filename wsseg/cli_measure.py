@@ -31,6 +31,12 @@ def add_bench(sub: argparse._SubParsersAction, stage: Stage, weights_help: str) 
         help="instead of training: hostile imports, killed and concurrent editors; counts what was lost",
     )
     p.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead of training: the proposals stage in 1 and 2 local workers and on a two-node Ray "
+        "cluster on this machine; images per second, and each image checked against the one-process run",
+    )
+    p.add_argument(
         "--curation",
         action="store_true",
         help="a run of its own: Mask R-CNN on the pseudo masks before and after a simulated annotator "

@@ -28,6 +28,7 @@ from wsseg.bench.maskrcnn import bench_maskrcnn, classifier_start
 from wsseg.bench.ple import ple_bench
 from wsseg.bench.pseudo import bench_pseudo_masks
 from wsseg.bench.reliability import render_reliability, run_reliability
+from wsseg.bench.scale import render_scale, run_scale
 from wsseg.bench.speed import measure_compare_ms, measure_overlay_ms, measure_prm_speed, measure_psl_speed
 from wsseg.bench.timing import Laps
 from wsseg.errors import BadInputError
@@ -244,6 +245,10 @@ def _speed(project: Project, model: torch.nn.Module, size: int | None) -> dict[s
 
 
 def run_from_args(args: argparse.Namespace) -> None:
+    if getattr(args, "scale", False):
+        print(render_scale(run_scale(args.out, args.quick, args.seed)))
+        print(f"report written to {Path(args.out) / 'report.json'} and report.md")
+        return
     if getattr(args, "reliability", False):
         print(render_reliability(run_reliability(args.out, args.seed)))
         print(f"report written to {Path(args.out) / 'report.json'} and report.md")
