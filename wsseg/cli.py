@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,7 +47,17 @@ def _add_run_options(p: argparse.ArgumentParser, default_name: str) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --name")
     p.add_argument("--replace", action="store_true", help="train over the existing run --name")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    _add_device(p)
     _add_job(p)
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto (default: the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; on a GPU "
+        "training runs in mixed precision from pinned memory (also $WSSEG_DEVICE)",
+    )
 
 
 def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
@@ -140,6 +151,7 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
     _add_resume(p, "peaks")
+    _add_device(p)
     p.add_argument("--split", default=None, help="only the images of this split (default: all)")
     _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.make_peaks"))
@@ -327,6 +339,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="score this COCO results file (from any tool; image and category ids as wsseg export gives "
         "them) instead of a trained model",
     )
+    _add_device(p)
     _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.evaluate"))
 
@@ -451,7 +464,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], None] = args.func
+    device = getattr(args, "device", None)
+    before = os.environ.get("WSSEG_DEVICE")
     try:
+        if device is not None:
+            from wsseg.training.device import DEVICE_ENV, chosen_device
+
+            os.environ[DEVICE_ENV] = device  # torchrun's processes and the job's see it too
+            chosen_device()  # a device this machine lacks is refused before any work
         if getattr(args, "job", None) is not None:
             from wsseg.jobs.runner import job_image_progress, job_progress, run_as_job
 
@@ -466,4 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"wsseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if device is not None:  # a later call in this process (a test, the app's runner) starts clean
+            if before is None:
+                os.environ.pop("WSSEG_DEVICE", None)
+            else:
+                os.environ["WSSEG_DEVICE"] = before
     return 0

@@ -297,7 +297,7 @@ def peak_response_maps(model: PeakClassifier, image: torch.Tensor, cfg: PRMConfi
     model runs in eval mode (BatchNorm running statistics) and is left in its previous mode.
     """
     cfg = cfg or PRMConfig()
-    image = check_image(image)
+    image = check_image(image).to(next(model.parameters()).device)  # the model's device (a GPU)
     with EvalMode(model), torch.no_grad():
         crm, adjoint = _forward(model, image, cfg.method == "excitation")
         peaks, scores, peak_cfg = _select_peaks(model, crm, tuple(image.shape[-2:]), cfg)

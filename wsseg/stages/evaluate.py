@@ -31,6 +31,7 @@ from wsseg.store.importer import ground_truth
 from wsseg.store.instances import evaluate_split, evaluation_split, score_results, tag_agreement
 from wsseg.store.project import Project
 from wsseg.structures import Instances
+from wsseg.training.device import chosen_device
 
 STAGE = "evaluate"
 
@@ -44,7 +45,7 @@ def evaluate_maskrcnn(
 ) -> dict[str, Any]:
     """Score the Mask R-CNN of ``checkpoints/<name>`` on ``split`` (None: every image) against the
     ground truth, or against the tags when the project has none; store its predictions; return metrics."""
-    model, classes, _ = load_maskrcnn(project, name)
+    model, classes, _ = load_maskrcnn(project, name, device=chosen_device())
     if classes != project.classes():
         raise BadInputError(name, f"was trained on classes {classes}, the project has {project.classes()}")
     trained = [r for r in project.runs("maskrcnn") if r.status == "done" and r.config.get("name") == name]

@@ -29,6 +29,7 @@ from wsseg.stages.common import checkpoint_state
 from wsseg.stages.per_image import ImageProgress, run_per_image
 from wsseg.store.instances import semantic_truth
 from wsseg.store.project import ImageRecord, Project
+from wsseg.training.device import chosen_device
 
 PREDICT_STAGE = "ple_predict"
 #: The artifacts folder of a ``ple_predict`` run's label maps: ``artifacts/ple/run-<id>/<image id>.png``.
@@ -123,7 +124,7 @@ def evaluate_ple(
     project has ground truth). With ``write``, the label maps go to ``artifacts/ple/run-<id>/<image id>.png``
     and a ``ple_predict`` run row records the config and the metrics. ``progress(k, n)`` follows each image.
     """
-    model, extra = load_ple(project, name)
+    model, extra = load_ple(project, name, device=chosen_device())
     labels: list[str] = extra["labels"]
     background = bool(extra["ple"]["background"])
     records = project.images(split=split, limit=limit)

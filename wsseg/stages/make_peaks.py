@@ -34,6 +34,7 @@ from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, resum
 from wsseg.stages.recipes import INFERENCE_PEAKS, WORKING_SIDE, InferencePeaks
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
+from wsseg.training.device import chosen_device
 
 STAGE = "peaks"
 
@@ -129,7 +130,7 @@ def make_peaks(
     stage uses there); an untagged one of every class."""
     prm_config = prm_config or INFERENCE_PEAKS.prm_config()
     scale = check_scale(scale)
-    model, classes, extra = load_classifier(project, name)
+    model, classes, extra = load_classifier(project, name, device=chosen_device())
     if classes != project.classes()[: len(classes)]:
         raise BadInputError(
             name, f"classifier classes {classes} do not match the project's {project.classes()}"

@@ -6,7 +6,9 @@
   from the last one. Every epoch reseeds torch, numpy and the sampler from ``(seed, epoch)``, so a run
   killed at any moment and resumed reaches the same weights as an uninterrupted one.
 - Under ``torchrun --nproc_per_node=N`` the same call trains with DistributedDataParallel (gloo on the CPU,
-  nccl on CUDA) and a distributed sampler; run plainly, it is one process. The device is chosen automatically.
+  nccl on CUDA) and a distributed sampler; run plainly, it is one process.
+- The device is ``--device`` (``wsseg.training.device``: the GPU when torch sees one by default). On
+  a GPU the batches come from pinned memory and the steps run in mixed precision (``TrainConfig.amp``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from wsseg.errors import BadInputError
 from wsseg.fileio import write_bytes, write_json
+from wsseg.training.device import amp_dtype, autocast, chosen_device
 
 CHECKPOINT = "last.pt"
 
@@ -43,6 +46,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     seed: int = 0
     workers: int = 0
+    amp: bool = True  # mixed precision on a GPU (no effect on the CPU)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -96,8 +100,8 @@ def setup_distributed() -> DistInfo:
     """Join the process group when started by torchrun (``WORLD_SIZE`` > 1); pick the device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank % torch.cuda.device_count()}" if cuda else "cpu")
+    device = chosen_device(local_rank)
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
@@ -107,8 +111,8 @@ def setup_distributed() -> DistInfo:
 
 
 def pick_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device of this process (``--device``; by default the GPU when torch sees one, else the CPU)."""
+    return chosen_device()
 
 
 def seed_everything(seed: int, epoch: int = 0) -> None:
@@ -188,6 +192,7 @@ def train(
         collate_fn=collate_fn,
         drop_last=True,
         persistent_workers=False,
+        pin_memory=info.device.type == "cuda",  # copied to the GPU from page-locked memory, asynchronously
     )
     steps = len(loader)
     if steps == 0:
@@ -201,11 +206,16 @@ def train(
         pct_start=config.warmup_fraction,
         anneal_strategy="cos",
     )
+    precision = amp_dtype(info.device) if config.amp else None
+    # float16 needs its gradients scaled (small ones underflow); bfloat16 and float32 do not
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
     if resume and (checkpoint_dir / CHECKPOINT).exists():
         state = load_checkpoint(checkpoint_dir / CHECKPOINT, map_location=info.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         start_epoch, history = int(state["epoch"]) + 1, list(state["history"])
 
     net: nn.Module = model
@@ -232,15 +242,18 @@ def train(
         sums: dict[str, float] = {}
         for step, batch in enumerate(loader, start=1):
             batch = _to_device(batch, info.device)
-            losses = loss_fn(net, batch)
-            total = sum(losses.values())
+            with autocast(info.device, precision):
+                losses = loss_fn(net, batch)
+                total = sum(losses.values())
             if not torch.isfinite(total):
                 raise BadInputError("training", f"loss became {float(total)} at epoch {epoch} step {step}")
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            scaler.scale(total).backward()
             if config.grad_clip > 0:
+                scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             values = {k: float(v.detach()) for k, v in losses.items()}
             for k, v in values.items():
@@ -267,6 +280,7 @@ def train(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
+                    **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
                     "epoch": epoch,
                     "history": history,
                     "extra": extra_state or {},
