@@ -46,7 +46,9 @@ def test_training_on_a_gpu_this_machine_lacks_is_refused_before_any_work(
     monkeypatch.delenv(DEVICE_ENV, raising=False)
     argv = ["train-classifier", "--project", str(demo), "--epochs", "1", "--name", "gpu", "--device", "cuda"]
     assert main(argv) == 2
-    assert "--device cuda: torch sees no CUDA GPU on this machine; use --device cpu" in capsys.readouterr().err
+    assert (
+        "--device cuda: torch sees no CUDA GPU on this machine; use --device cpu" in capsys.readouterr().err
+    )
     assert not (demo / "checkpoints" / "gpu").exists()
     import os
 
