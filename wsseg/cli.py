@@ -152,6 +152,10 @@ def _add_peaks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=int, default=None, help="add to this existing peaks run (for shards)")
     _add_resume(p, "peaks")
     _add_device(p)
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes, each with the model (default 1: this one)"
+    )
+    _add_cluster(p)
     p.add_argument("--split", default=None, help="only the images of this split (default: all)")
     _add_job(p)
     p.set_defaults(func=_stage("wsseg.stages.make_peaks"))
@@ -203,7 +207,7 @@ def _add_train_ple(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_sharding(p: argparse.ArgumentParser, stage: str) -> None:
-    from wsseg.stages.pool import CLUSTER_ENV, default_workers
+    from wsseg.stages.pool import default_workers
 
     p.add_argument("--split", default=None, help="only the images of this split (default: all)")
     p.add_argument("--shard", default="0/1", help="i/n: process only the i-th of n parts of the images")
@@ -212,6 +216,13 @@ def _add_sharding(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument(
         "--workers", type=int, default=default_workers(), help="worker processes (default: cores, <= 4)"
     )
+    _add_cluster(p)
+    _add_job(p)
+
+
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    from wsseg.stages.pool import CLUSTER_ENV
+
     p.add_argument(
         "--cluster",
         default=None,
@@ -220,7 +231,6 @@ def _add_sharding(p: argparse.ArgumentParser, stage: str) -> None:
         f"started on this machine; default: ${CLUSTER_ENV} when set, else local processes). Every node "
         "needs wsseg and sees the project folder at the same path; only this process writes the database",
     )
-    _add_job(p)
 
 
 def _add_resume(p: argparse.ArgumentParser, stage: str) -> None:

@@ -150,3 +150,35 @@ def test_a_task_that_kills_every_worker_comes_back_failed_and_the_rest_go_on() -
     out = list(map_in_order(_always_die, [1, -1, 2, 3], workers=2))
     assert out[0] == 10 and out[2:] == [20, 30]
     assert isinstance(out[1], Failed) and out[1].kind == "WorkerDied"
+
+
+def test_peaks_through_the_cluster_and_two_local_workers_equal_the_in_process_run(
+    proposed: Path, cluster, tmp_path: Path
+) -> None:
+    """Each worker loads the classifier once and writes each image's maps; the driver stores the peaks."""
+    import shutil
+
+    import numpy as np
+
+    from wsseg.methods.prm import PRMConfig
+    from wsseg.stages.make_peaks import make_peaks
+
+    root = tmp_path / "project"
+    shutil.copytree(proposed, root)
+    project = Project(root)
+    every = PRMConfig(class_threshold=None, max_peaks=4)
+    runs = {
+        "here": make_peaks(project, prm_config=every),
+        "two": make_peaks(project, prm_config=every, workers=2),
+        "cluster": make_peaks(project, prm_config=every, cluster=cluster.address),
+    }
+    for record in project.images():
+        found = {}
+        for way, run_id in runs.items():
+            rows = [(p.class_name, p.y, p.x, p.value) for p in project.peaks(record.id, run_id)]
+            with np.load(project.artifact("peaks", run_id, record.id, ".npz")) as data:
+                found[way] = (rows, {k: data[k].copy() for k in data.files})
+        assert found["here"][0], record.filename  # every class's peaks: never empty
+        for way in ("two", "cluster"):
+            assert found[way][0] == found["here"][0], (way, record.filename)
+            assert all(np.array_equal(found[way][1][k], v) for k, v in found["here"][1].items()), way

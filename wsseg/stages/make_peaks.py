@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from wsseg.stages.recipes import INFERENCE_PEAKS, WORKING_SIDE, InferencePeaks
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
 from wsseg.training.device import chosen_device
+from wsseg.training.engine import CHECKPOINT
 
 STAGE = "peaks"
 
@@ -74,7 +76,14 @@ def prepare_image(
     """The stored image (HxWx3 uint8, resized to the classifier's training size if it had one, then
     enlarged ``scale`` times, then downscaled to at most ``max_side`` on its longer side) and its
     normalised 1x3xHxW tensor."""
-    image = read_image(project.image_path(record), record.filename)
+    return prepare_file(project.image_path(record), record.filename, size, scale, max_side)
+
+
+def prepare_file(
+    path: str | Path, name: str, size: int | None, scale: float = 1.0, max_side: int = WORKING_SIDE
+) -> tuple[np.ndarray, torch.Tensor]:
+    """``prepare_image`` of the image file ``path`` (``name``: how errors name it)."""
+    image = read_image(path, name)
     if size is not None and image.shape[:2] != (size, size):
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     height, width = prepared_shape(*image.shape[:2], None, scale, max_side)
@@ -120,6 +129,8 @@ def make_peaks(
     split: str | None = None,
     scale: float = INFERENCE_PEAKS.scale,
     tagged_only: bool = False,
+    workers: int = 1,
+    cluster: str | None = None,
 ) -> int:
     """Compute and store CRMs, peaks and PRMs for the project's images (of ``split``, one shard); return
     the run id. ``scale``: each image is enlarged this many times before the classifier (its maps and
@@ -127,10 +138,15 @@ def make_peaks(
     packed together (nuclei) then span more cells of the stride-8 map, so touching ones get a peak
     each. ``prm_config`` and ``scale`` default to the recipe's (``wsseg.stages.recipes.INFERENCE_PEAKS``).
     ``tagged_only``: a tagged image gets peaks and PRMs of its tagged classes only (all the pseudo-mask
-    stage uses there); an untagged one of every class."""
+    stage uses there); an untagged one of every class.
+
+    The images run in this process (``workers`` 1, the default: the model uses every core), in
+    ``workers`` local processes, or on the Ray cluster at ``cluster``; each worker loads the classifier
+    once, on its device (``--device``), and writes each image's file; this process stores the peaks."""
     prm_config = prm_config or INFERENCE_PEAKS.prm_config()
     scale = check_scale(scale)
-    model, classes, extra = load_classifier(project, name, device=chosen_device())
+    checkpoint = project.root / "checkpoints" / name
+    _, classes, extra = _classifier(str(checkpoint))
     if classes != project.classes()[: len(classes)]:
         raise BadInputError(
             name, f"classifier classes {classes} do not match the project's {project.classes()}"
@@ -149,52 +165,88 @@ def make_peaks(
     run_id = open_run(project, STAGE, config, run_id)
     index = {c: k for k, c in enumerate(classes)}
     records = project.images(split=split)[shard[0] :: shard[1]]
-
-    def work(record: ImageRecord) -> PRMResult:
-        _, tensor = prepare_image(project, record, extra.get("size"), scale)
-        config = prm_config
+    tasks = []
+    for record in records:
+        wanted = prm_config
         if tagged_only and record.tags:
-            config = dataclasses.replace(
+            wanted = dataclasses.replace(
                 prm_config, classes=tuple(index[t] for t in record.tags if t in index)
             )
-        try:
-            return peak_response_maps(model, tensor, config)
-        except RuntimeError as error:  # torch's allocators report running out of memory so
-            if isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error):
-                raise MemoryError(str(error).splitlines()[0]) from None
-            raise
+        tasks.append(
+            {
+                "checkpoint": str(checkpoint),
+                "image": str(project.image_path(record)),
+                "filename": record.filename,
+                "image_id": record.id,
+                "size": extra.get("size"),
+                "scale": scale,
+                "prm": dataclasses.asdict(wanted),
+                "out": str(project.artifact(STAGE, run_id, record.id, ".npz")),
+            }
+        )
 
-    def store(record: ImageRecord, result: PRMResult) -> dict[str, int]:
-        path = project.artifact(STAGE, run_id, record.id, ".npz")
-        save_result(path, result)
-        relative = str(path.relative_to(project.root))
+    def store(task: dict[str, Any], peaks: list[list[float]]) -> dict[str, int]:
+        relative = str(Path(task["out"]).relative_to(project.root))
         rows = [
-            {"class_name": classes[p.class_index], "y": p.y, "x": p.x, "value": p.value, "prm_path": relative}
-            for p in result.peaks
+            {"class_name": classes[int(k)], "y": y, "x": x, "value": value, "prm_path": relative}
+            for k, y, x, value in peaks
         ]
-        project.add_peaks(run_id, record.id, rows)
+        project.add_peaks(run_id, task["image_id"], rows)
         return {"peaks": len(rows)}
 
     run_per_image(
         project,
         run_id,
-        records,
-        work,
+        tasks,
+        _one_image,
         store,
         counts=("peaks",),
+        workers=workers,
         progress=progress,
         name=_filename,
         image_id=_image_id,
+        cluster=cluster,
     )
     return run_id
 
 
-def _filename(record: ImageRecord) -> str:
-    return record.filename
+@functools.lru_cache(maxsize=2)
+def _cached_classifier(checkpoint: str, stamp: int, device: str) -> tuple[Any, list[str], dict[str, Any]]:
+    return load_classifier(Path(checkpoint), device=device)
 
 
-def _image_id(record: ImageRecord) -> int:
-    return record.id
+def _classifier(checkpoint: str) -> tuple[Any, list[str], dict[str, Any]]:
+    """The classifier of a checkpoint folder on this process's device, loaded once per process (again
+    when the file changed)."""
+    path = Path(checkpoint) / CHECKPOINT
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise BadInputError(str(path), "checkpoint not found; train first (or check --name)") from None
+    return _cached_classifier(checkpoint, stamp, str(chosen_device()))
+
+
+def _one_image(task: dict[str, Any]) -> list[list[float]]:
+    """Worker: one image's CRM, peaks and PRMs, written to ``task["out"]``; returns its peaks (class
+    index, y, x, value)."""
+    model, _, _ = _classifier(task["checkpoint"])
+    _, tensor = prepare_file(task["image"], task["filename"], task["size"], task["scale"])
+    try:
+        result = peak_response_maps(model, tensor, _prm_config(task["prm"]))
+    except RuntimeError as error:  # torch's allocators report running out of memory so
+        if isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error):
+            raise MemoryError(str(error).splitlines()[0]) from None
+        raise
+    save_result(Path(task["out"]), result)
+    return [[p.class_index, p.y, p.x, p.value] for p in result.peaks]
+
+
+def _filename(task: dict[str, Any]) -> str:
+    return task["filename"]
+
+
+def _image_id(task: dict[str, Any]) -> int:
+    return task["image_id"]
 
 
 def _prm_config(stored: dict[str, Any]) -> PRMConfig:
@@ -226,6 +278,18 @@ def run_from_args(args: argparse.Namespace) -> None:
         shard, run, split = tuple(settings["shard"]), args.resume, settings["split"]
         tagged_only = settings.get("tagged_only", False)
     with image_progress(args, "peaks") as progress:
-        run_id = make_peaks(project, name, prm_config, shard, run, progress, split, scale, tagged_only)
+        run_id = make_peaks(
+            project,
+            name,
+            prm_config,
+            shard,
+            run,
+            progress,
+            split,
+            scale,
+            tagged_only,
+            args.workers,
+            args.cluster,
+        )
     print(f"peaks written: run {run_id}, {project.artifacts(STAGE, run_id)}")
     print_skipped(project, run_id)
