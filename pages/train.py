@@ -260,7 +260,7 @@ def live(root: str) -> None:
             st.button(
                 "Stop", key="train_stop", icon=":material/stop:", on_click=_control, args=(project, job)
             )
-        elif job.status in ("stopped", "failed") and job.kind in RESUMABLE:
+        elif jobs.can_resume(job):
             st.button(
                 "Resume", key="train_resume", icon=":material/replay:", on_click=_control, args=(project, job)
             )
@@ -350,7 +350,8 @@ if project is None:
     st.stop()
 st.caption(
     "Training runs as a separate background process: it goes on when you close the page, Stop ends it "
-    "and keeps the last finished epoch's checkpoint, Resume continues from there."
+    "and keeps the last finished epoch's checkpoint, Resume continues from there (a stopped peaks, proposals "
+    "or pseudo-masks step resumes its run: the images it finished are kept)."
 )
 st.subheader("Start a training job")
 start_form(project)

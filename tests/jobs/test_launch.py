@@ -278,8 +278,50 @@ def test_a_training_into_an_existing_run_is_refused_unless_it_replaces_and_only_
     )
     job = create_job(empty, "proposals", {})
     set_status(empty, job, "failed", message="x")
-    with pytest.raises(BadInputError, match="only a training resumes"):
+    assert not jobs.can_resume(get_job(empty, job))
+    with pytest.raises(BadInputError, match="stopped before its run began: run the step again"):
         jobs.resume_job(empty, job)
+    job = create_job(empty, "evaluate", {})
+    set_status(empty, job, "failed", message="x")
+    with pytest.raises(BadInputError, match="only a training or a per-image step resumes"):
+        jobs.resume_job(empty, job)
+
+
+def test_a_stopped_per_image_job_resumes_its_run_without_redoing_its_images(tmp_path: Path) -> None:
+    """The proposals step stopped after two images (Ctrl-C in its progress, as a SIGTERM does in a job):
+    Resume starts ``wsseg proposals --resume RUN`` in the same row, and the run ends with every image,
+    the two it had kept not computed again."""
+    from wsseg.demo.project import create_demo_project
+    from wsseg.stages.make_proposals import make_proposals
+
+    project = create_demo_project(tmp_path / "project", n_images=6, seed=3)
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_proposals(project, progress=stop_after_two)
+    run = project.runs("proposals")[0]
+    assert run.status == "stopped" and len(project.committed_images(run.id)) == 2
+    kept = {
+        i: project.artifact("proposals", run.id, i, ".json").stat().st_mtime_ns
+        for i in project.committed_images(run.id)
+    }
+    job = create_job(project, "proposals", {"workers": 1})
+    set_status(project, job, "running", message="proposals")
+    assert report(project, job, 2 / 6, "proposals: 2/6 images", {}, run.id)
+    set_status(project, job, "stopped", message="stopped")
+    assert jobs.can_resume(get_job(project, job))
+    jobs.resume_job(project, job)
+    done = _wait(project, job, lambda j: not j.active)
+    assert done.status == "done", (done, jobs.log_path(project, job).read_text())
+    assert done.args["resume"] == run.id and done.run_id == run.id
+    run = project.runs("proposals")[0]
+    assert run.status == "done" and run.metrics["images"] == 6 and len(project.runs("proposals")) == 1
+    assert set(project.committed_images(run.id)) == {r.id for r in project.images()}
+    for image_id, stamp in kept.items():
+        assert project.artifact("proposals", run.id, image_id, ".json").stat().st_mtime_ns == stamp
 
 
 def test_the_log_tail_keeps_the_last_lines_and_a_progress_bar_s_last_state(empty: Project) -> None:

@@ -182,3 +182,22 @@ def test_peaks_through_the_cluster_and_two_local_workers_equal_the_in_process_ru
         for way in ("two", "cluster"):
             assert found[way][0] == found["here"][0], (way, record.filename)
             assert all(np.array_equal(found[way][1][k], v) for k, v in found["here"][1].items()), way
+
+
+def test_pseudo_masks_through_the_cluster_equal_the_in_process_run(masked: Path, cluster, tmp_path) -> None:
+    import shutil
+
+    from wsseg.stages.make_pseudo_masks import make_pseudo_masks
+
+    root = tmp_path / "project"
+    shutil.copytree(masked, root)
+    project = Project(root)
+    here = make_pseudo_masks(project, workers=1)
+    there = make_pseudo_masks(project, cluster=cluster.address)
+
+    def masks(run_id: int) -> list[tuple]:
+        rows = project.pseudo_masks(run_id=run_id)
+        return sorted((m["image_id"], m["class_name"], m["score"], m["rle"], m["peak_id"]) for m in rows)
+
+    assert masks(here) and masks(there) == masks(here)
+    assert set(project.committed_images(there)) == {r.id for r in project.images()}

@@ -162,6 +162,9 @@ COMMON = {
     "augment": _Choice(*AUGMENTS),
 }
 WORKERS = _Int(1, 16)
+RUN = _Int(1, 2**31 - 1)  # a per-image step's --resume: the run it continues
+#: The per-image steps: a stopped or failed one resumes its run (``--resume RUN``), keeping its images.
+PER_IMAGE = ("peaks", "proposals", "pseudo_masks")
 OPTIONS: dict[str, dict[str, Any]] = {
     "classifier": {
         **COMMON,
@@ -170,9 +173,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "pooling": _Choice("average", "peaks"),
         "size": _Int(16, 2048),
     },
-    "peaks": {"name": _name, "scale": _Float(0.25, 8.0)},
-    "proposals": {"max_proposals": _Int(1, 5000), "workers": WORKERS},
-    "pseudo_masks": {"strategy": _Choice("prm", "wise"), "workers": WORKERS},
+    "peaks": {"name": _name, "scale": _Float(0.25, 8.0), "resume": RUN},
+    "proposals": {"max_proposals": _Int(1, 5000), "workers": WORKERS, "resume": RUN},
+    "pseudo_masks": {"strategy": _Choice("prm", "wise"), "workers": WORKERS, "resume": RUN},
     "maskrcnn": {
         **COMMON,
         "backbone": _Choice("mobilenet_v3", "mobilenet_v2", "resnet50", "small", "maskrcnn_resnet50_fpn_v2"),
@@ -416,17 +419,34 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)  # the job leads its own session: pgid == pid
 
 
+def can_resume(job: JobRecord) -> bool:
+    """Whether ``resume_job`` takes this job: a stopped or failed training, or per-image step that
+    began its run."""
+    if job.status not in ("stopped", "failed"):
+        return False
+    return job.kind in RESUMABLE or job.kind in PER_IMAGE and job.run_id is not None
+
+
 def resume_job(project: Project, job_id: int) -> None:
-    """Start a stopped or failed job again with ``--resume`` (from its last checkpoint), same row."""
+    """Start a stopped or failed job again, same row: a training with ``--resume`` (from its last
+    checkpoint), a per-image step with ``--resume RUN`` (its run, the images it committed kept)."""
     job = get_job(project, job_id)
-    if job.kind not in RESUMABLE:
+    if job.kind not in RESUMABLE and job.kind not in PER_IMAGE:
         raise BadInputError(
-            f"job {job_id}", f"only a training resumes; run the {TITLES.get(job.kind, job.kind)} step again"
+            f"job {job_id}",
+            f"only a training or a per-image step resumes; run the {TITLES.get(job.kind, job.kind)} step again",
         )
     if job.status not in ("stopped", "failed"):
         raise BadInputError(
             f"job {job_id}", f"only a stopped or failed job resumes, this one is {job.status}"
         )
+    if job.kind in PER_IMAGE:
+        if job.run_id is None:
+            raise BadInputError(f"job {job_id}", "stopped before its run began: run the step again")
+        options = validate(project, job.kind, {**job.args, "resume": job.run_id})
+        set_status(project, job_id, "queued", args=options, pid=None, message="resuming")
+        _launch(project, job_id, job.kind, options)
+        return
     args = {k: v for k, v in job.args.items() if k != "replace"}  # it continues what it started
     options = validate(project, job.kind, {**args, "resume": True})
     _busy(project, options["name"], other_than=job_id)

@@ -11,6 +11,7 @@ training images into pixel labels for a second round of training (``train-ple --
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.stages.common import checkpoint_state
 from wsseg.stages.per_image import ImageProgress, run_per_image
 from wsseg.store.instances import semantic_truth
-from wsseg.store.project import ImageRecord, Project
+from wsseg.store.project import Project
 from wsseg.training.device import chosen_device
+from wsseg.training.engine import CHECKPOINT
 
 PREDICT_STAGE = "ple_predict"
 #: The artifacts folder of a ``ple_predict`` run's label maps: ``artifacts/ple/run-<id>/<image id>.png``.
@@ -117,14 +119,21 @@ def evaluate_ple(
     write: bool = True,
     limit: int | None = None,
     progress: ImageProgress | None = None,
+    workers: int = 1,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """Score the trained network ``checkpoints/<name>`` on the project's ``split``.
+
+    The label maps are predicted in this process (``workers`` 1), in ``workers`` local processes or on
+    the Ray cluster at ``cluster``, each loading the network once on its device; this process writes
+    them and scores them.
 
     Returns ``{"miou", "iou" (label -> IoU), "images", "labels", "run_id"}`` (mIoU keys only where the
     project has ground truth). With ``write``, the label maps go to ``artifacts/ple/run-<id>/<image id>.png``
     and a ``ple_predict`` run row records the config and the metrics. ``progress(k, n)`` follows each image.
     """
-    model, extra = load_ple(project, name, device=chosen_device())
+    checkpoint = str(project.root / "checkpoints" / name)
+    _, extra = _network(checkpoint)
     labels: list[str] = extra["labels"]
     background = bool(extra["ple"]["background"])
     records = project.images(split=split, limit=limit)
@@ -147,12 +156,8 @@ def evaluate_ple(
             )
     counts = np.zeros((len(labels), len(labels)), np.int64)
 
-    def work(pair: tuple[ImageRecord, np.ndarray | None]) -> np.ndarray:
-        record, _ = pair
-        return predict(model, read_image(project.image_path(record), record.filename), crf)[0]
-
-    def store(pair: tuple[ImageRecord, np.ndarray | None], predicted: np.ndarray) -> dict[str, int]:
-        record, truth = pair
+    def store(task: dict[str, Any], predicted: np.ndarray) -> dict[str, int]:
+        record, truth = by_id[task["image_id"]]
         if run_id is not None:
             write_png(project.artifact(LABEL_MAPS, run_id, record.id, ".png"), predicted)
         if truth is None:
@@ -168,19 +173,58 @@ def evaluate_ple(
             metrics["iou"] = {label: float(v) for label, v in zip(labels, iou, strict=True)}
         return metrics
 
-    pairs = list(zip(records, truths, strict=True))
+    by_id = {r.id: (r, t) for r, t in zip(records, truths, strict=True)}
+    tasks = [
+        {
+            "checkpoint": checkpoint,
+            "image": str(project.image_path(r)),
+            "filename": r.filename,
+            "image_id": r.id,
+            "crf": dataclasses.asdict(crf) if crf else None,
+        }
+        for r in records
+    ]
     metrics = run_per_image(
         project,
         run_id,
-        pairs,
-        work,
+        tasks,
+        _label_map,
         store,
         ("scored_images",),
+        workers=workers,
         progress=progress,
         summary=summary,
-        name=lambda pair: pair[0].filename,
+        name=_filename,
+        cluster=cluster,
     )
     return {**metrics, "run_id": run_id}
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_network(checkpoint: str, stamp: int, device: str) -> tuple[Segmenter, dict[str, Any]]:
+    return load_ple(Path(checkpoint), device=device)
+
+
+def _network(checkpoint: str) -> tuple[Segmenter, dict[str, Any]]:
+    """The network of a checkpoint folder on this process's device, loaded once per process (again
+    when the file changed)."""
+    path = Path(checkpoint) / CHECKPOINT
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise BadInputError(str(path), "checkpoint not found; train first (or check --name)") from None
+    return _cached_network(checkpoint, stamp, str(chosen_device()))
+
+
+def _label_map(task: dict[str, Any]) -> np.ndarray:
+    """Worker: one image's label map (HxW uint8), after the CRF when the task has one."""
+    model, _ = _network(task["checkpoint"])
+    crf = CRFConfig(**task["crf"]) if task["crf"] else None
+    return predict(model, read_image(task["image"], task["filename"]), crf)[0]
+
+
+def _filename(task: dict[str, Any]) -> str:
+    return task["filename"]
 
 
 def load_ple(
