@@ -11,7 +11,8 @@ Keys: ``scale.proposals.images_per_s.{one,two,cluster}``, ``scale.proposals.spee
 ``scale.proposals.speedup_cluster`` (cluster / one), ``scale.proposals.engine_overhead`` (the share
 of the plain pool's throughput the cluster loses: 1 - cluster / two), ``scale.cluster_start_s``,
 ``scale.cluster_matches_single`` and ``scale.two_matches_single`` (true when every image's result
-equals the one-process run's).
+equals the one-process run's). ``devices``: a classifier epoch, a batch of PRMs and a Mask R-CNN step
+on the CPU and on every GPU torch sees, with CPU / GPU ratios (``wsseg.bench.devices``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import cv2
 import torch
 from threadpoolctl import threadpool_limits
 
+from wsseg.bench.devices import measure_devices
 from wsseg.demo.project import create_demo_project
 from wsseg.fileio import write_json
 from wsseg.stages.cluster import local_cluster
@@ -69,8 +71,9 @@ def _timed(project: Project, **options: Any) -> tuple[int, float]:
     return run_id, time.perf_counter() - start
 
 
-def run_scale(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Measure, write ``out/report.json`` and ``out/report.md``; return the report."""
+def run_scale(out: Path, quick: bool = False, seed: int = 0, devices: bool = True) -> dict[str, Any]:
+    """Measure, write ``out/report.json`` and ``out/report.md``; return the report (``devices``
+    False: without the GPU path's section)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images = IMAGES[quick]
@@ -108,6 +111,8 @@ def run_scale(out: Path, quick: bool = False, seed: int = 0) -> dict[str, Any]:
             "quick": quick,
             "seed": seed,
         }
+        if devices:
+            report["devices"] = measure_devices(repeats=1 if quick else 3)
     write_json(out / "report.json", report)
     (out / "report.md").write_text(render_scale(report))
     return report
@@ -135,4 +140,21 @@ def render_scale(report: dict[str, Any]) -> str:
         f"cluster {scale['cluster_matches_single']}",
         "",
     ]
+    devices = report.get("devices")
+    if devices:
+        lines += ["## The GPU path", "", "| device | classifier epoch (s) | PRMs (s) | Mask R-CNN step (s) |"]
+        lines.append("| --- | --- | --- | --- |")
+        for name, t in devices["times"].items():
+            label = f"{name} ({t['name']})" if "name" in t else name
+            lines.append(
+                f"| {label} | {t['classifier_epoch_s']:.3f} | {t['prms_s']:.3f} | {t['maskrcnn_step_s']:.3f} |"
+            )
+        if devices.get("ratios"):
+            r = devices["ratios"]
+            lines.append(
+                f"| CPU / GPU | {r['classifier_epoch_s']:.1f}x | {r['prms_s']:.1f}x | {r['maskrcnn_step_s']:.1f}x |"
+            )
+        else:
+            lines += ["", "No GPU visible to torch here: CPU times only."]
+        lines.append("")
     return "\n".join(lines)
