@@ -8,9 +8,9 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -474,14 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], None] = args.func
+    stack = contextlib.ExitStack()
     device = getattr(args, "device", None)
-    before = os.environ.get("WSSEG_DEVICE")
     try:
         if device is not None:
-            from wsseg.training.device import DEVICE_ENV, chosen_device
+            from wsseg.training.device import device_option
 
-            os.environ[DEVICE_ENV] = device  # torchrun's processes and the job's see it too
-            chosen_device()  # a device this machine lacks is refused before any work
+            stack.enter_context(device_option(device))
         if getattr(args, "job", None) is not None:
             from wsseg.jobs.runner import job_image_progress, job_progress, run_as_job
 
@@ -497,9 +496,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wsseg {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        if device is not None:  # a later call in this process (a test, the app's runner) starts clean
-            if before is None:
-                os.environ.pop("WSSEG_DEVICE", None)
-            else:
-                os.environ["WSSEG_DEVICE"] = before
+        stack.close()
     return 0

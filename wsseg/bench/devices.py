@@ -11,12 +11,10 @@ only the CPU's times are reported, with ``gpu: false``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +27,12 @@ from wsseg.models.classifier import ClassifierConfig, PeakClassifier
 from wsseg.models.maskrcnn import MaskRCNNConfig, build_maskrcnn, to_model_input
 from wsseg.stages.train_classifier import classifier_loss
 from wsseg.stages.train_maskrcnn import maskrcnn_loss
-from wsseg.training.device import DEVICE_ENV
+from wsseg.training.device import device_option
 from wsseg.training.engine import TrainConfig, train
 
 #: The peaks whose maps the PRM unit computes at once (an untrained classifier has a peak nearly
 #: everywhere; a trained one on a photo keeps a few dozen).
 PRM_PEAKS = 64
-
-
-@contextlib.contextmanager
-def _on(device: torch.device) -> Iterator[None]:
-    """The product's device choice (``--device``) set to ``device`` inside."""
-    before = os.environ.get(DEVICE_ENV)
-    os.environ[DEVICE_ENV] = str(device)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(DEVICE_ENV, None)
-        else:
-            os.environ[DEVICE_ENV] = before
 
 
 def _median_seconds(work: Callable[[], Any], device: torch.device, repeats: int) -> float:
@@ -106,7 +90,7 @@ def measure_device(device: torch.device, repeats: int = 3) -> dict[str, float]:
     images = torch.randn(64, 3, 256, 256, generator=generator)
     tags = (torch.rand(64, 4, generator=generator) > 0.5).float()
     shapes = _Shapes(4)
-    with _on(device), tempfile.TemporaryDirectory() as tmp:
+    with device_option(str(device)), tempfile.TemporaryDirectory() as tmp:
         classifier = PeakClassifier(ClassifierConfig(num_classes=4, backbone="small"))
 
         def epoch() -> None:

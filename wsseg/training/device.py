@@ -49,6 +49,23 @@ def chosen_device(local_rank: int = 0) -> torch.device:
     return torch.device(f"cuda:{index}")
 
 
+@contextlib.contextmanager
+def device_option(value: str) -> Iterator[None]:
+    """``--device value`` for the command run inside: set in the environment (torchrun's processes and a
+    job's see it), refused at once when this machine lacks it, and the environment as it was after (a
+    later command in the same process starts clean)."""
+    before = os.environ.get(DEVICE_ENV)
+    os.environ[DEVICE_ENV] = value
+    try:
+        chosen_device()
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DEVICE_ENV, None)
+        else:
+            os.environ[DEVICE_ENV] = before
+
+
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype of training on ``device``: bfloat16 or float16 on CUDA, None (float32) elsewhere."""
     if device.type != "cuda":
