@@ -201,3 +201,16 @@ def test_pseudo_masks_through_the_cluster_equal_the_in_process_run(masked: Path,
 
     assert masks(here) and masks(there) == masks(here)
     assert set(project.committed_images(there)) == {r.id for r in project.images()}
+
+
+def test_a_cluster_address_where_nothing_answers_is_refused_before_a_run_is_stored(
+    single, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = Project(single[0])
+    before = [r.id for r in project.runs()]
+    assert main(["proposals", "--project", str(single[0]), "--cluster", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "--cluster 127.0.0.1:1: no Ray cluster answers there" in err and "ray start --head" in err
+    assert [r.id for r in project.runs()] == before
+    assert main(["proposals", "--project", str(single[0]), "--cluster", "nowhere"]) == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,10 @@ IN_FLIGHT_PER_CPU = 2
 def _call(run: Callable[[Any], T], task: Any) -> T:
     one_thread()
     return run(task)
+
+
+#: The address this process joined (Ray joins one cluster at a time).
+_JOINED: dict[str, str] = {}
 
 
 def _is_loopback(address: str) -> bool:
@@ -65,12 +70,33 @@ def _import_ray(address: str) -> Any:
     return ray
 
 
+def _answers(address: str, seconds: float = 5.0) -> str | None:
+    """None when something accepts a TCP connection at ``host:port`` (Ray's head), else why not."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return f"expected HOST:PORT (such as 10.0.0.5:6379) or auto, got {address!r}"
+    try:
+        with socket.create_connection((host, int(port)), timeout=seconds):
+            return None
+    except OSError as error:
+        return str(error) or type(error).__name__
+
+
 def connect(address: str) -> Any:
     """Join the Ray cluster at ``address`` (``host:port`` of its head, or ``auto`` for the one started
-    on this machine with ``ray start``); return the ``ray`` module. Joining again does nothing."""
+    on this machine with ``ray start``); return the ``ray`` module. Joining again does nothing. An
+    address where nothing answers is refused at once (Ray itself would retry for minutes)."""
     ray = _import_ray(address)
     if ray.is_initialized():
-        return ray
+        if _JOINED.get("address") == address:
+            return ray
+        ray.shutdown()  # joined another cluster before: leave it for this one
+    if address != "auto" and (why := _answers(address)) is not None:
+        raise BadInputError(
+            f"--cluster {address}",
+            f"no Ray cluster answers there ({why}); start its head with `ray start --head --port 6379` "
+            "and give its address as HOST:6379",
+        )
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
@@ -80,11 +106,13 @@ def connect(address: str) -> Any:
             "no Ray cluster answers there; start its head with `ray start --head --port 6379` and give "
             f"its address as HOST:6379 ({first})",
         ) from None
+    _JOINED["address"] = address
     return ray
 
 
 def disconnect() -> None:
     """Leave the cluster this process joined (nothing when it joined none)."""
+    _JOINED.clear()
     if "ray" in sys.modules:
         import ray
 

@@ -28,6 +28,7 @@ from wsseg.models.normalise import to_tensor
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
 from wsseg.stages.common import checkpoint_state
 from wsseg.stages.per_image import ImageProgress, run_per_image
+from wsseg.stages.pool import check_cluster
 from wsseg.store.instances import semantic_truth
 from wsseg.store.project import Project
 from wsseg.training.device import chosen_device
@@ -148,6 +149,7 @@ def evaluate_ple(
             "crf": dataclasses.asdict(crf) if crf else None,
             "labels": labels,
         }
+        check_cluster(cluster)
         run_id = project.start_run(PREDICT_STAGE, config)
         folder = project.artifacts(LABEL_MAPS, run_id)
         with project.transaction() as conn:

@@ -162,7 +162,7 @@ def make_peaks(
         "max_side": WORKING_SIDE,
         "tagged_only": tagged_only,
     }
-    run_id = open_run(project, STAGE, config, run_id)
+    run_id = open_run(project, STAGE, config, run_id, cluster)
     index = {c: k for k, c in enumerate(classes)}
     records = project.images(split=split)[shard[0] :: shard[1]]
     tasks = []

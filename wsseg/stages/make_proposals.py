@@ -161,7 +161,7 @@ def make_proposals(
     one worker, reading and writing excluded)."""
     config = config or ProposalConfig()
     settings = {"proposals": config.to_dict(), "split": split, "shard": list(shard), "max_side": WORKING_SIDE}
-    run_id = open_run(project, STAGE, settings, run_id)
+    run_id = open_run(project, STAGE, settings, run_id, cluster)
     records = project.images(split=split)[shard[0] :: shard[1]]
     tasks = [
         (

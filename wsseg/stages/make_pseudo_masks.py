@@ -210,7 +210,7 @@ def make_pseudo_masks(
                 "proposals_run": props.id,
             }
         )
-    run_id = open_run(project, STAGE, settings, run_id)
+    run_id = open_run(project, STAGE, settings, run_id, cluster)
 
     def store(task: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, int]:
         for row in rows:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from wsseg.errors import BadInputError, WssegError
 from wsseg.fileio import write_json
 from wsseg.stages.common import ended
-from wsseg.stages.pool import Failed, map_in_order
+from wsseg.stages.pool import Failed, check_cluster, map_in_order
 from wsseg.store.project import Project, RunRecord
 
 T = TypeVar("T")
@@ -31,11 +31,19 @@ ImageProgress = Callable[[int, int], None]
 SKIPPED_ERRORS: tuple[type[BaseException], ...] = (WssegError, MemoryError)
 
 
-def open_run(project: Project, stage: str, config: dict[str, Any], run_id: int | None = None) -> int:
+def open_run(
+    project: Project,
+    stage: str,
+    config: dict[str, Any],
+    run_id: int | None = None,
+    cluster: str | None = None,
+) -> int:
     """The run a stage's images go to: a new ``running`` run of ``stage`` with ``config``, or the run
     ``run_id`` (``--run``: the shards of several calls joined into one run; ``--resume``), which must be
     a ``stage`` run of this project and is marked ``running`` again. ``config`` is also written as
-    ``config.json`` in the run's artifacts folder."""
+    ``config.json`` in the run's artifacts folder. The cluster the run will use (``cluster``, else
+    ``WSSEG_CLUSTER``) is joined first: one that does not answer is refused before anything is stored."""
+    check_cluster(cluster)
     if run_id is None:
         run_id = project.start_run(stage, config)
     else:

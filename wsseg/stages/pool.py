@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from wsseg.stages.cluster import map_on_cluster
+from wsseg.stages.cluster import connect, map_on_cluster
 from wsseg.stages.tasks import TASK_TRIES, Failed, Guarded, one_thread
 
 T = TypeVar("T")
@@ -35,6 +35,14 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(4, cores))
+
+
+def check_cluster(cluster: str | None) -> None:
+    """Join the cluster a stage will use (``cluster``, else ``WSSEG_CLUSTER``; none: nothing to do)
+    before it opens its run, so a cluster that does not answer is named before anything is stored."""
+    cluster = cluster or os.environ.get(CLUSTER_ENV) or None
+    if cluster:
+        connect(cluster)
 
 
 def map_in_order(
