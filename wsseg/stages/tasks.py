@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,12 +48,14 @@ def one_thread() -> None:
     """Run this process's numerical libraries on one thread each (OpenCV, torch, and the BLAS and
     OpenMP pools that numpy, scipy and scikit-image use): a worker is one of as many processes as
     there are cores, and two threads each on a 2-core machine ran the proposals stage 1.6 times slower
-    than one."""
+    than one. torch is not imported for it (4 CPU s a worker, where the proposals never use it): one
+    imported later reads ``OMP_NUM_THREADS``."""
     # imported here, not at the top: the command line imports this module to build its --help
     import cv2
-    import torch
     from threadpoolctl import threadpool_limits
 
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
     threadpool_limits(1)
