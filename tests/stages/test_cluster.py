@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests._dying_tasks import always_die, die_once
 from wsseg.cli import main
 from wsseg.demo.project import create_demo_project
 from wsseg.stages.make_proposals import make_proposals
@@ -125,29 +126,14 @@ def test_resuming_a_finished_run_is_refused_by_name(single, capsys) -> None:
     assert f"--resume {single[1]}: that run is done: nothing to resume" in capsys.readouterr().err
 
 
-def _die_once(task: tuple[str, int]) -> int:
-    """Kills its own worker process the first time it runs for a task (a marker file remembers)."""
-    marker, value = task
-    if not os.path.exists(marker):
-        Path(marker).write_text("died")
-        os.kill(os.getpid(), signal.SIGKILL)
-    return value * 10
-
-
-def _always_die(value: int) -> int:
-    if value < 0:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return value * 10
-
-
 def test_a_dead_local_worker_is_replaced_and_its_task_run_again(tmp_path: Path) -> None:
     tasks = [(str(tmp_path / f"m{k}"), k) for k in range(5)]
     Path(tasks[0][0]).write_text("fine")  # task 0 never dies; the others die once each
-    assert list(map_in_order(_die_once, tasks, workers=2)) == [0, 10, 20, 30, 40]
+    assert list(map_in_order(die_once, tasks, workers=2)) == [0, 10, 20, 30, 40]
 
 
 def test_a_task_that_kills_every_worker_comes_back_failed_and_the_rest_go_on() -> None:
-    out = list(map_in_order(_always_die, [1, -1, 2, 3], workers=2))
+    out = list(map_in_order(always_die, [1, -1, 2, 3], workers=2))
     assert out[0] == 10 and out[2:] == [20, 30]
     assert isinstance(out[1], Failed) and out[1].kind == "WorkerDied"
 
