@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from wsseg.errors import BadInputError
 from wsseg.progress import image_bar
 from wsseg.store.project import Project
+from wsseg.training.device import chosen_device
 from wsseg.training.engine import CHECKPOINT, Progress, TrainConfig, load_checkpoint, tqdm_callback
+
+T = TypeVar("T")
 
 
 def checkpoint_state(
@@ -28,6 +32,23 @@ def checkpoint_state(
     )
     path = folder if folder.is_file() else folder / CHECKPOINT
     return path, load_checkpoint(path, map_location=device)
+
+
+def loaded_once(load: Callable[..., T], checkpoint: str) -> T:
+    """``load(folder, device=...)`` of the checkpoint folder ``checkpoint`` on this process's device
+    (``--device``), loaded once per process and again when the file changed: what a worker of a
+    per-image stage calls for every image."""
+    path = Path(checkpoint) / CHECKPOINT
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise BadInputError(str(path), "checkpoint not found; train first (or check --name)") from None
+    return _loaded(load, checkpoint, stamp, str(chosen_device()))
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(load: Callable[..., Any], checkpoint: str, stamp: int, device: str) -> Any:
+    return load(Path(checkpoint), device=device)
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -11,7 +11,6 @@ training images into pixel labels for a second round of training (``train-ple --
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,11 @@ from wsseg.methods.crf import CRFConfig, dense_crf
 from wsseg.methods.ple import IGNORE, confusion, miou, present_labels, renormalised_over
 from wsseg.models.normalise import to_tensor
 from wsseg.models.segmenter import Segmenter, SegmenterConfig
-from wsseg.stages.common import checkpoint_state
-from wsseg.stages.per_image import ImageProgress, run_per_image
+from wsseg.stages.common import checkpoint_state, loaded_once
+from wsseg.stages.per_image import ImageProgress, run_per_image, task_filename
 from wsseg.stages.pool import check_cluster
 from wsseg.store.instances import semantic_truth
 from wsseg.store.project import Project
-from wsseg.training.device import chosen_device
-from wsseg.training.engine import CHECKPOINT
 
 PREDICT_STAGE = "ple_predict"
 #: The artifacts folder of a ``ple_predict`` run's label maps: ``artifacts/ple/run-<id>/<image id>.png``.
@@ -134,7 +131,7 @@ def evaluate_ple(
     and a ``ple_predict`` run row records the config and the metrics. ``progress(k, n)`` follows each image.
     """
     checkpoint = str(project.root / "checkpoints" / name)
-    _, extra = _network(checkpoint)
+    _, extra = loaded_once(load_ple, checkpoint)
     labels: list[str] = extra["labels"]
     background = bool(extra["ple"]["background"])
     records = project.images(split=split, limit=limit)
@@ -196,37 +193,17 @@ def evaluate_ple(
         workers=workers,
         progress=progress,
         summary=summary,
-        name=_filename,
+        name=task_filename,
         cluster=cluster,
     )
     return {**metrics, "run_id": run_id}
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_network(checkpoint: str, stamp: int, device: str) -> tuple[Segmenter, dict[str, Any]]:
-    return load_ple(Path(checkpoint), device=device)
-
-
-def _network(checkpoint: str) -> tuple[Segmenter, dict[str, Any]]:
-    """The network of a checkpoint folder on this process's device, loaded once per process (again
-    when the file changed)."""
-    path = Path(checkpoint) / CHECKPOINT
-    try:
-        stamp = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        raise BadInputError(str(path), "checkpoint not found; train first (or check --name)") from None
-    return _cached_network(checkpoint, stamp, str(chosen_device()))
-
-
 def _label_map(task: dict[str, Any]) -> np.ndarray:
     """Worker: one image's label map (HxW uint8), after the CRF when the task has one."""
-    model, _ = _network(task["checkpoint"])
+    model, _ = loaded_once(load_ple, task["checkpoint"])
     crf = CRFConfig(**task["crf"]) if task["crf"] else None
     return predict(model, read_image(task["image"], task["filename"]), crf)[0]
-
-
-def _filename(task: dict[str, Any]) -> str:
-    return task["filename"]
 
 
 def load_ple(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,19 @@ from wsseg.errors import BadInputError
 from wsseg.fileio import write_npz
 from wsseg.methods.prm import METHODS, PRMConfig, PRMResult, peak_response_maps
 from wsseg.models.normalise import to_tensor
-from wsseg.stages.common import image_progress
-from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, resumed_config, run_per_image
+from wsseg.stages.common import image_progress, loaded_once
+from wsseg.stages.per_image import (
+    ImageProgress,
+    open_run,
+    print_skipped,
+    resumed_config,
+    run_per_image,
+    task_filename,
+    task_image_id,
+)
 from wsseg.stages.recipes import INFERENCE_PEAKS, WORKING_SIDE, InferencePeaks
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import ImageRecord, Project
-from wsseg.training.device import chosen_device
-from wsseg.training.engine import CHECKPOINT
 
 STAGE = "peaks"
 
@@ -146,7 +151,7 @@ def make_peaks(
     prm_config = prm_config or INFERENCE_PEAKS.prm_config()
     scale = check_scale(scale)
     checkpoint = project.root / "checkpoints" / name
-    _, classes, extra = _classifier(str(checkpoint))
+    _, classes, extra = loaded_once(load_classifier, str(checkpoint))
     if classes != project.classes()[: len(classes)]:
         raise BadInputError(
             name, f"classifier classes {classes} do not match the project's {project.classes()}"
@@ -203,33 +208,17 @@ def make_peaks(
         counts=("peaks",),
         workers=workers,
         progress=progress,
-        name=_filename,
-        image_id=_image_id,
+        name=task_filename,
+        image_id=task_image_id,
         cluster=cluster,
     )
     return run_id
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_classifier(checkpoint: str, stamp: int, device: str) -> tuple[Any, list[str], dict[str, Any]]:
-    return load_classifier(Path(checkpoint), device=device)
-
-
-def _classifier(checkpoint: str) -> tuple[Any, list[str], dict[str, Any]]:
-    """The classifier of a checkpoint folder on this process's device, loaded once per process (again
-    when the file changed)."""
-    path = Path(checkpoint) / CHECKPOINT
-    try:
-        stamp = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        raise BadInputError(str(path), "checkpoint not found; train first (or check --name)") from None
-    return _cached_classifier(checkpoint, stamp, str(chosen_device()))
-
-
 def _one_image(task: dict[str, Any]) -> list[list[float]]:
     """Worker: one image's CRM, peaks and PRMs, written to ``task["out"]``; returns its peaks (class
     index, y, x, value)."""
-    model, _, _ = _classifier(task["checkpoint"])
+    model, _, _ = loaded_once(load_classifier, task["checkpoint"])
     _, tensor = prepare_file(task["image"], task["filename"], task["size"], task["scale"])
     try:
         result = peak_response_maps(model, tensor, _prm_config(task["prm"]))
@@ -239,14 +228,6 @@ def _one_image(task: dict[str, Any]) -> list[list[float]]:
         raise
     save_result(Path(task["out"]), result)
     return [[p.class_index, p.y, p.x, p.value] for p in result.peaks]
-
-
-def _filename(task: dict[str, Any]) -> str:
-    return task["filename"]
-
-
-def _image_id(task: dict[str, Any]) -> int:
-    return task["image_id"]
 
 
 def _prm_config(stored: dict[str, Any]) -> PRMConfig:

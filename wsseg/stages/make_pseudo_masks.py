@@ -38,7 +38,15 @@ from wsseg.stages.make_peaks import STAGE as PEAKS_STAGE
 from wsseg.stages.make_peaks import load_result, parse_shard
 from wsseg.stages.make_proposals import STAGE as PROPOSALS_STAGE
 from wsseg.stages.make_proposals import load_proposals, resize_mask
-from wsseg.stages.per_image import ImageProgress, open_run, print_skipped, resumed_config, run_per_image
+from wsseg.stages.per_image import (
+    ImageProgress,
+    open_run,
+    print_skipped,
+    resumed_config,
+    run_per_image,
+    task_filename,
+    task_image_id,
+)
 from wsseg.stages.recipes import WORKING_SIDE
 from wsseg.store.project import Project, RunRecord
 
@@ -227,19 +235,11 @@ def make_pseudo_masks(
         ("masks",),
         workers,
         progress,
-        name=_filename,
-        image_id=_image_id,
+        name=task_filename,
+        image_id=task_image_id,
         cluster=cluster,
     )
     return run_id
-
-
-def _filename(task: dict[str, Any]) -> str:
-    return task["filename"]
-
-
-def _image_id(task: dict[str, Any]) -> int:
-    return task["image_id"]
 
 
 def export_coco(

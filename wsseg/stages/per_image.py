@@ -70,6 +70,16 @@ def resumed_config(project: Project, stage: str, run_id: int) -> dict[str, Any]:
     return run.config
 
 
+def task_filename(task: Mapping[str, Any]) -> str:
+    """The image file name of a stage's task (a dict with ``filename``): how its skips are named."""
+    return task["filename"]
+
+
+def task_image_id(task: Mapping[str, Any]) -> int:
+    """The image id of a stage's task (a dict with ``image_id``): what the run commits."""
+    return task["image_id"]
+
+
 def skipped_images(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     """The images a run skipped, as ``{"image": file name, "reason": why}`` (none: an empty list)."""
     found = metrics.get("skipped")
