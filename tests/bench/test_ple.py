@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wsseg.bench.ple import ple_bench
+from wsseg.bench.ple import curve_end, ple_bench
 from wsseg.data.shapes import ShapesConfig, write_shapes_dataset
 from wsseg.methods.crf import CRFConfig
 from wsseg.models.classifier import ClassifierConfig
@@ -23,7 +23,11 @@ def test_tiny_ple_bench_reports_every_key(tmp_path: Path) -> None:
     import_source(project, tmp_path / "train", split="train")
     import_source(project, tmp_path / "val", split="val")
     plan = PLEBenchPlan(
-        TrainConfig(epochs=1, batch_size=4, seed=0), augment=None, crf=CRFConfig(iterations=1), rounds=3
+        TrainConfig(epochs=1, batch_size=4, seed=0),
+        augment=None,
+        crf=CRFConfig(iterations=1),
+        rounds=3,
+        full_train=TrainConfig(epochs=2, batch_size=4, seed=0),  # the upper bound's own, longer schedule
     )
     report = ple_bench(project, "shapes", quick=True, plan=plan)
     for key in ("weak_miou", "weak_crf_miou", "full_miou"):
@@ -38,7 +42,11 @@ def test_tiny_ple_bench_reports_every_key(tmp_path: Path) -> None:
         "no_neighbourhood_miou",
         "no_crf_miou",
     }
-    assert len(report["full_val_miou_curve"]) == 1  # the upper bound's validation mIoU, one per epoch
+    assert len(report["full_val_miou_curve"]) == 2  # the upper bound's validation mIoU, one per epoch
+    weak_history = load_checkpoint(project.root / "checkpoints" / "ple" / CHECKPOINT)["history"]
+    assert len(weak_history) == 1  # the weak arm kept its own schedule
+    assert report["plan"]["full_train"]["epochs"] == 2 and report["plan"]["train"]["epochs"] == 1
+    assert report["full_last_gain"] is None and report["full_trained_out"] is None  # too short to tell
     assert report["full_val_miou_curve"][-1] == pytest.approx(report["full_miou"])  # same model and images
     assert [r["round"] for r in report["rounds"]] == [1, 2, 3]
     assert report["rounds"][-1]["miou"] == report["weak_miou"]
@@ -68,3 +76,15 @@ def test_the_estimators_take_the_classifiers_backbone(tmp_path: Path) -> None:
     assert full[key].shape == classifier[key].shape
     assert (full[key] - classifier[key]).abs().max() < 0.01
     assert 0.0 <= report["full_miou"] <= 1.0
+
+
+def test_the_upper_bound_is_trained_out_when_its_last_epochs_add_under_a_point() -> None:
+    rising = [0.22, 0.33, 0.40, 0.40, 0.415, 0.418]  # CamVid's 6-epoch curve: +0.018 over 0.40
+    assert curve_end(rising)["full_last_gain"] == pytest.approx(0.018)
+    assert curve_end(rising)["full_trained_out"] is False
+    flat = [0.2, 0.4, 0.45, 0.452, 0.455, 0.449]  # best of the last three 0.455 against 0.45
+    assert curve_end(flat) == {"full_last_gain": pytest.approx(0.005), "full_trained_out": True}
+    falling = [0.3, 0.5, 0.48, 0.47, 0.46]
+    assert curve_end(falling)["full_last_gain"] == pytest.approx(-0.02)
+    assert curve_end(falling)["full_trained_out"] is True
+    assert curve_end([0.1, 0.2, 0.3]) == {"full_last_gain": None, "full_trained_out": None}

@@ -43,6 +43,22 @@ def round_name(k: int) -> str:
     return "ple" if k == 1 else f"ple-round{k}"
 
 
+FLAT_EPOCHS = 3
+"""The upper bound counts as trained out when its last this many epochs ..."""
+FLAT_GAIN = 0.01
+"""... raised its best validation mIoU by less than this (one point)."""
+
+
+def curve_end(curve: list[float]) -> dict[str, Any]:
+    """How the upper bound's validation curve ended: ``full_last_gain``, what its last ``FLAT_EPOCHS``
+    epochs added to the best before them, and ``full_trained_out`` (that gain under ``FLAT_GAIN``;
+    None when the curve is too short to tell)."""
+    if len(curve) <= FLAT_EPOCHS:
+        return {"full_last_gain": None, "full_trained_out": None}
+    gain = max(curve[-FLAT_EPOCHS:]) - max(curve[:-FLAT_EPOCHS])
+    return {"full_last_gain": gain, "full_trained_out": bool(gain < FLAT_GAIN)}
+
+
 def _camvid_labels(labels: np.ndarray) -> np.ndarray:
     out = labels.copy()
     out[labels >= 11] = IGNORE
@@ -120,7 +136,7 @@ def ple_bench(
             project,
             model_config,
             config,
-            plan.train,
+            (plan.full_train or plan.train) if full else plan.train,
             name=name,
             full=full,
             dataset=data,
@@ -140,6 +156,8 @@ def ple_bench(
     last = results[round_name(plan.rounds)]
     weak_miou = last["plain"]["miou"]
     full_miou = results["ple-full"]["plain"]["miou"]
+    history = load_checkpoint(project.root / "checkpoints" / "ple-full" / CHECKPOINT)["history"]
+    curve = [epoch["val_miou"] for epoch in history]
     return {
         "weak_miou": weak_miou,
         "weak_crf_miou": last["crf"]["miou"],
@@ -160,10 +178,8 @@ def ple_bench(
             "no_neighbourhood_miou": results["ple-no-neighbourhood"]["plain"]["miou"],
             "no_crf_miou": weak_miou,
         },
-        "full_val_miou_curve": [
-            epoch["val_miou"]
-            for epoch in load_checkpoint(project.root / "checkpoints" / "ple-full" / CHECKPOINT)["history"]
-        ],
+        "full_val_miou_curve": curve,
+        **curve_end(curve),
         "weak_iou": dict(zip(labels, last["plain"]["iou"], strict=True)),
         "full_iou": dict(zip(labels, results["ple-full"]["plain"]["iou"], strict=True)),
         "val_pixels": results["ple"]["plain"]["pixels"],
@@ -171,6 +187,7 @@ def ple_bench(
         "backbone": model_config.backbone,
         "plan": {
             "train": dataclasses.asdict(plan.train),
+            "full_train": dataclasses.asdict(plan.full_train or plan.train),
             "crf": dataclasses.asdict(plan.crf),
             "rounds": plan.rounds,
         },
