@@ -72,7 +72,7 @@ def _click_until_killed(
     clicked: list[int] = []
     killer = threading.Timer(rng.uniform(1.0, 4.0), os.kill, (pid, signal.SIGKILL))
     try:
-        while True:
+        while not killer.finished.is_set():  # after the kill nothing more can be acknowledged
             try:
                 _idle(page)
                 decided = _decided(page)
@@ -90,6 +90,7 @@ def _click_until_killed(
                     return acknowledged, clicked
                 raise
             acknowledged.append((mask_id, status))
+        return acknowledged, clicked
     finally:
         killer.cancel()
 
