@@ -24,10 +24,10 @@ from wsseg.stages.make_peaks import prepare_image
 from wsseg.stages.score_cams import FIGURES, best_pointing, score_cams
 from wsseg.store.importer import ground_truth
 from wsseg.store.project import Project
+from wsseg.store.weights import WEIGHTS_DIR
 from wsseg.views.cam import PeakSettings
 from wsseg.views.cam_compare import (
     PROJECT_PREFIX,
-    WEIGHTS_DIR,
     MethodMap,
     OpenedModel,
     classifier_options,

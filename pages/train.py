@@ -19,7 +19,6 @@ from pages.common import current_project, show_error
 from wsseg.curation.export import is_curated
 from wsseg.errors import WssegError
 from wsseg.jobs import launch as jobs
-from wsseg.jobs.launch import WEIGHT_SUFFIXES
 from wsseg.jobs.runner import RESUMABLE
 from wsseg.jobs.table import JobRecord, list_jobs
 from wsseg.models.backbones import cached_weight_names
@@ -27,6 +26,7 @@ from wsseg.stages.classifier_summary import never_predicted_warning, summary_row
 from wsseg.stages.common import next_run_name, run_exists
 from wsseg.stages.make_pseudo_masks import STAGE as PSEUDO_STAGE
 from wsseg.store.project import Project
+from wsseg.store.weights import WEIGHTS_DIR, weight_files
 from wsseg.views.overlay import display_scale, enlarge, jpeg_bytes
 from wsseg.views.run_compare import TRAINED_STAGES, compare_table, finished_runs, through_model
 
@@ -34,7 +34,6 @@ POLL_SECONDS = 1.5
 PICTURE = 400  # pixels: the width of each compared picture
 # The command line's defaults: (epochs, batch size, learning rate).
 DEFAULTS = {"classifier": (30, 32, 3e-3), "maskrcnn": (12, 8, 2e-3), "ple": (10, 16, 3e-3)}
-WEIGHTS_DIR = "weights"
 BACKBONE_CHOICES = {
     "classifier": ["small", "mobilenet_v2", "mobilenet_v3", "resnet18", "resnet50"],
     "ple": ["small", "mobilenet_v2", "mobilenet_v3", "resnet18", "resnet50"],
@@ -73,11 +72,7 @@ def backbone_form(project: Project, stage: str, from_classifier: bool) -> dict[s
     with st.expander("Backbone and pretrained start"):
         choices = BACKBONE_CHOICES[stage]
         backbone = st.selectbox("Backbone", choices, key=f"train_backbone_{stage}")
-        files = sorted(
-            p.relative_to(project.root).as_posix()
-            for p in (project.root / WEIGHTS_DIR).glob("*")
-            if p.suffix in WEIGHT_SUFFIXES
-        )
+        files = [p.relative_to(project.root).as_posix() for p in weight_files(project)]
         starts = (
             ["none (from scratch)", *cached_weight_names(backbone), *files] if backbone != "small" else []
         )

@@ -34,6 +34,7 @@ from wsseg.jobs.table import ACTIVE, JobRecord, create_job, get_job, job_process
 from wsseg.stages.common import next_run_name, run_exists
 from wsseg.stages.make_pseudo_masks import STAGE
 from wsseg.store.project import Project
+from wsseg.store.weights import WEIGHT_SUFFIXES
 from wsseg.training.engine import CHECKPOINT
 
 COMMANDS: dict[str, str] = {
@@ -137,9 +138,6 @@ def _project_file(label: str, value: Any, project: Project, suffixes: tuple[str,
 def _project_json(label: str, value: Any, project: Project) -> str:
     """A .json file given relative to the project folder, which must exist inside it."""
     return _project_file(label, value, project, (".json",), "a file path relative to the project folder")
-
-
-WEIGHT_SUFFIXES = (".pt", ".pth")
 
 
 def _weights(label: str, value: Any, project: Project) -> str:

@@ -26,13 +26,12 @@ from wsseg.stages.make_peaks import working_shape
 from wsseg.stages.score_cams import run_from_args as score_cams_from_args
 from wsseg.stages.train_classifier import load_classifier
 from wsseg.store.project import Project
+from wsseg.store.weights import WEIGHTS_DIR, weight_files
 from wsseg.training.engine import CHECKPOINT
 from wsseg.views.cam import PeakSettings
 from wsseg.views.overlay import OverlayStyle, greyed, overlay_view
 
 #: Where a project keeps weights files (the Train page's "weights/" folder too).
-WEIGHTS_DIR = "weights"
-WEIGHT_SUFFIXES = (".pt", ".pth")
 PROJECT_PREFIX = "project classifier: "
 IMAGENET_PREFIX = "ImageNet "
 
@@ -68,7 +67,7 @@ def classifier_options(project: Project) -> list[str]:
     if not names and (project.root / "checkpoints" / "classifier" / CHECKPOINT).is_file():
         names.append("classifier")  # a shipped checkpoint (the demo's) has no training run
     options = [PROJECT_PREFIX + n for n in names]
-    files = sorted(p.name for p in (project.root / WEIGHTS_DIR).glob("*") if p.suffix in WEIGHT_SUFFIXES)
+    files = [p.name for p in weight_files(project)]
     for arch in TORCHVISION_CLASSIFIERS:
         for weights in [*cached_weight_names(arch), *files]:
             options.append(f"{IMAGENET_PREFIX}{arch} · {weights}")
