@@ -78,3 +78,47 @@ def test_normalize() -> None:
         normalize(images.astype(np.float32))
     with pytest.raises(BadInputError, match="RGB"):
         normalize(np.zeros((2, 4, 5), dtype=np.uint8))
+
+
+def test_a_frozen_backbone_trains_only_the_head(tmp_path) -> None:
+    """The backbone's weights and BatchNorm statistics stay as loaded from the file while the head
+    learns, even in train mode; a frozen backbone without weights is refused by name."""
+    import torchvision
+
+    from wsseg.training.engine import TrainConfig, train
+
+    reference = torchvision.models.mobilenet_v2(weights=None)
+    torch.manual_seed(0)
+    for module in reference.modules():  # statistics unlike a fresh network's, to see they are kept
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+    path = tmp_path / "mnv2.pth"
+    torch.save(reference.state_dict(), path)
+    config = ClassifierConfig(
+        num_classes=2,
+        backbone="mobilenet_v2",
+        weights=str(path),
+        peak_stimulation=False,
+        frozen_backbone=True,
+    )
+    model = PeakClassifier(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    assert not model.backbone.training and model.head.training
+    images = torch.rand(8, 3, 64, 64)
+    targets = torch.tensor([[1, 0], [0, 1]] * 4, dtype=torch.float32)
+    data = torch.utils.data.TensorDataset(images, targets)
+
+    def loss(net, batch):
+        return net.loss(net(batch[0]), batch[1])
+
+    train(model, data, loss, TrainConfig(epochs=2, batch_size=4, lr=1e-2), tmp_path / "ckpt")
+    after = model.state_dict()
+    backbone = [k for k in before if k.startswith("backbone.")]
+    assert any("running_mean" in k for k in backbone)
+    assert all(torch.equal(before[k], after[k]) for k in backbone)
+    loaded = reference.state_dict()["features.1.conv.2.running_mean"]
+    assert torch.equal(after["backbone.body.features.1.conv.2.running_mean"], loaded)
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    with pytest.raises(BadInputError, match="frozen_backbone"):
+        ClassifierConfig(num_classes=2, backbone="mobilenet_v2", frozen_backbone=True)

@@ -31,6 +31,8 @@ class ClassifierConfig:
     small_width: channel width of the "small" backbone (ignored by the others).
     small_dilations: dilations of the "small" backbone's last layers at stride 8, one layer each;
         its receptive field is 41 + 16 * sum(small_dilations) pixels.
+    frozen_backbone: train only the 1x1 head on the pretrained backbone's features (its weights and
+        BatchNorm statistics stay as loaded); needs ``weights``.
     """
 
     num_classes: int
@@ -41,6 +43,7 @@ class ClassifierConfig:
     dropout: float = 0.0
     small_width: int = 32
     small_dilations: tuple[int, ...] = (1,)
+    frozen_backbone: bool = False
 
     def __post_init__(self) -> None:
         if (
@@ -55,6 +58,10 @@ class ClassifierConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise BadInputError("dropout", f"must be in [0, 1), got {self.dropout!r}")
+        if self.frozen_backbone and self.weights is None:
+            raise BadInputError(
+                "frozen_backbone", "needs pretrained weights: a random backbone would stay random"
+            )
 
 
 class PeakClassifier(nn.Module):
@@ -76,6 +83,16 @@ class PeakClassifier(nn.Module):
         self.stride: int = self.backbone.stride
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Conv2d(self.backbone.out_channels, config.num_classes, kernel_size=1)
+        if config.frozen_backbone:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> PeakClassifier:
+        """As ``nn.Module.train``; a frozen backbone stays in eval mode (its BatchNorm statistics kept)."""
+        super().train(mode)
+        if self.config.frozen_backbone:
+            self.backbone.eval()
+        return self
 
     def layers(self) -> nn.Sequential:
         """The network up to the raw CRMs as one flat sequence of (shared) modules."""
