@@ -11,6 +11,7 @@ over an existing run must be confirmed.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -64,7 +65,7 @@ def _estimator_runs(project: Project) -> list[str]:
     return names
 
 
-def backbone_form(project: Project, stage: str, from_classifier: bool) -> dict[str, str]:
+def backbone_form(project: Project, stage: str, from_classifier: bool) -> dict[str, Any]:
     """The backbone and its pretrained start (torchvision weights in torch's cache, or a file in the
     project's ``weights/`` folder); returns the options to add (none: the command's defaults)."""
     if from_classifier:
@@ -83,9 +84,21 @@ def backbone_form(project: Project, stage: str, from_classifier: bool) -> dict[s
             "backbone trains from scratch."
             + (" A pretrained Mask R-CNN backbone keeps its BatchNorm frozen." if stage == "maskrcnn" else "")
         )
-    options = {"backbone": backbone}
+        frozen = (
+            st.checkbox(
+                "Freeze the pretrained backbone (train only the head)",
+                key="train_frozen_classifier",
+                help="Its features stay ImageNet's: from a few dozen photos they place peaks on the objects "
+                "about twice as often, at the cost of tag accuracy (docs/benchmark.md, COCO photos).",
+            )
+            if stage == "classifier" and weights and not weights.startswith("none")
+            else False
+        )
+    options: dict[str, Any] = {"backbone": backbone}
     if weights and not weights.startswith("none"):
         options["weights"] = weights
+    if frozen:
+        options["frozen_backbone"] = True
     return options
 
 

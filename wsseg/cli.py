@@ -75,6 +75,8 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
         help="small | resnet18 | resnet50 | mobilenet_v3 | mobilenet_v2 (default small)",
     )
     p.add_argument("--weights", default=None, help=WEIGHTS_HELP)
+    help = "train only the head on the --weights backbone's features (better peaks from few photos)"
+    p.add_argument("--frozen-backbone", action="store_true", help=help)
     p.add_argument(
         "--dilations",
         default="1",
@@ -99,9 +101,7 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
         "(channel permutation and inversion, for data whose classes are not their colour), none "
         "(default: flips)",
     )
-    p.add_argument(
-        "--size", type=int, default=None, help="resize images to SIZE x SIZE (needed when sizes differ)"
-    )
+    p.add_argument("--size", type=int, default=None, help="resize to SIZE x SIZE (needed when sizes differ)")
     _add_run_options(p, "classifier")
     p.set_defaults(func=_stage("wsseg.stages.train_classifier"))
 

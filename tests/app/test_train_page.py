@@ -192,6 +192,10 @@ def test_the_backbone_and_a_weights_file_of_the_project_are_offered(project: Pat
     at.selectbox(key="train_backbone_classifier").select("mobilenet_v2").run()
     starts = at.selectbox(key="train_weights_classifier").options
     assert starts[0] == "none (from scratch)" and "weights/mobilenet_v2_imagenet.pth" in starts
+    assert not [c for c in at.checkbox if c.key == "train_frozen_classifier"]  # nothing to freeze yet
+    at.selectbox(key="train_weights_classifier").select("weights/mobilenet_v2_imagenet.pth").run()
+    assert at.checkbox(key="train_frozen_classifier").value is False  # offered with a start, off
     at.selectbox(key="train_backbone_classifier").select("small").run()
     assert not [s for s in at.selectbox if s.key == "train_weights_classifier"]  # small: from scratch only
+    assert not [c for c in at.checkbox if c.key == "train_frozen_classifier"]
     assert not at.exception

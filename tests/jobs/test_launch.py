@@ -343,3 +343,14 @@ def test_weights_are_a_torchvision_name_or_a_file_inside_the_project(empty: Proj
     assert argv[argv.index("--backbone") + 1] == "mobilenet_v2"
     named = jobs.command(empty, "classifier", jobs.validate(empty, "classifier", {"weights": "DEFAULT"}), 4)
     assert named[named.index("--weights") + 1] == "DEFAULT"
+
+
+def test_a_frozen_backbone_needs_weights_and_becomes_one_flag(empty: Project) -> None:
+    clean = jobs.validate(empty, "classifier", {"weights": "DEFAULT", "frozen_backbone": True})
+    argv = jobs.command(empty, "classifier", clean, job_id=5)
+    assert argv.count("--frozen-backbone") == 1 and argv[argv.index("--weights") + 1] == "DEFAULT"
+    off = jobs.command(empty, "classifier", jobs.validate(empty, "classifier", {"frozen_backbone": False}), 6)
+    assert "--frozen-backbone" not in off
+    for bad in ({"frozen_backbone": True}, {"weights": "DEFAULT", "frozen_backbone": "yes"}):
+        with pytest.raises(BadInputError, match="frozen_backbone"):
+            jobs.validate(empty, "classifier", bad)

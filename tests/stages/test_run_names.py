@@ -51,3 +51,24 @@ def test_an_existing_run_name_is_refused_without_replace(
         "classifier",
     ]
     check_new_run(project, "classifier", replace=False, resume=True)  # resuming continues it: allowed
+
+
+def test_a_frozen_backbone_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --weights it is refused by name before any run is stored; with a weights file the stored
+    classifier says so and its backbone is still the file's."""
+    import torch
+    import torchvision
+
+    root = tmp_path / "p"
+    create_demo_project(root, n_images=4, seed=2)
+    assert _train(root, "--backbone", "mobilenet_v2", "--frozen-backbone") == 2
+    assert "--frozen-backbone: needs --weights" in capsys.readouterr().err
+    assert Project(root).runs("classifier") == []
+    reference = torchvision.models.mobilenet_v2(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "mnv2.pth")
+    weights = ["--weights", str(tmp_path / "mnv2.pth")]
+    assert _train(root, "--backbone", "mobilenet_v2", *weights, "--frozen-backbone") == 0
+    state = torch.load(root / "checkpoints" / "classifier" / "last.pt", weights_only=False)
+    assert state["extra"]["model"]["frozen_backbone"] is True
+    first = reference.state_dict()["features.0.0.weight"]
+    assert torch.equal(state["model"]["backbone.body.features.0.0.weight"], first)

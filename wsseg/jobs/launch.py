@@ -168,6 +168,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
         **COMMON,
         "backbone": _Choice("small", "resnet18", "resnet50", "mobilenet_v3", "mobilenet_v2"),
         "weights": _weights,
+        "frozen_backbone": _flag,
         "pooling": _Choice("average", "peaks"),
         "size": _Int(16, 2048),
     },
@@ -255,6 +256,8 @@ def validate(project: Project, kind: str, options: dict[str, Any]) -> dict[str, 
         raise BadInputError("maskrcnn options", "give exactly one of source (pseudo, truth) or coco")
     if kind == "pipeline" and "steps" not in clean:
         raise BadInputError("pipeline options", "give its steps")
+    if clean.get("frozen_backbone") and not clean.get("weights"):
+        raise BadInputError("frozen_backbone", "needs weights: a random backbone would stay random")
     if clean.get("resume") and clean.get("replace"):
         raise BadInputError(f"{kind} options", "resume continues a run, replace starts it afresh: not both")
     return clean

@@ -173,12 +173,15 @@ def run_from_args(args: argparse.Namespace) -> None:
     if not classes:
         raise BadInputError(str(args.project), "has no classes; import tagged images first")
     check_new_run(project, args.name, args.replace, args.resume)
+    if args.frozen_backbone and args.weights is None:
+        raise BadInputError("--frozen-backbone", "needs --weights: a random backbone would stay random")
     model_config = ClassifierConfig(
         num_classes=len(classes),
         backbone=args.backbone,
         weights=args.weights,
         peak_stimulation=args.pooling == "peaks",
         small_dilations=parse_dilations(args.dilations),
+        frozen_backbone=args.frozen_backbone,
     )
     train_config = train_config_from_args(args)
     metrics = train_classifier(
