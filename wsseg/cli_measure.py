@@ -57,6 +57,11 @@ def add_bench(sub: argparse._SubParsersAction, stage: Stage, weights_help: str) 
         help="with --weights: mobilenet_v2 (default, the network of ../shared/weights/), mobilenet_v3 or resnet50",
     )
     p.add_argument(
+        "--frozen-backbone",
+        action="store_true",
+        help="with --weights: the classifier trains only its head on the weights' features",
+    )
+    p.add_argument(
         "--only",
         default=None,
         help="after the classifier, measure only these (comma-separated): cams, pseudo, speed, ple, maskrcnn "

@@ -268,3 +268,20 @@ def test_pretrained_plans_change_only_the_start_and_its_schedule() -> None:
     assert not quick.shipped_classifier  # the shipped classifier has the small backbone: not this start
     mplan = maskrcnn_plan(False, 1, 0, init="classifier", start=start)
     assert mplan.init is None and mplan.model.weights == "/w.pth" and mplan.model.backbone == "mobilenet_v2"
+
+
+def test_a_frozen_backbone_start_reaches_the_classifier_plan_and_the_report(tmp_path: Path) -> None:
+    from wsseg.bench.command import start_record
+
+    with pytest.raises(BadInputError, match="--frozen-backbone"):
+        check_start(None, None, frozen_backbone=True)
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    start = check_start(None, str(weights), frozen_backbone=True)
+    assert start == Start("mobilenet_v2", str(weights.resolve()), frozen_backbone=True)
+    plan = plan_for("coco", False, 69, 0, start)
+    assert plan.classifier.frozen_backbone and plan.classifier.weights == str(weights.resolve())
+    assert not plan_for("coco", False, 69, 0, check_start(None, str(weights))).classifier.frozen_backbone
+    record = start_record(start)
+    assert record["frozen_backbone"] is True and "only its head trained" in record["what"]
+    assert record["sha256"] == hashlib.sha256(b"x").hexdigest()

@@ -194,20 +194,24 @@ def start_record(start: Start | None) -> dict[str, Any]:
     path = Path(start.weights)
     if path.is_file():
         record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    record["frozen_backbone"] = start.frozen_backbone
     record["what"] = (
-        f"classifier and both Mask R-CNNs from {start.backbone} weights {path.name}; "
-        "the estimator's networks from the classifier"
+        f"classifier and both Mask R-CNNs from {start.backbone} weights {path.name}"
+        + (" (the classifier's backbone frozen: only its head trained)" if start.frozen_backbone else "")
+        + "; the estimator's networks from the classifier"
     )
     return record
 
 
-def check_start(backbone: str | None, weights: str | None) -> Start | None:
-    """``--backbone`` / ``--weights`` as a ``Start`` (None without weights); the backbone defaults to
-    ``mobilenet_v2``, the shared weights file's network. A file that is not there is refused here, before
-    any data is written."""
+def check_start(backbone: str | None, weights: str | None, frozen_backbone: bool = False) -> Start | None:
+    """``--backbone`` / ``--weights`` / ``--frozen-backbone`` as a ``Start`` (None without weights); the
+    backbone defaults to ``mobilenet_v2``, the shared weights file's network. A file that is not there is
+    refused here, before any data is written."""
     if weights is None:
         if backbone is not None:
             raise BadInputError(f"--backbone {backbone}", "is only used with --weights")
+        if frozen_backbone:
+            raise BadInputError("--frozen-backbone", "is only used with --weights")
         return None
     backbone = backbone or "mobilenet_v2"
     if backbone not in PRETRAINED_BACKBONES:
@@ -217,7 +221,7 @@ def check_start(backbone: str | None, weights: str | None) -> Start | None:
     path = Path(weights)
     if ("/" in weights or path.suffix) and not path.is_file():
         raise BadInputError(weights, "weights file not found (expected a torchvision-format state dict)")
-    return Start(backbone, str(path.resolve()) if path.is_file() else weights)
+    return Start(backbone, str(path.resolve()) if path.is_file() else weights, frozen_backbone)
 
 
 #: Backbones the classifier and Mask R-CNN both take from pretrained weights.
@@ -266,7 +270,11 @@ def run_from_args(args: argparse.Namespace) -> None:
         print(render_markdown(report))
         print(f"report written to {Path(args.out) / 'report.json'} and report.md")
         return
-    start = check_start(getattr(args, "backbone", None), getattr(args, "weights", None))
+    start = check_start(
+        getattr(args, "backbone", None),
+        getattr(args, "weights", None),
+        getattr(args, "frozen_backbone", False),
+    )
     sections = parse_sections(getattr(args, "only", None))
     report = run_bench(
         args.dataset, args.quick, args.out, args.seed, args.data_root, start=start, sections=sections

@@ -137,10 +137,12 @@ class Start:
     ``wsseg.models.backbones.BACKBONES`` that Mask R-CNN also takes: ``mobilenet_v2``, ``mobilenet_v3``,
     ``resnet50``) and ``weights``, a weights file or a torchvision weight name
     (``wsseg.models.backbones``). The classifier starts from it; the estimator's networks from the
-    classifier (as from scratch); both Mask R-CNNs from the weights themselves, their BatchNorm frozen."""
+    classifier (as from scratch); both Mask R-CNNs from the weights themselves, their BatchNorm frozen.
+    ``frozen_backbone``: the classifier trains only its head on the weights' features."""
 
     backbone: str
     weights: str
+    frozen_backbone: bool = False
 
 
 # ---------------------------------------------------------------- the benchmark's plans
@@ -264,7 +266,12 @@ def plan_for(dataset: str, quick: bool, num_classes: int, seed: int, start: Star
     plan = _scratch_plan(dataset, quick, num_classes, seed)
     if start is None:
         return plan
-    classifier = dataclasses.replace(plan.classifier, backbone=start.backbone, weights=start.weights)
+    classifier = dataclasses.replace(
+        plan.classifier,
+        backbone=start.backbone,
+        weights=start.weights,
+        frozen_backbone=start.frozen_backbone,
+    )
     epochs = 3 if quick else (40 if dataset == "coco" else 15)
     return dataclasses.replace(
         plan,
