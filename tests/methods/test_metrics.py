@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wsseg.methods.metrics import average_precision, mean_average_precision, point_stats
+from wsseg.methods.metrics import average_precision, chance_shares, mean_average_precision, point_stats
 
 
 def test_average_precision_by_hand() -> None:
@@ -46,3 +46,13 @@ def test_point_stats_by_hand() -> None:
     assert stats.count_mae == pytest.approx(0.5)
     both = stats + stats
     assert both.peaks == 8 and both.precision == pytest.approx(0.5)
+
+
+def test_chance_shares_are_each_tagged_class_s_covered_share_of_the_image() -> None:
+    masks = np.zeros((3, 4, 5), bool)
+    masks[0, :2, :] = True  # class 0: 10 pixels
+    masks[1, 1:3, :] = True  # class 0 again, overlapping: the union is 15 of 20 pixels
+    masks[2, 3, 0] = True  # class 2: 1 pixel
+    labels = np.array([0, 0, 2])
+    assert chance_shares(masks, labels, [2, 0, 0, 1]) == [0.75, 0.05]  # class 1 has no instance
+    assert chance_shares(masks, labels, []) == []

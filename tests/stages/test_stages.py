@@ -175,6 +175,19 @@ def test_peaks_on_enlarged_images(trained: Path, capsys: pytest.CaptureFixture[s
     assert count > 0
     assert metrics["peaks_per_image"] == pytest.approx(count / project.count_images())
     assert metrics["peak_precision"] == pytest.approx(inside / count)
+    # its baselines: a uniformly placed peak's precision, and the instances under one map cell (both at
+    # the enlarged size: a 2x nearest enlargement keeps each mask's share and quadruples its area)
+    shares, small, total = [], 0, 0
+    for record in project.images():
+        instances = truth.instances.get(record.id, [])
+        total += len(instances)
+        small += sum(4 * int(i.mask.sum()) < model.stride**2 for i in instances)
+        for tag in sorted(set(record.tags)):
+            of_tag = [i.mask for i in instances if i.category == tag]
+            if of_tag:
+                shares.append(np.logical_or.reduce(of_tag).sum() / (record.height * record.width))
+    assert metrics["chance_peak_precision"] == pytest.approx(np.mean(shares))
+    assert metrics["instances_below_one_cell"] == pytest.approx(small / total)
 
     assert main(["peaks", "--project", str(trained), "--scale", "0"]) == 2
     assert "--scale: expected a factor in (0, 8]" in capsys.readouterr().err

@@ -112,3 +112,15 @@ def point_stats(
             hits[inside] = True
     count_error = sum(abs(per_class_peaks[c] - int(np.sum(labels == c))) for c in present_set)
     return PointStats(in_instance, n_peaks, int(hits.sum()), len(masks), float(count_error), len(present_set))
+
+
+def chance_shares(masks: np.ndarray, labels: np.ndarray, present: Sequence[int]) -> list[float]:
+    """What a peak placed uniformly at random would score on one image: for each tagged class with
+    true instances, the share of the image its instances cover (the chance that such a peak falls inside
+    one). ``masks``: NxHxW bool; ``labels``: N class indices; ``present``: the image's tagged classes."""
+    shares = []
+    for c in sorted(set(int(c) for c in present)):
+        of_class = masks[labels == c]
+        if len(of_class):
+            shares.append(float(np.any(of_class, axis=0).mean()))
+    return shares

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from wsseg.errors import BadInputError
-from wsseg.methods.metrics import PointStats, mean_average_precision, point_stats
+from wsseg.methods.metrics import PointStats, chance_shares, mean_average_precision, point_stats
 from wsseg.methods.prm import peak_response_maps
 from wsseg.models.classifier import PeakClassifier
 from wsseg.models.peaks import find_peaks
@@ -37,7 +37,10 @@ def evaluate_classifier(
     """Metrics of ``model`` on the project's ``split``: ``cls_map`` (+ per class), and where the project
     has instance ground truth ``peak_precision``, ``instance_recall``, ``count_mae``, ``peaks_per_image``,
     and ``prm_point_precision`` / ``prm_point_recall`` for the PRM argmax of each peak (on the first
-    ``prm_images`` images: a PRM costs a backward pass per peak)."""
+    ``prm_images`` images: a PRM costs a backward pass per peak). Two baselines to read them by:
+    ``chance_peak_precision``, the precision of a peak placed uniformly at random (the mean share of the
+    image a tagged class's instances cover), and ``instances_below_one_cell``, the share of instances
+    smaller than one cell of the class response map (stride squared, at the size the peaks are found)."""
     records = project.images(split=split)
     if not records:
         raise BadInputError(str(project.root), f"has no images in split {split!r} to evaluate on")
@@ -64,6 +67,8 @@ def evaluate_classifier(
     if gt is None or not any(gt.instances.values()):
         return result
     stats, point_stats_sum = PointStats(), PointStats()
+    shares: list[float] = []  # per (image, tagged class): what a randomly placed peak would score
+    small = 0  # instances smaller than one cell of the class response map
     prm_config = inference.prm_config()
     for n, (record, crm) in enumerate(zip(records, crms, strict=True)):
         instances = gt.instances.get(record.id, [])
@@ -77,6 +82,8 @@ def evaluate_classifier(
         if masks.shape[1:] != shape:
             masks = _resize_masks(masks, shape)
         present = [index[t] for t in record.tags]
+        shares.extend(chance_shares(masks, inst_labels, present))
+        small += int(np.sum(masks.sum(axis=(1, 2)) < model.stride**2))
         peaks = find_peaks(
             crm,
             model.config.peaks,
@@ -103,6 +110,8 @@ def evaluate_classifier(
         instance_recall=stats.recall,
         count_mae=stats.count_mae,
         peaks_per_image=stats.peaks / len(records),
+        chance_peak_precision=float(np.mean(shares)) if shares else float("nan"),
+        instances_below_one_cell=small / stats.instances if stats.instances else float("nan"),
         prm_point_precision=point_stats_sum.precision,
         prm_point_recall=point_stats_sum.recall,
     )
